@@ -1,0 +1,1 @@
+"""robustlens engine: data, models, training, attacks, features, smoothing, jobs. Never imports Qt."""

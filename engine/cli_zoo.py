@@ -1,0 +1,109 @@
+"""`robustlens train`, `robustlens zoo`, `robustlens evaluate`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from .data import DATASETS, load_dataset
+from .evaluate import accuracy, robust_accuracy
+from .models import default_device, load_model, zoo_manifest
+from .train import MODES, TrainConfig, train
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model: standard, PGD-adversarial or Gaussian-noise")
+    p.add_argument("--mode", choices=MODES, default="standard")
+    p.add_argument("--out", required=True, help="checkpoint file to write (resumes from OUT.state)")
+    p.add_argument("--name", help="model name stored in the checkpoint (default DATASET/MODE)")
+    p.add_argument("--arch", default="fmnist-cnn")
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--data-root", help="folder with the dataset files")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--norm", choices=("l2", "linf"), default="l2", help="adversarial: threat model")
+    p.add_argument("--eps", type=float, default=1.5, help="adversarial: ε in [0,1]-pixel units")
+    p.add_argument("--steps", type=int, default=7, help="adversarial: PGD steps per batch")
+    p.add_argument("--step-size", type=float, help="adversarial: PGD step (default 2.5·ε/steps)")
+    p.add_argument("--sigma", type=float, default=0.25, help="noise: Gaussian augmentation σ")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--no-resume", action="store_true", help="ignore OUT.state and start over")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("zoo", help="list the built-in models with their accuracies")
+    p.set_defaults(func=run_zoo)
+
+    p = sub.add_parser("evaluate", help="clean and PGD-robust accuracy of a model on the test set")
+    p.add_argument("--model", required=True, help="built-in name or checkpoint file")
+    p.add_argument("--norm", choices=("l2", "linf"), default="l2")
+    p.add_argument("--eps", type=float, nargs="+", default=[1.0])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--restarts", type=int, default=1)
+    p.add_argument("--max", type=int, default=1000, help="test images for the robust accuracy")
+    p.add_argument("--data-root")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_train(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dataset = load_dataset(args.dataset, "train", args.data_root)
+    print(f"training on {len(dataset)} images from {dataset.source}")
+    config = TrainConfig(arch=args.arch, mode=args.mode, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
+                         seed=args.seed, norm=args.norm, eps=args.eps, steps=args.steps,
+                         step_size=args.step_size, sigma=args.sigma, name=args.name)
+    result = train(config, dataset, Path(args.out), resume=not args.no_resume, device=default_device())
+    print(f"saved {args.out} after {result.seconds:.0f} s of training")
+    return 0
+
+
+def format_zoo_table(manifest: dict) -> str:
+    models = manifest["models"]
+    l2 = manifest.get("eval", {}).get("l2_eps", [])
+    linf = manifest.get("eval", {}).get("linf_eps", [])
+    header = ["model", "kind", "ε / σ", "clean"] + [f"L2 {e:g}" for e in l2] + [f"L∞ {e:g}" for e in linf]
+    rows = []
+    for name, m in models.items():
+        param = (f"{m['norm'].upper()} ε={m['eps']:g}" if m["kind"] == "adversarial"
+                 else f"σ={m['sigma']:g}" if m["kind"] == "noise" else "-")
+        row = [name, m["kind"], param, f"{100 * m['clean_accuracy']:.1f}"]
+        row += [f"{100 * m['robust_accuracy']['l2'][str(e)]:.1f}" for e in l2]
+        row += [f"{100 * m['robust_accuracy']['linf'][str(e)]:.1f}" for e in linf]
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_zoo(args) -> int:
+    manifest = zoo_manifest()
+    if not manifest["models"]:
+        print("no built-in models installed")
+        return 1
+    print(format_zoo_table(manifest))
+    ev = manifest.get("eval", {})
+    if ev:
+        print(f"\naccuracies in %; clean on the {ev.get('clean_images')} test images, robust under "
+              f"PGD ({ev.get('steps')} steps, step 2.5·ε/steps, random start) on the first "
+              f"{ev.get('robust_images')} test images")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    model = load_model(args.model, device=default_device())
+    test = load_dataset(model.meta.dataset, "test", args.data_root)
+    began = time.perf_counter()
+    print(f"{args.model}: clean accuracy {100 * accuracy(model, test.images, test.labels):.2f}% "
+          f"on {len(test)} test images")
+    subset = test.subset(range(min(args.max, len(test))))
+    for eps in args.eps:
+        acc = robust_accuracy(model, subset.images, subset.labels, norm=args.norm, eps=eps, steps=args.steps,
+                              restarts=args.restarts)
+        print(f"  PGD {args.norm.upper()} ε={eps:g}: robust accuracy {100 * acc:.2f}% on {len(subset)} images")
+    print(f"({time.perf_counter() - began:.0f} s)")
+    return 0

@@ -1,0 +1,133 @@
+"""The job protocol: long work as a generator of small events, cancellable between yields.
+
+A job is any iterator of events. The engine thread (in ``app/``) iterates it, forwards each event
+to the GUI, and checks the job's :class:`CancelToken` between events. Jobs call ``cancel.check()``
+between chunks of work so a cancelled job stops within one chunk. Nothing here knows about Qt.
+
+    def certify_job(smooth, x, *, n, cancel):
+        for counts in smooth.stream_counts(x, n):
+            cancel.check()
+            yield Partial("counts", counts)
+        yield Finished(result)
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+
+class Cancelled(Exception):
+    """Raised inside a job by CancelToken.check() once cancellation was requested."""
+
+
+class CancelToken:
+    """Thread-safe flag: the GUI thread sets it, the job checks it between chunks."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the job is: drives the status-bar progress bar."""
+    done: float
+    total: float
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.total <= 0 else min(1.0, max(0.0, self.done / self.total))
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Something worth drawing now (running counts, a curve point, a row of a table...)."""
+    kind: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An intermediate image (a (C, H, W) or (N, C, H, W) [0,1] array) with what it shows."""
+    kind: str
+    image: Any
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The final result; the job ends after it."""
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The job raised: ``message`` is one readable line, ``details`` the traceback."""
+    message: str
+    details: str = ""
+
+
+@dataclass(frozen=True)
+class Aborted:
+    """The job was cancelled before it finished."""
+    reason: str = "cancelled"
+
+
+Event = Progress | Partial | Snapshot | Finished | Failed | Aborted
+JobFactory = Callable[[CancelToken], Iterable[Any]]
+
+
+def describe_error(error: BaseException) -> str:
+    """One line a user can act on: the message of the error, prefixed by its kind when that helps."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    known = ("DatasetError", "ModelError", "ValueError", "FileNotFoundError", "CLIError")
+    return text if type(error).__name__ in known else f"{type(error).__name__}: {text}"
+
+
+def run_job(factory: JobFactory, cancel: CancelToken) -> Iterator[Any]:
+    """Drive a job to its end, turning cancellation and exceptions into events.
+
+    Always ends with exactly one of Finished, Failed or Aborted (a job that returns without
+    yielding Finished gets ``Finished(None)``).
+    """
+    try:
+        cancel.check()
+        for event in factory(cancel):
+            yield event
+            if isinstance(event, Finished):
+                return
+            cancel.check()
+        yield Finished(None)
+    except Cancelled:
+        yield Aborted()
+    except Exception as error:  # noqa: BLE001 - a job's failure must never take the engine thread down
+        yield Failed(describe_error(error), traceback.format_exc())
+
+
+def run_to_end(factory: JobFactory, cancel: CancelToken | None = None, on_event=None) -> Any:
+    """Run a job synchronously (CLI, tests): returns Finished.result, raises on failure."""
+    cancel = cancel or CancelToken()
+    for event in run_job(factory, cancel):
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, Finished):
+            return event.result
+        if isinstance(event, Failed):
+            raise RuntimeError(event.message)
+        if isinstance(event, Aborted):
+            raise Cancelled()
+    return None

@@ -1,0 +1,255 @@
+"""Architectures, the built-in model zoo, and checkpoint loading/saving.
+
+Every model takes [0,1] images (normalisation is its first layer, so ε, σ and radii are in pixel
+units) and exposes ``representation(x)``: the penultimate-layer features g(x) that representation
+inversion (Ilyas et al. 2019, Sec. 3.1) matches. Each carries ``meta``: dataset, class names, kind
+(standard / adversarial / noise), and the ε (with its norm) or σ it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
+
+CHECKPOINT_FORMAT = "robustlens-checkpoint"
+
+
+class ModelError(Exception):
+    """A model could not be loaded; the message says which file and why in one line."""
+
+
+@dataclass
+class ModelMeta:
+    name: str
+    arch: str
+    dataset: str
+    classes: tuple[str, ...]
+    kind: str = "standard"  # "standard" | "adversarial" | "noise"
+    norm: str | None = None  # "l2" | "linf" for adversarial models
+    eps: float | None = None
+    sigma: float | None = None
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelMeta":
+        d = dict(d)
+        d["classes"] = tuple(d["classes"])
+        d["input_shape"] = tuple(d["input_shape"])
+        return cls(**d)
+
+    @property
+    def label(self) -> str:
+        """Short human label, e.g. 'l2-robust (ε=1.5)' or 'noise σ=0.25'."""
+        if self.kind == "adversarial":
+            return f"{self.name.split('/')[-1]} ({self.norm.upper() if self.norm else ''} ε={self.eps:g})"
+        if self.kind == "noise":
+            return f"{self.name.split('/')[-1]} (σ={self.sigma:g})"
+        return self.name.split("/")[-1]
+
+
+class Normalize(nn.Module):
+    """First layer of every model: (x - mean) / std on [0,1] input."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """normalize -> backbone (gives the representation g(x)) -> linear head (gives logits)."""
+
+    def __init__(self, normalize: Normalize, backbone: nn.Module, head: nn.Linear, meta: ModelMeta):
+        super().__init__()
+        self.normalize = normalize
+        self.backbone = backbone
+        self.head = head
+        self.meta = meta
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.representation(x))
+
+
+def fmnist_cnn(meta: ModelMeta) -> Classifier:
+    """Small CNN for 28×28 grayscale: about 8.5 MFLOPs per image, so n = 10,000 noise samples for one
+    certificate take about a second on a laptop CPU. Representation: the 256-unit hidden layer."""
+    backbone = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(),
+    )
+    return Classifier(Normalize([0.2860], [0.3530]), backbone, nn.Linear(256, len(meta.classes)), meta)
+
+
+def cifar_resnet18(meta: ModelMeta) -> Classifier:
+    """torchvision's ResNet-18 adapted to 32×32 input (3×3 stem, no max-pool), for user checkpoints."""
+    from .tv import torchvision
+
+    net = torchvision().models.resnet18(num_classes=len(meta.classes))
+    net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    head = net.fc
+    net.fc = nn.Identity()
+    return Classifier(Normalize([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]), net,
+                      nn.Linear(head.in_features, head.out_features), meta)
+
+
+ARCHITECTURES: dict[str, tuple[Callable[[ModelMeta], Classifier], str, tuple, tuple]] = {
+    # name: (builder, dataset, classes, input shape)
+    "fmnist-cnn": (fmnist_cnn, "fashion-mnist", FASHION_MNIST_CLASSES, (1, 28, 28)),
+    "cifar-resnet18": (cifar_resnet18, "cifar10", CIFAR10_CLASSES, (3, 32, 32)),
+}
+
+
+def build_model(arch: str, meta: ModelMeta | None = None, **meta_fields) -> Classifier:
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    builder, dataset, classes, shape = ARCHITECTURES[arch]
+    if meta is None:
+        fields = dict(name=arch, arch=arch, dataset=dataset, classes=classes, input_shape=shape)
+        fields.update(meta_fields)
+        meta = ModelMeta(**fields)
+    return builder(meta)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(model: Classifier, path: Path | str, **extra) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": CHECKPOINT_FORMAT, "version": 1, "arch": model.meta.arch,
+               "meta": model.meta.to_dict(),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    payload.update(extra)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+
+
+def _read(path: Path, map_location) -> object:
+    if not path.exists():
+        raise ModelError(f"no such model file: {path} (built-in models: {', '.join(zoo_names()) or 'none'})")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(name.endswith("constants.pkl") for name in archive.namelist()):
+                try:
+                    return torch.jit.load(str(path), map_location=map_location)
+                except Exception as error:  # noqa: BLE001 - any failure means an unreadable file
+                    raise ModelError(f"{path.name} is not a loadable TorchScript model ({error})") from None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - corrupted, truncated, pickled code, not torch at all
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"{path.name} is not a readable checkpoint (corrupted, truncated or not a "
+                         f"torch file): {reason[:160]}") from None
+
+
+def _load_state(model: nn.Module, state: dict, path: Path, arch: str) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise ModelError(f"{path.name} does not fit architecture {arch!r}: {detail[:200]}") from None
+
+
+class ScriptedClassifier(nn.Module):
+    """A TorchScript model behind the same interface; representation() needs a scripted method."""
+
+    def __init__(self, scripted, meta: ModelMeta):
+        super().__init__()
+        self.scripted = scripted
+        self.meta = meta
+
+    def forward(self, x):
+        return self.scripted(x)
+
+    def representation(self, x):
+        if not hasattr(self.scripted, "representation"):
+            raise ModelError(f"{self.meta.name} (TorchScript) has no representation() method")
+        return self.scripted.representation(x)
+
+
+def load_checkpoint(path: Path | str, arch: str | None = None, device=None, name: str | None = None) -> nn.Module:
+    """Load a model file: a robustlens checkpoint, a plain state_dict (``arch`` names the architecture)
+    or TorchScript. Raises ModelError with one clear line for a missing, corrupted or mismatched file."""
+    path = Path(path).expanduser()
+    device = torch.device(device) if device is not None else default_device()
+    obj = _read(path, "cpu")
+    if isinstance(obj, torch.jit.ScriptModule):
+        arch = arch or "fmnist-cnn"
+        _, dataset, classes, shape = ARCHITECTURES.get(arch, ARCHITECTURES["fmnist-cnn"])
+        meta = ModelMeta(name=name or path.stem, arch="torchscript", dataset=dataset, classes=classes,
+                         input_shape=shape)
+        model = ScriptedClassifier(obj, meta)
+    elif isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        meta = ModelMeta.from_dict(obj["meta"])
+        if name:
+            meta.name = name
+        if arch and arch != meta.arch:
+            raise ModelError(f"{path.name} holds a {meta.arch!r} model, not {arch!r}")
+        model = build_model(meta.arch, meta)
+        _load_state(model, obj["state_dict"], path, meta.arch)
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if arch is None:
+            raise ModelError(f"{path.name} is a plain state_dict: name its architecture "
+                             f"({', '.join(ARCHITECTURES)})")
+        model = build_model(arch, name=name or path.stem)
+        _load_state(model, obj, path, arch)
+    else:
+        raise ModelError(f"{path.name} is a torch file but not a model checkpoint, state_dict or TorchScript")
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------- the zoo
+
+def zoo_dir() -> Path:
+    return Path(str(importlib_resources.files("robustlens.resources").joinpath("models")))
+
+
+def zoo_manifest() -> dict:
+    path = zoo_dir() / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {"models": {}}
+
+
+def zoo_names() -> list[str]:
+    return list(zoo_manifest()["models"])
+
+
+def zoo_file(name: str) -> Path:
+    return zoo_dir() / (name.replace("/", "__") + ".pt")
+
+
+def load_model(name_or_path: str | Path, device=None, arch: str | None = None) -> nn.Module:
+    """A built-in zoo model by name (e.g. 'fashion-mnist/l2-robust') or a model file, in eval mode."""
+    name = str(name_or_path)
+    if name in zoo_names():
+        return load_checkpoint(zoo_file(name), device=device, name=name)
+    if "/" in name and not Path(name).exists() and not name.endswith((".pt", ".pth", ".ts")):
+        raise ModelError(f"unknown model {name!r}: built-in models are {', '.join(zoo_names())}")
+    return load_checkpoint(name, arch=arch, device=device)
