@@ -41,6 +41,7 @@ data:
 	else echo "apt-get not available: training uses the built-in 12,000-image subset"; fi
 
 bench: $(STAMP)
+	$(PIP) install -q -c constraints.txt -e ".[dev,bench]" || echo "adversarial-robustness-toolbox unavailable: its comparison is skipped"
 	for f in bench/bench_*.py; do QT_QPA_PLATFORM=offscreen $(PY) $$f || exit 1; done
 
 screenshot: $(STAMP)
