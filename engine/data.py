@@ -71,7 +71,7 @@ class Dataset:
 def _from_uint8(images: np.ndarray, labels: np.ndarray, **kwargs) -> Dataset:
     if images.ndim == 3:
         images = images[:, None]
-    return Dataset(images=torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0),
+    return Dataset(images=torch.from_numpy(np.require(images, requirements=["C", "W"])).float().div_(255.0),
                    labels=torch.from_numpy(labels.astype(np.int64)), **kwargs)
 
 
