@@ -131,3 +131,39 @@ def run_to_end(factory: JobFactory, cancel: CancelToken | None = None, on_event=
         if isinstance(event, Aborted):
             raise Cancelled()
     return None
+
+
+def predict_job(models, images, batch_size: int = 512) -> JobFactory:
+    """Softmax class probabilities of every model on every image (the window's prediction bars).
+
+    ``models``: {key: model}; ``images``: {key: [0,1] array or tensor, (C, H, W) or (N, C, H, W)}.
+    Finished.result is {image key: {model key: float32 numpy array (N, classes)}}; a model whose
+    input shape differs from an image's gets a one-line string saying why instead of an array.
+    """
+
+    def job(cancel: CancelToken):
+        import torch
+
+        result: dict = {}
+        total, done = max(1, len(models) * len(images)), 0
+        for image_key, image in images.items():
+            x = torch.as_tensor(image, dtype=torch.float32)
+            x = x[None] if x.dim() == 3 else x
+            row = result.setdefault(image_key, {})
+            for model_key, model in models.items():
+                cancel.check()
+                expected = tuple(getattr(getattr(model, "meta", None), "input_shape", ()) or ())
+                if expected and tuple(x.shape[1:]) != expected:
+                    row[model_key] = ("expects " + "×".join(map(str, expected)) + " input, not "
+                                      + "×".join(map(str, x.shape[1:])))
+                    continue
+                device = next(iter(model.parameters()), torch.empty(0)).device
+                with torch.no_grad():
+                    probs = [torch.softmax(model(x[i:i + batch_size].to(device)).float(), dim=1).cpu()
+                             for i in range(0, len(x), batch_size)]
+                row[model_key] = torch.cat(probs).numpy()
+                done += 1
+                yield Progress(done, total, "predicting")
+        yield Finished(result)
+
+    return job

@@ -1,0 +1,165 @@
+"""What a panel sees of the app: the selection, the dataset, the loaded models, the engine, the strip.
+
+A panel gets one :class:`AppContext` (``ctx``) in its constructor and talks to the rest of the
+window only through it (see ``app/README.md``, "The panel contract").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QWidget
+
+from robustlens.engine.jobs import Finished, predict_job
+
+from .engine_thread import Engine, JobHandle
+
+# The strip's slots, in display order: key -> (title, what fills it and where)
+STRIP_SLOTS: dict[str, tuple[str, str]] = {
+    "original": ("Original", "Click a thumbnail, or open or drop an image file"),
+    "robust": ("Robust reconstruction", "Features tab → Reconstruct: inverts the robust model's representation"),
+    "non_robust": ("Non-robust reconstruction", "Features tab → Reconstruct: inverts the standard model's representation"),
+    "adversarial": ("Adversarial", "Attack tab → Run: PGD on this image"),
+    "perturbation": ("Perturbation (amplified)", "Attack tab → Run: adversarial − original, amplified"),
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The image the window is looking at.
+
+    ``image``: (1, C, H, W) float32 [0,1] tensor. ``index``: position in ``ctx.dataset`` (None for a
+    file the user opened). ``label``: true class index (None when unknown). ``source``: a short text
+    for captions ("Fashion-MNIST test #17", "photo.jpg"); ``note``: how a file was converted.
+    """
+    image: Any
+    label: int | None
+    index: int | None
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model loaded on the engine thread, as the GUI knows it (no weights here)."""
+    key: str           # what EngineContext.model(key) takes: a zoo name or a file path
+    meta: Any          # engine.models.ModelMeta: name, arch, dataset, classes, kind, norm, eps, sigma, input_shape
+    source: str = "zoo"  # "zoo" or "file"
+    manifest: dict = field(default_factory=dict)  # the zoo manifest's entry (accuracies, command), if any
+
+    @property
+    def label(self) -> str:
+        return self.meta.label
+
+
+class AppContext(QObject):
+    """State and services shared by the window and its panels. Lives on the GUI thread."""
+
+    selectionChanged = Signal(object)    # Selection (or None when the dataset changed and nothing is selected)
+    datasetChanged = Signal(object)      # engine.data.Dataset
+    modelsChanged = Signal(list)         # list[ModelInfo], the loaded models in display order
+    runRequested = Signal()              # F5 / Ctrl+Return: the current tab should run its job
+    cancelRequested = Signal()           # Esc / cancel button (the engine jobs are already cancelled)
+    lectureModeChanged = Signal(bool)
+    stripChanged = Signal(str)           # a strip slot's content changed (slot key)
+    message = Signal(str, str)           # (level "info"|"error", text): shown in the window's banner
+
+    def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        self.dataset = None
+        self.selection: Selection | None = None
+        self.models: list[ModelInfo] = []
+        self.lecture_mode = False
+        self.strip_images: dict[str, Any] = {}   # slot key -> (1, C, H, W) array shown there
+        self.window: QWidget | None = None       # the main window (for dialogs' parents)
+        self.strip = None                        # the window's app.strip.ImageStrip (set before panels exist)
+        self._exportables: list[tuple[str, QWidget]] = []
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        if self.dataset is not None:
+            return tuple(self.dataset.classes)
+        return tuple(self.models[0].meta.classes) if self.models else ()
+
+    def model_keys(self) -> list[str]:
+        return [m.key for m in self.models]
+
+    def models_of_kind(self, kind: str) -> list[ModelInfo]:
+        """Loaded models of a kind: "standard", "adversarial" or "noise"."""
+        return [m for m in self.models if m.meta.kind == kind]
+
+    # ---------------------------------------------------------------- engine jobs
+
+    def submit(self, slot: str, factory: Callable, *, on_event: Callable[[Any], None] | None = None,
+               label: str = "", keep_every: Iterable[str] = ()) -> JobHandle:
+        """Run ``factory(cancel)`` (an engine job, engine/jobs.py) on the engine thread; latest wins."""
+        return self.engine.submit(slot, factory, on_event=on_event, label=label, keep_every=keep_every)
+
+    def submit_with_models(self, slot: str, job: Callable, *, on_event: Callable[[Any], None] | None = None,
+                           label: str = "", keep_every: Iterable[str] = ()) -> JobHandle:
+        """Run ``job(engine, cancel)`` on the engine thread, where ``engine.model(key)`` /
+        ``engine.models(keys)`` give cached models on the engine's device and ``engine.device`` the device."""
+        return self.engine.submit(slot, job, on_event=on_event, label=label, keep_every=keep_every,
+                                  with_engine=True)
+
+    def predict(self, slot: str, images: dict[str, Any], on_result: Callable[[dict], None],
+                keys: list[str] | None = None, label: str = "predicting") -> JobHandle:
+        """Softmax probabilities of the loaded models (or ``keys``) on ``images`` ({name: (N,C,H,W)}).
+        ``on_result({image name: {model key: (N, classes) array or a string saying why not}})``."""
+        keys = list(self.model_keys() if keys is None else keys)
+
+        def job(engine, cancel):
+            return predict_job(engine.models(keys), images)(cancel)
+
+        def on_event(event):
+            if isinstance(event, Finished):
+                on_result(event.result)
+
+        return self.submit_with_models(slot, job, on_event=on_event, label=label)
+
+    def cancel(self, slot: str) -> None:
+        self.engine.cancel(slot)
+
+    # ---------------------------------------------------------------- the strip
+
+    def set_strip_image(self, slot: str, image: Any, caption: str = "", *, live: bool = False,
+                        predictions: dict | None = None) -> None:
+        """Show ``image`` ((C,H,W) or (1,C,H,W), [0,1]; for "perturbation": δ itself, any sign) in a
+        strip slot. ``caption``: one line under the title (settings, ‖δ‖, step). ``live=True`` while a
+        job is still changing it (no predictions computed); otherwise the strip asks the engine for
+        every loaded model's predictions, unless ``predictions`` ({model key: (classes,) array}) are given."""
+        if slot not in STRIP_SLOTS or slot == "original":
+            raise ValueError(f"unknown strip slot {slot!r}: use one of {', '.join(list(STRIP_SLOTS)[1:])}")
+        self.strip.set_image(slot, image, caption, live=live, predictions=predictions)
+
+    def clear_strip_image(self, slot: str) -> None:
+        self.strip.clear(slot)
+
+    # ---------------------------------------------------------------- the window
+
+    def register_exportable(self, name: str, widget: QWidget) -> None:
+        """List a plot or image widget in File → Export panel… (pyqtgraph plots export as PNG/SVG
+        through pyqtgraph's exporters, other widgets as rendered PNG/SVG)."""
+        self._exportables.append((name, widget))
+
+    def exportables(self) -> list[tuple[str, QWidget]]:
+        return [(name, w) for name, w in self._exportables if _alive(w)]
+
+    def info(self, text: str) -> None:
+        self.message.emit("info", text)
+
+    def error(self, text: str) -> None:
+        self.message.emit("error", text)
+
+
+def _alive(widget: QWidget) -> bool:
+    try:
+        widget.objectName()
+        return True
+    except RuntimeError:  # the C++ object is gone
+        return False

@@ -1,0 +1,393 @@
+"""The engine thread: one long-lived QThread that owns the device and the loaded models.
+
+The GUI thread hands it jobs (``engine/jobs.py``: ``factory(cancel) -> iterator of events``) through
+queued signals and gets the jobs' events back as signals; it never waits on the engine.
+
+Scheduling. The worker advances its jobs one event at a time, round robin, returning to the thread's
+event loop between steps. So a quick job (the predictions for a clicked image) runs between two
+chunks of a long one (an experiment), new requests are picked up between chunks, and cancellation
+takes effect at the job's next step. Every job keeps its own torch grad mode across its yields, as
+if it had a thread of its own (a ``with torch.no_grad()`` in one generator must not leak into another).
+
+Latest wins. Every job runs in a named *slot*; submitting to a busy slot cancels the job there. A
+superseded job's events are no longer delivered: the slot's owner only ever sees the current job.
+
+Throttling. Progress, Snapshot and Partial events are coalesced per job and kind to about 25 per
+second (the latest one wins, and the last one before the end is always delivered); Finished,
+Failed and Aborted are always delivered, after any pending coalesced event.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from PySide6.QtCore import QObject, QThread, Qt, QTimer, Signal, Slot
+
+from robustlens.engine.jobs import (Aborted, CancelToken, Failed, Finished, Partial, Progress,
+                                    Snapshot, run_job)
+from robustlens.engine.models import default_device, load_checkpoint, load_model, zoo_file, zoo_names
+
+TERMINAL = (Finished, Failed, Aborted)
+COALESCED = (Progress, Snapshot, Partial)
+DEFAULT_INTERVAL_S = 0.04  # 25 updates per second: smooth to the eye, cheap for the GUI thread
+
+EngineJob = Callable[["EngineContext", CancelToken], Iterable[Any]]
+
+
+# ----------------------------------------------------------------------------- engine side
+
+class EngineContext:
+    """What a job running on the engine thread may use: the device and the model cache.
+
+    Only ever touched on the engine thread (jobs receive it as their first argument), so the cache
+    needs no lock and models are loaded where they are used.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._cache: dict[str, torch.nn.Module] = {}
+        self.active_keys: list[str] = []  # the models the window has loaded, in display order
+
+    def model(self, key: str) -> torch.nn.Module:
+        """A model by key (a zoo name or a file path), loaded onto the device on first use."""
+        if key not in self._cache:
+            self._cache[key] = _load(key, self.device)
+        return self._cache[key]
+
+    def models(self, keys: Iterable[str] | None = None) -> dict[str, torch.nn.Module]:
+        """Several models by key, in order; ``None`` means the models the window shows."""
+        return {key: self.model(key) for key in (self.active_keys if keys is None else keys)}
+
+    def forget(self, key: str) -> None:
+        self._cache.pop(key, None)
+
+    @property
+    def cached_keys(self) -> list[str]:
+        return list(self._cache)
+
+
+def _load(key: str, device: torch.device) -> torch.nn.Module:
+    """A zoo name (also before the zoo's manifest is written: the file alone suffices) or a path."""
+    if key in zoo_names():
+        return load_model(key, device=device)
+    if "/" in key and not Path(key).exists() and zoo_file(key).exists():
+        return load_checkpoint(zoo_file(key), device=device, name=key)
+    return load_model(key, device=device)
+
+
+@dataclass
+class _Job:
+    id: int
+    events: Any  # the run_job generator
+    keep_every: frozenset
+    interval: float
+    grad_enabled: bool = True
+    last_emit: float = 0.0
+    pending: dict = field(default_factory=dict)  # (event type, kind) -> latest coalesced event
+
+
+@dataclass(frozen=True)
+class _Request:
+    id: int
+    factory: Callable
+    token: CancelToken
+    with_engine: bool
+    keep_every: frozenset
+    interval: float
+
+
+class EngineWorker(QObject):
+    """Lives on the engine thread; runs jobs a step at a time and emits their events."""
+
+    event = Signal(int, object)     # job id, event
+    stepped = Signal(int)           # job id: the job was advanced (it is computing)
+    _kick = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.context: EngineContext | None = None
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._step_scheduled = False
+        self._flush_timer: QTimer | None = None
+        self._kick.connect(self._step, Qt.ConnectionType.QueuedConnection)
+
+    @Slot()
+    def start(self) -> None:
+        """Runs first on the engine thread: claim the device, set up the timer that flushes."""
+        self.context = EngineContext(default_device())
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.timeout.connect(self._flush_due)
+
+    @Slot(object)
+    def accept(self, request: _Request) -> None:
+        if request.with_engine:
+            context, job = self.context, request.factory
+            factory = lambda cancel: job(context, cancel)  # noqa: E731 - bind the context late
+        else:
+            factory = request.factory
+        self._jobs.append(_Job(request.id, run_job(factory, request.token), request.keep_every,
+                               request.interval))
+        self._schedule()
+
+    @Slot(object)
+    def set_active(self, keys: list) -> None:
+        self.context.active_keys = list(keys)
+
+    @Slot()
+    def stop(self) -> None:
+        """Close every job (their ``finally`` blocks run here, on the engine thread) and quit."""
+        while self._jobs:
+            self._jobs.popleft().events.close()
+        QThread.currentThread().quit()
+
+    def _schedule(self) -> None:
+        if self._jobs and not self._step_scheduled:
+            self._step_scheduled = True
+            self._kick.emit()
+
+    @Slot()
+    def _step(self) -> None:
+        self._step_scheduled = False
+        if not self._jobs:
+            return
+        job = self._jobs.popleft()
+        outer_grad = torch.is_grad_enabled()
+        torch.set_grad_enabled(job.grad_enabled)
+        try:
+            event = next(job.events, None)
+        finally:
+            job.grad_enabled = torch.is_grad_enabled()
+            torch.set_grad_enabled(outer_grad)
+        self.stepped.emit(job.id)
+        if event is None or isinstance(event, TERMINAL):
+            self._flush(job)
+            self.event.emit(job.id, event if event is not None else Finished(None))
+        else:
+            self._offer(job, event)
+            self._jobs.append(job)
+        self._schedule()
+
+    def _offer(self, job: _Job, event: Any) -> None:
+        if not isinstance(event, COALESCED) or (isinstance(event, Partial) and event.kind in job.keep_every):
+            self._flush(job)  # keep the order: pending coalesced events go first
+            self.event.emit(job.id, event)
+            return
+        job.pending[(type(event), getattr(event, "kind", None))] = event
+        now = time.monotonic()
+        if now - job.last_emit >= job.interval:
+            self._flush(job)
+        elif not self._flush_timer.isActive():
+            self._flush_timer.start(max(1, int(1000 * (job.last_emit + job.interval - now))))
+
+    def _flush(self, job: _Job) -> None:
+        if job.pending:
+            for event in job.pending.values():
+                self.event.emit(job.id, event)
+            job.pending.clear()
+            job.last_emit = time.monotonic()
+
+    @Slot()
+    def _flush_due(self) -> None:
+        now, next_due = time.monotonic(), None
+        for job in self._jobs:
+            if job.pending:
+                if now - job.last_emit >= job.interval - 1e-3:
+                    self._flush(job)
+                else:
+                    due = job.last_emit + job.interval - now
+                    next_due = due if next_due is None else min(next_due, due)
+        if next_due is not None:
+            self._flush_timer.start(max(1, int(1000 * next_due)))
+
+
+# ----------------------------------------------------------------------------- GUI side
+
+class JobHandle:
+    """The GUI's view of one submitted job. ``state``: running, finished, failed or aborted."""
+
+    def __init__(self, job_id: int, slot: str, label: str, token: CancelToken,
+                 on_event: Callable[[Any], None] | None, user_cancellable: bool) -> None:
+        self.id = job_id
+        self.slot = slot
+        self.label = label
+        self.token = token
+        self.on_event = on_event
+        self.user_cancellable = user_cancellable
+        self.state = "running"
+        self.superseded = False
+        self.progress: Progress | None = None
+        self.error: Failed | None = None
+        self.result: Any = None
+        self.submitted_at = time.monotonic()
+        self.ended_at: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self.slot!r} {self.label!r} {self.state}>"
+
+
+class Engine(QObject):
+    """The bridge the GUI talks to. Owns the engine thread; all methods return at once.
+
+    ``submit(slot, factory, ...)`` runs ``factory(cancel)``; ``submit(..., with_engine=True)`` runs
+    ``job(engine, cancel)`` where ``engine`` is the :class:`EngineContext` (device, model cache).
+    """
+
+    jobStarted = Signal(object)            # JobHandle
+    jobProgress = Signal(object)           # JobHandle (its .progress was updated)
+    jobEnded = Signal(object)              # JobHandle (finished, failed or aborted; not superseded)
+    jobFailed = Signal(object, object)     # JobHandle, Failed
+    stopped = Signal()
+
+    _submit = Signal(object)
+    _set_active = Signal(object)
+    _stop = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._ids = itertools.count(1)
+        self._jobs: dict[int, JobHandle] = {}
+        self._slots: dict[str, JobHandle] = {}
+        self.steps_taken: collections.Counter = collections.Counter()  # job id -> engine steps
+        self.device = default_device()
+        self._thread = QThread()
+        self._thread.setObjectName("robustlens-engine")
+        self._worker = EngineWorker()
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.start)
+        self._submit.connect(self._worker.accept)
+        self._set_active.connect(self._worker.set_active)
+        self._stop.connect(self._worker.stop)
+        self._worker.event.connect(self._on_event)
+        self._worker.stepped.connect(self._on_stepped)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._thread.start()
+        self._stopping = False
+
+    # -- requests
+
+    def submit(self, slot: str, factory: Callable, *, on_event: Callable[[Any], None] | None = None,
+               label: str = "", with_engine: bool = False, keep_every: Iterable[str] = (),
+               interval: float = DEFAULT_INTERVAL_S, user_cancellable: bool = True) -> JobHandle:
+        """Run a job in ``slot``, cancelling the job already there (latest wins).
+
+        ``on_event(event)`` is called on the GUI thread for each event of this job while it is the
+        slot's current job. Partial kinds listed in ``keep_every`` are never coalesced (table rows).
+        """
+        if self._stopping:  # the window is closing: nothing runs any more
+            handle = JobHandle(next(self._ids), slot, label or slot, CancelToken(), on_event, user_cancellable)
+            handle.token.cancel()
+            handle.state = "aborted"
+            return handle
+        previous = self._slots.get(slot)
+        if previous is not None and previous.running:
+            previous.superseded = True  # its remaining events are dropped: the slot moved on
+            previous.cancel()
+            previous.state = "aborted"
+            previous.ended_at = time.monotonic()
+            self._jobs.pop(previous.id, None)
+        handle = JobHandle(next(self._ids), slot, label or slot, CancelToken(), on_event, user_cancellable)
+        self._jobs[handle.id] = handle
+        self._slots[slot] = handle
+        self._submit.emit(_Request(handle.id, factory, handle.token, with_engine,
+                                   frozenset(keep_every), interval))
+        self.jobStarted.emit(handle)
+        return handle
+
+    def set_active_models(self, keys: Iterable[str]) -> None:
+        """Tell the engine which models the window shows (``EngineContext.models()`` with no keys)."""
+        self._set_active.emit(list(keys))
+
+    def cancel(self, slot: str) -> None:
+        handle = self._slots.get(slot)
+        if handle is not None and handle.running:
+            handle.cancel()
+
+    def cancel_all(self, user_only: bool = True) -> None:
+        for handle in self.active_jobs():
+            if handle.user_cancellable or not user_only:
+                handle.cancel()
+
+    def current(self, slot: str) -> JobHandle | None:
+        return self._slots.get(slot)
+
+    def active_jobs(self, slot: str | None = None) -> list[JobHandle]:
+        """Jobs still running and not superseded, oldest first."""
+        return [h for h in self._jobs.values() if h.running and (slot is None or h.slot == slot)]
+
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
+        """Cancel everything and stop the thread (waits at most one chunk of the running job)."""
+        if self._stopping:
+            return not self._thread.isRunning()
+        self._stopping = True
+        for handle in list(self._jobs.values()):
+            handle.cancel()
+        self._stop.emit()
+        finished = self._thread.wait(timeout_ms)
+        self.stopped.emit()
+        return finished
+
+    @property
+    def thread_running(self) -> bool:
+        return self._thread.isRunning()
+
+    # -- events from the engine thread
+
+    @Slot(int)
+    def _on_stepped(self, job_id: int) -> None:
+        self.steps_taken[job_id] += 1
+
+    @Slot(int, object)
+    def _on_event(self, job_id: int, event: Any) -> None:
+        handle = self._jobs.get(job_id)
+        if handle is None or not handle.running or self._stopping:
+            return  # superseded, or already ended (a drawing failure cancels its job)
+        if isinstance(event, Progress):
+            handle.progress = event
+            self.jobProgress.emit(handle)
+        if handle.on_event is not None:
+            try:
+                handle.on_event(event)
+            except Exception:  # noqa: BLE001 - a drawing bug must not stop the job bookkeeping
+                import traceback
+
+                details = traceback.format_exc()
+                self._fail(handle, Failed(f"drawing the result of '{handle.label}' failed: "
+                                          f"{details.strip().splitlines()[-1]}", details))
+                return
+        if isinstance(event, Finished):
+            handle.result = event.result
+            self._end(handle, "finished")
+        elif isinstance(event, Failed):
+            self._fail(handle, event)
+        elif isinstance(event, Aborted):
+            self._end(handle, "aborted")
+
+    def _fail(self, handle: JobHandle, failure: Failed) -> None:
+        handle.error = failure
+        handle.token.cancel()
+        self._end(handle, "failed")
+        self.jobFailed.emit(handle, failure)
+
+    def _end(self, handle: JobHandle, state: str) -> None:
+        if not handle.running:
+            return
+        handle.state = state
+        handle.ended_at = time.monotonic()
+        # keep the bookkeeping small: finished jobs are only remembered as their slot's last job
+        if self._slots.get(handle.slot) is not handle:
+            self._jobs.pop(handle.id, None)
+        self.jobEnded.emit(handle)

@@ -1,0 +1,134 @@
+"""`robustlens` with no subcommand: open the window (or, with --screenshot, save a picture of it).
+
+    robustlens                                   the app, as you left it
+    robustlens --lecture                         full screen, large fonts
+    robustlens --dataset mnist --select 42       start on an image
+    robustlens --model my.pt                     add a checkpoint to the loaded models
+    robustlens --screenshot out.png [--select 7] [--tab Certify] [--lecture] [--size 1440x920]
+                                                 start offscreen, wait for the first predictions,
+                                                 save the window, exit 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robustlens", description="Open the robustlens window.")
+    parser.add_argument("--screenshot", metavar="PNG", help="save the window to this file and exit")
+    parser.add_argument("--select", type=int, metavar="INDEX", help="select this image of the dataset")
+    parser.add_argument("--dataset", metavar="NAME",
+                        help="fashion-mnist (built in), fashion-mnist:train, mnist or cifar10 "
+                             "(the last two from the folder chosen before in the app)")
+    parser.add_argument("--model", action="append", default=[], metavar="FILE",
+                        help="also load this model file (repeatable)")
+    parser.add_argument("--lecture", action="store_true", help="lecture mode: full screen, large fonts")
+    parser.add_argument("--tab", metavar="TITLE", help="show this tab (e.g. Predictions, Certify)")
+    parser.add_argument("--size", default=None, metavar="WxH",
+                        help="window size for --screenshot (default 1440x920, 1920x1080 in lecture mode)")
+    parser.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                        help="--screenshot gives up after this many seconds (exit 1)")
+    return parser
+
+
+def _size(text: str | None, lecture: bool) -> tuple[int, int]:
+    if not text:
+        return (1920, 1080) if lecture else (1440, 920)
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"robustlens: error: --size must look like 1440x920, not {text!r}") from None
+    return width, height
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.screenshot and not os.environ.get("QT_QPA_PLATFORM"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+    import pyqtgraph as pg
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .window import MainWindow
+
+    pg.setConfigOptions(antialias=True)
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "robustlens"])
+    app.setApplicationName("robustlens")
+    app.setOrganizationName("robustlens")
+
+    screenshot = args.screenshot
+    scratch = tempfile.TemporaryDirectory(prefix="robustlens-") if screenshot else None
+    # a screenshot shows the default window, never what the last session left behind
+    settings = (QSettings(str(Path(scratch.name) / "settings.ini"), QSettings.Format.IniFormat)
+                if screenshot else None)
+    select = args.select if args.select is not None else (0 if screenshot else None)
+    window = MainWindow(settings=settings, extra_models=args.model, select=select, dataset=args.dataset,
+                        use_settings=not screenshot)
+    if args.tab:
+        titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+        matches = [i for i, t in enumerate(titles) if t.lower() == args.tab.lower()]
+        if not matches:
+            print(f"robustlens: error: no tab {args.tab!r} (tabs: {', '.join(titles)})", file=sys.stderr)
+            return 1
+        window.tabs.setCurrentIndex(matches[0])
+
+    # Ctrl+C in the terminal closes the window cleanly (Python handles signals only between Qt events)
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    heartbeat = QTimer()
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(250)
+
+    if not screenshot:
+        if args.lecture:
+            window.set_lecture_mode(True)
+        else:
+            window.show()
+        return app.exec()
+
+    outcome = {"code": 1}
+    width, height = _size(args.size, args.lecture)
+    window.resize(width, height)
+    if args.lecture:
+        window.set_lecture_mode(True, full_screen=False)
+    window.show()
+
+    def save() -> None:
+        path = Path(screenshot)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if window.grab().save(str(path)):
+            print(f"saved {path} ({width}×{height})")
+            outcome["code"] = 0
+        else:
+            print(f"robustlens: error: could not write {path}", file=sys.stderr)
+        window.close()
+        app.quit()
+
+    def failed(handle, failure) -> None:
+        print(f"robustlens: error: {handle.label} failed: {failure.message}", file=sys.stderr)
+        window.close()
+        app.quit()
+
+    def timed_out() -> None:
+        print(f"robustlens: error: no predictions after {args.timeout:g} s", file=sys.stderr)
+        window.close()
+        app.quit()
+
+    # let late paints (status bar, tabs) settle before grabbing
+    window.firstPredictions.connect(lambda: QTimer.singleShot(400, save))
+    window.engine.jobFailed.connect(failed)
+    QTimer.singleShot(int(args.timeout * 1000), timed_out)
+    app.exec()
+    window.close()
+    scratch.cleanup()
+    return outcome["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

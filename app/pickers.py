@@ -1,0 +1,223 @@
+"""The dataset picker and the model picker (left column of the window)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QFileSystemWatcher, Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+                               QPushButton, QVBoxLayout, QWidget)
+
+from robustlens.engine.models import zoo_dir, zoo_manifest
+
+# (key, label, dataset name, split, needs a folder)
+DATASET_CHOICES = [
+    ("fashion-mnist:test", "Fashion-MNIST · test (built in)", "fashion-mnist", "test", False),
+    ("fashion-mnist:train", "Fashion-MNIST · train", "fashion-mnist", "train", False),
+    ("mnist:test", "MNIST · test (from a folder)", "mnist", "test", True),
+    ("cifar10:test", "CIFAR-10 · test (from a folder)", "cifar10", "test", True),
+]
+
+
+def available_zoo_models() -> list[tuple[str, dict]]:
+    """(name, manifest entry) for the built-in models: the manifest's, then any model file the
+    manifest does not list yet (the zoo's files appear one by one while it is being built)."""
+    entries = dict(zoo_manifest().get("models", {}))
+    found = [(name, dict(info)) for name, info in entries.items()]
+    folder = zoo_dir()
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.pt")):
+            name = path.stem.replace("__", "/")
+            if name not in entries:
+                found.append((name, {}))
+    return found
+
+
+def _zoo_tooltip(name: str, info: dict) -> str:
+    lines = [name]
+    for key, title in (("kind", "kind"), ("clean_accuracy", "clean accuracy"), ("eps", "ε"), ("sigma", "σ")):
+        value = info.get(key)
+        if value is not None:
+            lines.append(f"{title}: {value:.2%}" if key == "clean_accuracy" and isinstance(value, float)
+                         else f"{title}: {value}")
+    if not info:
+        lines.append("(not yet in the zoo manifest)")
+    return "\n".join(lines)
+
+
+class DatasetPicker(QWidget):
+    """A combo box of datasets; the ones read from a folder get a "Folder…" button."""
+
+    chosen = Signal(str, str, str, object)   # name, split, choice key, root (or None)
+    folderWanted = Signal(str)               # choice key: ask the user for a folder
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.combo = QComboBox()
+        for key, label, *_ in DATASET_CHOICES:
+            self.combo.addItem(label, key)
+        self.folder_button = QPushButton("Folder…")
+        self.folder_button.setToolTip("Choose the folder that holds this dataset's files")
+        self.source = QLabel("")
+        self.source.setObjectName("caption")
+        self.source.setWordWrap(True)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.combo, 1)
+        row.addWidget(self.folder_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.source)
+        self.combo.activated.connect(self._on_activated)
+        self.folder_button.clicked.connect(lambda: self.folderWanted.emit(self.combo.currentData()))
+        self._update_button()
+
+    def choice(self, key: str) -> tuple:
+        return next(c for c in DATASET_CHOICES if c[0] == key)
+
+    def _on_activated(self, _row: int) -> None:
+        self._update_button()
+        key = self.combo.currentData()
+        if self.choice(key)[4]:
+            self.folderWanted.emit(key)
+        else:
+            _, _, name, split, _ = self.choice(key)
+            self.chosen.emit(name, split, key, None)
+
+    def _update_button(self) -> None:
+        self.folder_button.setVisible(bool(self.choice(self.combo.currentData())[4]))
+
+    def show_choice(self, key: str) -> None:
+        position = self.combo.findData(key)
+        if position >= 0:
+            self.combo.setCurrentIndex(position)
+        self._update_button()
+
+
+class ModelPicker(QWidget):
+    """Check boxes for the built-in models and opened model files; "Open model…" adds a file."""
+
+    changed = Signal(list)          # the checked keys, in list order
+    openWanted = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.list = QListWidget()
+        self.list.setObjectName("models")
+        self.note = QLabel("")
+        self.note.setObjectName("caption")
+        self.note.setWordWrap(True)
+        self.open_button = QPushButton("Open model…")
+        self.open_button.setToolTip("Load a checkpoint file (.pt, .pth, TorchScript)")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(self.note)
+        layout.addWidget(self.open_button)
+        self.open_button.clicked.connect(self.openWanted)
+        self.list.itemChanged.connect(self._on_item_changed)
+        self._quiet = False
+        self._watcher = QFileSystemWatcher(self)
+        if zoo_dir().is_dir():
+            self._watcher.addPath(str(zoo_dir()))
+        self._watcher.directoryChanged.connect(lambda _p: self.refresh_zoo())
+
+    def keys(self) -> list[str]:
+        return [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())]
+
+    def checked_keys(self) -> list[str]:
+        return [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())
+                if self.list.item(i).checkState() == Qt.CheckState.Checked]
+
+    def _add(self, key: str, text: str, tooltip: str, checked: bool) -> QListWidgetItem:
+        item = QListWidgetItem(text)
+        item.setData(Qt.ItemDataRole.UserRole, key)
+        item.setToolTip(tooltip)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+        self.list.addItem(item)
+        return item
+
+    def populate(self, checked: list[str] | None, files: list[str]) -> None:
+        """Fill the list: the zoo, then ``files``. ``checked=None`` ticks every built-in model."""
+        self._quiet = True
+        try:
+            self.list.clear()
+            for name, info in available_zoo_models():
+                self._add(name, name.split("/")[-1], _zoo_tooltip(name, info),
+                          checked is None or name in checked)
+            for path in files:
+                if Path(path).exists() and path not in self.keys():
+                    self._add(path, Path(path).name, path, checked is not None and path in checked)
+        finally:
+            self._quiet = False
+        self._update_note()
+
+    def refresh_zoo(self) -> None:
+        """Add zoo models whose files appeared since (unticked unless none was ticked at all)."""
+        known = set(self.keys())
+        tick = not self.checked_keys()
+        added = []
+        self._quiet = True
+        try:
+            zoo_count = sum(1 for k in known if not Path(k).is_absolute())
+            for name, info in available_zoo_models():
+                if name not in known:
+                    item = self._add(name, name.split("/")[-1], _zoo_tooltip(name, info), tick)
+                    # keep the zoo above opened files
+                    self.list.takeItem(self.list.row(item))
+                    self.list.insertItem(zoo_count, item)
+                    zoo_count += 1
+                    added.append(name)
+        finally:
+            self._quiet = False
+        self._update_note()
+        if added and tick:
+            self.changed.emit(self.checked_keys())
+
+    def add_file(self, path: str) -> None:
+        """Add (or re-tick) an opened model file."""
+        for i in range(self.list.count()):
+            if self.list.item(i).data(Qt.ItemDataRole.UserRole) == path:
+                self.list.item(i).setCheckState(Qt.CheckState.Checked)
+                return
+        self._quiet = True
+        try:
+            self._add(path, Path(path).name, path, True)
+        finally:
+            self._quiet = False
+        self._update_note()
+        self.changed.emit(self.checked_keys())
+
+    def remove(self, key: str) -> None:
+        for i in range(self.list.count()):
+            if self.list.item(i).data(Qt.ItemDataRole.UserRole) == key:
+                self.list.takeItem(i)
+                break
+        self._update_note()
+
+    def set_item_error(self, key: str, message: str | None) -> None:
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) == key:
+                base = item.toolTip().split("\n\n⚠")[0]
+                item.setToolTip(base + (f"\n\n⚠ {message}" if message else ""))
+                item.setForeground(Qt.GlobalColor.red if message else self.palette().text())
+
+    def opened_files(self) -> list[str]:
+        return [k for k in self.keys() if Path(k).is_absolute()]  # zoo keys are names, files absolute paths
+
+    def _on_item_changed(self, _item) -> None:
+        if not self._quiet:
+            self._update_note()
+            self.changed.emit(self.checked_keys())
+
+    def _update_note(self) -> None:
+        if not available_zoo_models():
+            self.note.setText(f"No built-in models found in {zoo_dir()} yet: use Open model… "
+                              "(the list updates when model files appear).")
+        elif not self.checked_keys():
+            self.note.setText("Tick models to see their predictions.")
+        else:
+            self.note.setText("")

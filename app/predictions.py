@@ -1,0 +1,172 @@
+"""Drawing predictions: compact per-model bars (the strip) and a full class-probability chart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPalette
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from . import style
+
+
+@dataclass
+class PredictionRow:
+    """One model's verdict on one image: ``probs`` (classes,) array, or a string (pending / why not)."""
+    name: str
+    tooltip: str
+    probs: Any
+    color: QColor
+
+
+class PredictionBars(QWidget):
+    """One line per model: its name, and a bar as long as its top probability, labelled
+    'class  97%'. Green when the top class is the true class, red when not, blue when unknown."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[PredictionRow] = []
+        self._classes: tuple[str, ...] = ()
+        self._true_label: int | None = None
+        self._empty_text = ""
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_rows(self, rows: list[PredictionRow], classes, true_label: int | None) -> None:
+        self._rows, self._classes, self._true_label = list(rows), tuple(classes), true_label
+        self.setToolTip("\n".join(self._describe(r) for r in self._rows))
+        self.updateGeometry()
+        self.update()
+
+    def set_empty_text(self, text: str) -> None:
+        self._empty_text = text
+        self.updateGeometry()
+        self.update()
+
+    def rows(self) -> list[PredictionRow]:
+        return list(self._rows)
+
+    def _line_height(self) -> int:
+        return int(QFontMetrics(self.font()).height() * 1.35)
+
+    def sizeHint(self) -> QSize:
+        lines = max(1, len(self._rows))
+        return QSize(220, lines * self._line_height() + 4)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(160, self.sizeHint().height())
+
+    def _describe(self, row: PredictionRow) -> str:
+        if isinstance(row.probs, str) or row.probs is None:
+            return f"{row.tooltip}: {row.probs or ''}"
+        top = np.argsort(row.probs)[::-1][:3]
+        return f"{row.tooltip}: " + ", ".join(f"{self._class_name(i)} {row.probs[i]:.1%}" for i in top)
+
+    def _class_name(self, index: int) -> str:
+        return self._classes[index] if 0 <= index < len(self._classes) else str(index)
+
+    def paintEvent(self, _event) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        palette = self.palette()
+        metrics = QFontMetrics(self.font())
+        if not self._rows:
+            painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop
+                             | Qt.TextFlag.TextWordWrap, self._empty_text)
+            return
+        line = self._line_height()
+        name_width = min(int(self.width() * 0.42),
+                         max(metrics.horizontalAdvance(r.name) for r in self._rows) + 8)
+        bar_left = name_width + 4
+        bar_width = max(10, self.width() - bar_left - 2)
+        for i, row in enumerate(self._rows):
+            top = i * line + 2
+            # the model's colour chip and name
+            painter.fillRect(QRectF(0, top + line * 0.25, 4, line * 0.5), row.color)
+            painter.setPen(palette.color(QPalette.ColorRole.WindowText))
+            name = metrics.elidedText(row.name, Qt.TextElideMode.ElideRight, name_width - 8)
+            painter.drawText(QRectF(7, top, name_width - 7, line - 2),
+                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, name)
+            track = QRectF(bar_left, top + 1, bar_width, line - 4)
+            painter.fillRect(track, palette.color(QPalette.ColorRole.AlternateBase))
+            if isinstance(row.probs, str) or row.probs is None:
+                painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+                text = metrics.elidedText(str(row.probs or ""), Qt.TextElideMode.ElideRight, int(bar_width) - 6)
+                painter.drawText(track.adjusted(4, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, text)
+                continue
+            probs = np.asarray(row.probs, dtype=np.float64)
+            best = int(np.argmax(probs))
+            p = float(probs[best])
+            if self._true_label is None:
+                color = style.UNKNOWN
+            else:
+                color = style.CORRECT if best == self._true_label else style.WRONG
+            fill = QColor(color)
+            fill.setAlpha(200)
+            painter.fillRect(QRectF(track.left(), track.top(), track.width() * p, track.height()), fill)
+            text = f"{self._class_name(best)}  {p:.0%}"
+            if self._true_label is not None and best != self._true_label and 0 <= self._true_label < len(probs):
+                text += f"  (true {probs[self._true_label]:.0%})"
+            text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, int(bar_width) - 8)
+            # dark text on light track, light text over a long fill: readable either way
+            painter.setPen(QColor("white") if p > 0.55 else palette.color(QPalette.ColorRole.WindowText))
+            painter.drawText(track.adjusted(5, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, text)
+
+
+class PredictionChart(pg.PlotWidget):
+    """Every class's probability under every loaded model: horizontal grouped bars, class names on
+    the left axis, one colour per model (the legend names them)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent=parent, background="w")
+        self._items: list[pg.BarGraphItem] = []
+        self._legend = self.addLegend(offset=(-10, 10), labelTextColor="k")
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        self.getPlotItem().setLabel("bottom", "probability")
+        self.getViewBox().invertY(True)  # first class at the top, like a table
+        self.setXRange(0, 1, padding=0.02)
+        self.showGrid(x=True, y=False, alpha=0.25)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).setTextPen("k")
+            self.getAxis(axis).setPen("k")
+        self.setMinimumHeight(200)
+
+    def set_fonts(self, point_size: float) -> None:
+        font = self.font()
+        font.setPointSizeF(point_size)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).setStyle(tickFont=font)
+            self.getAxis(axis).label.setFont(font)
+        self.getPlotItem().titleLabel.item.setFont(font)
+
+    def show_predictions(self, title: str, classes, rows: list[PredictionRow], true_label: int | None) -> None:
+        for item in self._items:
+            self.removeItem(item)
+        self._items.clear()
+        self._legend.clear()
+        shown = [r for r in rows if not isinstance(r.probs, str) and r.probs is not None]
+        classes = tuple(classes)
+        if true_label is not None and 0 <= true_label < len(classes):
+            ticks = [(i, f"{name}  ✓" if i == true_label else name) for i, name in enumerate(classes)]
+        else:
+            ticks = list(enumerate(classes))
+        self.getAxis("left").setTicks([ticks])
+        self.setTitle(title, color="k")
+        count = max(1, len(shown))
+        height = 0.8 / count
+        for m, row in enumerate(shown):
+            probs = np.asarray(row.probs, dtype=np.float64)
+            y = np.arange(len(probs)) - 0.4 + height * (m + 0.5)
+            item = pg.BarGraphItem(x0=np.zeros(len(probs)), y=y, width=probs, height=height * 0.92,
+                                   brush=row.color, pen=pg.mkPen(row.color.darker(130)))
+            self.addItem(item)
+            self._items.append(item)
+            self._legend.addItem(item, row.tooltip)
+        self.setYRange(-0.6, len(classes) - 0.4, padding=0)
+        self.setXRange(0, 1, padding=0.02)

@@ -1,0 +1,225 @@
+"""The image strip: the original and the images the panels derive from it, each judged by every model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from . import style
+from .context import STRIP_SLOTS, AppContext, Selection
+from .imaging import ImageView, as_numpy, perturbation_qimage, to_qimage
+from .predictions import PredictionBars, PredictionRow
+
+NO_MODELS = "No models loaded: tick one under Models, or File → Open model…"
+
+
+class StripCard(QFrame):
+    """One slot: title, image (or what fills it), a caption, and the models' prediction bars."""
+
+    clicked = Signal(str)
+
+    def __init__(self, slot: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.slot = slot
+        title, hint = STRIP_SLOTS[slot]
+        self.setObjectName(f"strip-{slot}")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.title = QLabel(title)
+        bold = QFont(self.title.font())
+        bold.setBold(True)
+        self.title.setFont(bold)
+        self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        self.view = ImageView(hint)
+        self.view.setFixedHeight(132)
+        self.caption = QLabel("")
+        self.caption.setWordWrap(True)
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+        self.caption.setObjectName("caption")
+        self.bars = PredictionBars()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(4)
+        layout.addWidget(self.title)
+        layout.addWidget(self.view)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.bars)
+        layout.addStretch(1)
+        self._selected = False
+
+    def set_selected(self, selected: bool) -> None:
+        self._selected = selected
+        self.setProperty("selected", selected)
+        self.setStyleSheet("StripCard { border: 2px solid palette(highlight); border-radius: 4px; }"
+                           if selected else "")
+
+    def mousePressEvent(self, event) -> None:
+        self.clicked.emit(self.slot)
+        super().mousePressEvent(event)
+
+
+class ImageStrip(QWidget):
+    """Original | robust reconstruction | non-robust reconstruction | adversarial | perturbation.
+
+    Filled slots get every loaded model's predictions from an engine job (one slot each, so a
+    panel refreshing one image never cancels the predictions for another).
+    """
+
+    predictionsShown = Signal(str)   # slot key: its bars now show every loaded model
+    slotClicked = Signal(str)
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.cards: dict[str, StripCard] = {}
+        self.images: dict[str, Any] = {}           # slot -> (C,H,W) array shown
+        self.captions: dict[str, str] = {}
+        self.predictions: dict[str, dict] = {}     # slot -> {model key: probs or reason}
+        self.predicted_for: dict[str, int] = {}    # slot -> generation of the image predicted
+        self._generation: dict[str, int] = {}
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        for slot in STRIP_SLOTS:
+            card = StripCard(slot)
+            card.clicked.connect(self.slotClicked)
+            self.cards[slot] = card
+            layout.addWidget(card, 1)
+        self.cards["perturbation"].bars.set_empty_text(
+            "δ = adversarial − original, scaled so its largest pixel shows in full colour: "
+            "red brightens, blue darkens.")
+        ctx.modelsChanged.connect(self._on_models_changed)
+        ctx.selectionChanged.connect(self._on_selection)
+        self._refresh_all_bars()
+
+    # ---------------------------------------------------------------- content
+
+    def _on_selection(self, selection: Selection | None) -> None:
+        for slot in STRIP_SLOTS:
+            if slot != "original":
+                self.clear(slot)
+        if selection is None:
+            self.clear("original")
+            return
+        caption = selection.source
+        if selection.label is not None and self.ctx.classes:
+            caption += f" · true class: {self.ctx.classes[selection.label]}"
+        if selection.note:
+            caption += f"\n{selection.note}"
+        self._show("original", selection.image, caption, live=False, predictions=None)
+
+    def set_image(self, slot: str, image: Any, caption: str = "", *, live: bool = False,
+                  predictions: dict | None = None) -> None:
+        self._show(slot, image, caption, live=live, predictions=predictions)
+
+    def clear(self, slot: str) -> None:
+        card = self.cards[slot]
+        self.images.pop(slot, None)
+        self.captions.pop(slot, None)
+        self.predictions.pop(slot, None)
+        self._generation[slot] = self._generation.get(slot, 0) + 1
+        self.ctx.cancel(f"strip-predictions:{slot}")
+        card.view.set_image(None)
+        card.caption.setText("")
+        self.ctx.strip_images.pop(slot, None)
+        self._refresh_bars(slot)
+        self.ctx.stripChanged.emit(slot)
+
+    def _show(self, slot: str, image: Any, caption: str, *, live: bool, predictions: dict | None) -> None:
+        card = self.cards[slot]
+        array = as_numpy(image)
+        self.images[slot] = array
+        self.captions[slot] = caption
+        self.ctx.strip_images[slot] = array[None]
+        self._generation[slot] = self._generation.get(slot, 0) + 1
+        if slot == "perturbation":
+            qimage, scale = perturbation_qimage(array)
+            caption = (caption + "\n" if caption else "") + f"shown ×{scale:.3g}"
+        else:
+            qimage = to_qimage(array)
+        card.view.set_image(qimage)
+        card.caption.setText(caption)
+        if slot != "perturbation":
+            if predictions is not None:
+                self.predictions[slot] = dict(predictions)
+                self._refresh_bars(slot)
+            elif live:
+                self.predictions[slot] = {key: "predictions when the job finishes" for key in self.ctx.model_keys()}
+                self._refresh_bars(slot)
+            else:
+                self._request_predictions(slot)
+        self.ctx.stripChanged.emit(slot)
+
+    # ---------------------------------------------------------------- predictions
+
+    def _request_predictions(self, slot: str) -> None:
+        keys = self.ctx.model_keys()
+        if not keys:
+            self.predictions[slot] = {}
+            self._refresh_bars(slot)
+            self.predictionsShown.emit(slot)
+            return
+        generation = self._generation[slot]
+        self.predictions[slot] = {key: "computing…" for key in keys}
+        self._refresh_bars(slot)
+
+        def on_result(result: dict) -> None:
+            if self._generation.get(slot) != generation:
+                return  # the slot shows another image by now
+            self.predictions[slot] = {key: (v[0] if not isinstance(v, str) else v)
+                                      for key, v in result[slot].items()}
+            self.predicted_for[slot] = generation
+            self._refresh_bars(slot)
+            self.predictionsShown.emit(slot)
+
+        self.ctx.predict(f"strip-predictions:{slot}", {slot: self.images[slot][None]}, on_result,
+                         keys=keys, label=f"predictions: {STRIP_SLOTS[slot][0].lower()}")
+
+    def _on_models_changed(self, _models) -> None:
+        for slot in list(self.images):
+            if slot != "perturbation":
+                self._request_predictions(slot)
+        self._refresh_all_bars()
+
+    def rows(self, slot: str) -> list[PredictionRow]:
+        """The prediction rows of a slot, one per loaded model, in the models' order."""
+        colors = style.model_colors(self.ctx.models)
+        found = self.predictions.get(slot, {})
+        rows = []
+        for info in self.ctx.models:
+            probs = found.get(info.key, "—")
+            rows.append(PredictionRow(style.short_name(info), info.label, probs, colors[info.key]))
+        return rows
+
+    def _refresh_all_bars(self) -> None:
+        for slot in STRIP_SLOTS:
+            self._refresh_bars(slot)
+
+    def _refresh_bars(self, slot: str) -> None:
+        bars = self.cards[slot].bars
+        if slot == "perturbation":
+            return
+        if slot not in self.images:
+            bars.set_rows([], (), None)
+            bars.set_empty_text("" if self.ctx.models else NO_MODELS)
+            return
+        if not self.ctx.models:
+            bars.set_rows([], (), None)
+            bars.set_empty_text(NO_MODELS)
+            return
+        label = self.ctx.selection.label if self.ctx.selection is not None else None
+        bars.set_rows(self.rows(slot), self.ctx.classes, label)
+
+    def has_all_predictions(self, slot: str) -> bool:
+        found = self.predictions.get(slot)
+        if found is None:
+            return False
+        return all(key in found and not (isinstance(found[key], str) and found[key].endswith("…"))
+                   for key in self.ctx.model_keys())
+
+    def set_lecture_mode(self, on: bool) -> None:
+        for card in self.cards.values():
+            card.view.setFixedHeight(210 if on else 132)

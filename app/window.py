@@ -1,0 +1,627 @@
+"""The main window: pickers and gallery on the left, the image strip and the panels' tabs in the
+centre, the engine's state in the status bar."""
+
+from __future__ import annotations
+
+import importlib
+import time
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtWidgets import (QApplication, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel,
+                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
+                               QTabWidget, QTextEdit, QVBoxLayout, QWidget)
+
+from robustlens.engine.data import load_dataset, load_image_file
+from robustlens.engine.jobs import Finished, Progress
+
+from . import style
+from .context import AppContext, ModelInfo, Selection
+from .engine_thread import Engine
+from .export import ask_and_export
+from .gallery import Gallery
+from .panels import PANELS
+from .pickers import DATASET_CHOICES, DatasetPicker, ModelPicker, available_zoo_models
+from .strip import ImageStrip
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+STYLE_SHEET = """
+QLabel#caption { color: palette(placeholder-text); }
+QFrame#banner[level="error"] { background: #fbe3e1; border: 1px solid #d9534f; border-radius: 4px; }
+QFrame#banner[level="info"] { background: #e3eefb; border: 1px solid #5b8fd9; border-radius: 4px; }
+QFrame#banner QLabel { color: #222; }
+"""
+
+
+class Banner(QFrame):
+    """A one-line message above the strip: errors stay until closed, notes fade after a while."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.text = QLabel("")
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details_button = QPushButton("Details…")
+        self.close_button = QPushButton("✕")
+        self.close_button.setFlat(True)
+        self.close_button.setToolTip("Dismiss")
+        self.close_button.setFixedWidth(28)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.details_button)
+        layout.addWidget(self.close_button)
+        self.close_button.clicked.connect(self.hide)
+        self.details_button.clicked.connect(self._show_details)
+        self._details = ""
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.hide)
+        self.hide()
+
+    def show_message(self, level: str, text: str, details: str = "") -> None:
+        self.setProperty("level", level)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.text.setText(("⚠ " if level == "error" else "") + text)
+        self._details = details
+        self.details_button.setVisible(bool(details))
+        self.show()
+        if level == "error":
+            self._timer.stop()
+        else:
+            self._timer.start(12_000)
+
+    def _show_details(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, "Error details", self.text.text(),
+                          QMessageBox.StandardButton.Close, self)
+        box.setDetailedText(self._details)
+        box.setModal(False)
+        box.show()
+
+
+class MainWindow(QMainWindow):
+    """The robustlens window. ``settings``: where to remember geometry, dataset, models, options
+    (a fresh QSettings file makes a reproducible window, as the screenshot mode does)."""
+
+    firstPredictions = Signal()     # the selected image's predictions are on screen for the first time
+
+    def __init__(self, settings: QSettings | None = None, extra_models: list[str] | None = None,
+                 select: int | None = None, dataset: str | None = None, use_settings: bool = True,
+                 models: list[str] | None = None) -> None:
+        super().__init__()
+        self.settings = settings if settings is not None else QSettings("robustlens", "robustlens")
+        self.setWindowTitle("robustlens — adversarial examples, robust features, certified robustness")
+        self.setAcceptDrops(True)
+        app = QApplication.instance()
+        if app.property("robustlens_base_font") is None:
+            app.setProperty("robustlens_base_font", app.font().pointSizeF())
+        self.engine = Engine(self)
+        self.ctx = AppContext(self.engine, self)
+        self.ctx.window = self
+        self._dataset_key = "fashion-mnist:test"
+        self._dataset_roots: dict[str, str] = {}
+        self._models_ready = False
+        self._first_done = False
+        self._closing = False
+        self._last_dataset_ok = None
+        self._pending_select = select
+        self._build_ui()
+        self._build_actions()
+        self._connect()
+        self._restore(use_settings, extra_models or [], dataset, models)
+
+    # ---------------------------------------------------------------- construction
+
+    def _build_ui(self) -> None:
+        self.setStyleSheet(STYLE_SHEET)
+        # left column
+        self.dataset_picker = DatasetPicker()
+        self.model_picker = ModelPicker()
+        self.gallery = Gallery()
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(6, 6, 0, 6)
+        for title, widget, stretch in (("Dataset", self.dataset_picker, 0), ("Models", self.model_picker, 0),
+                                       ("Gallery", self.gallery, 1)):
+            box = QGroupBox(title)
+            box_layout = QVBoxLayout(box)
+            box_layout.setContentsMargins(6, 6, 6, 6)
+            box_layout.addWidget(widget)
+            left_layout.addWidget(box, stretch)
+        self.model_picker.list.setMaximumHeight(150)
+        # centre: banner, strip, tabs
+        self.banner = Banner()
+        self.strip = ImageStrip(self.ctx)
+        self.ctx.strip = self.strip
+        self.ctx.register_exportable("Image strip", self.strip)
+        for slot, card in self.strip.cards.items():
+            self.ctx.register_exportable(f"Strip: {card.title.text()}", card)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.panels: dict[str, QWidget] = {}
+        for title, target in PANELS:
+            panel = self._make_panel(title, target)
+            self.panels[title] = panel
+            self.tabs.addTab(panel, title)
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 6, 6, 0)
+        centre_layout.addWidget(self.banner)
+        self.centre_split = QSplitter(Qt.Orientation.Vertical)
+        self.centre_split.addWidget(self.strip)
+        self.centre_split.addWidget(self.tabs)
+        self.centre_split.setStretchFactor(0, 0)
+        self.centre_split.setStretchFactor(1, 1)
+        self.centre_split.setChildrenCollapsible(False)
+        centre_layout.addWidget(self.centre_split, 1)
+        self.main_split = QSplitter(Qt.Orientation.Horizontal)
+        self.main_split.addWidget(left)
+        self.main_split.addWidget(centre)
+        self.main_split.setStretchFactor(0, 0)
+        self.main_split.setStretchFactor(1, 1)
+        self.main_split.setSizes([330, 1100])
+        self.setCentralWidget(self.main_split)
+        # status bar: device | job | progress | cancel
+        bar = self.statusBar()
+        self.device_label = QLabel(self._device_text())
+        self.job_label = QLabel("Ready")
+        self.job_label.setMinimumWidth(260)
+        self.progress = QProgressBar()
+        self.progress.setFixedWidth(200)
+        self.progress.setTextVisible(True)
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running jobs (Esc)")
+        self.cancel_button.setEnabled(False)
+        bar.addWidget(self.device_label)
+        bar.addWidget(self.job_label, 1)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(50)
+        self._status_timer.timeout.connect(self._update_status)
+        self._status_timer.start()
+        self._last_ended: tuple[str, float] | None = None
+
+    def _device_text(self) -> str:
+        device = self.engine.device
+        if device.type == "cuda":
+            import torch
+
+            return f"Device: CUDA ({torch.cuda.get_device_name(device)})"
+        import torch
+
+        return f"Device: CPU ({torch.get_num_threads()} threads)"
+
+    def _make_panel(self, title: str, target: str) -> QWidget:
+        """Import and build a registered panel; a broken one becomes a tab that shows its error."""
+        try:
+            module_name, _, class_name = target.partition(":")
+            panel_class = getattr(importlib.import_module(module_name), class_name)
+            panel = panel_class(self.ctx)
+            panel.setObjectName(f"panel-{title}")
+            return panel
+        except Exception:  # noqa: BLE001 - one panel's bug must not keep the window from opening
+            details = traceback.format_exc()
+            text = QTextEdit()
+            text.setReadOnly(True)
+            text.setPlainText(f"The {title} panel could not be opened ({target}):\n\n{details}")
+            return text
+
+    def _build_actions(self) -> None:
+        def action(text, slot, shortcuts=(), tip="", checkable=False):
+            act = QAction(text, self)
+            if shortcuts:
+                act.setShortcuts([QKeySequence(s) for s in shortcuts])
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            if tip:
+                act.setStatusTip(tip)
+                act.setToolTip(tip)
+            act.setCheckable(checkable)
+            act.triggered.connect(slot)
+            self.addAction(act)
+            return act
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        self.open_image_action = action("Open image…", self.open_image_dialog, ["Ctrl+O"],
+                                        "Open a PNG/JPEG; it is converted to the dataset's size and channels")
+        self.open_model_action = action("Open model…", self.open_model_dialog, ["Ctrl+Shift+O"],
+                                        "Load a model checkpoint file")
+        self.export_action = action("Export panel…", self.export_panel, ["Ctrl+E"],
+                                    "Save a plot or image panel as PNG or SVG")
+        quit_action = action("Quit", self.close, ["Ctrl+Q"])
+        for act in (self.open_image_action, self.open_model_action, None, self.export_action, None, quit_action):
+            file_menu.addSeparator() if act is None else file_menu.addAction(act)
+        view_menu = menu.addMenu("&View")
+        self.lecture_action = action("Lecture mode", self.set_lecture_mode, ["F11"],
+                                     "Full screen, larger fonts and images", checkable=True)
+        self.next_action = action("Next image", lambda: self.gallery.step(1), ["PgDown", "Alt+Right"])
+        self.previous_action = action("Previous image", lambda: self.gallery.step(-1), ["PgUp", "Alt+Left"])
+        for act in (self.lecture_action, None, self.next_action, self.previous_action):
+            view_menu.addSeparator() if act is None else view_menu.addAction(act)
+        run_menu = menu.addMenu("&Run")
+        self.run_action = action("Run the current tab", self.request_run, ["F5", "Ctrl+Return"],
+                                 "Start the current tab's job for the selected image")
+        self.cancel_action = action("Cancel", self.cancel_jobs, ["Esc"], "Stop the running jobs")
+        run_menu.addAction(self.run_action)
+        run_menu.addAction(self.cancel_action)
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(action("Keyboard shortcuts", self.show_shortcuts, ["F1"]))
+
+    def _connect(self) -> None:
+        self.gallery.indexSelected.connect(self.select_index)
+        self.dataset_picker.chosen.connect(lambda name, split, key, root: self.load_dataset(name, split, key, root))
+        self.dataset_picker.folderWanted.connect(self._ask_dataset_folder)
+        self.model_picker.changed.connect(self.load_models)
+        self.model_picker.openWanted.connect(self.open_model_dialog)
+        self.cancel_button.clicked.connect(self.cancel_jobs)
+        self.ctx.message.connect(lambda level, text: self.banner.show_message(level, text))
+        self.engine.jobFailed.connect(self._on_job_failed)
+        self.engine.jobEnded.connect(self._on_job_ended)
+        self.strip.predictionsShown.connect(self._check_first_predictions)
+        app = QApplication.instance()
+        app.aboutToQuit.connect(self._stop_engine)
+
+    def _restore(self, use_settings: bool, extra_models: list[str], dataset: str | None,
+                 models: list[str] | None) -> None:
+        s = self.settings
+        geometry = s.value("window/geometry") if use_settings else None
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1440, 920)
+        splits = s.value("window/centre_split") if use_settings else None
+        if splits:
+            self.centre_split.restoreState(splits)
+        else:
+            self.centre_split.setSizes([380, 480])
+        checked = s.value("models/checked") if use_settings else None
+        files = (s.value("models/files") or []) if use_settings else []
+        files = [files] if isinstance(files, str) else list(files)
+        checked = [checked] if isinstance(checked, str) else (list(checked) if checked is not None else None)
+        extra = [str(Path(p).expanduser().resolve()) for p in extra_models]
+        if extra:
+            checked = (checked or ([] if not use_settings else [n for n, _ in available_zoo_models()])) + extra
+            if not use_settings:
+                checked = [n for n, _ in available_zoo_models()] + extra
+        if models is not None:  # exactly these (tests, scripted screenshots)
+            checked = [str(Path(k).resolve()) if Path(k).exists() else k for k in models]
+            extra = [k for k in checked if Path(k).is_absolute()]
+        self.model_picker.populate(checked, files + [p for p in extra if p not in files])
+        for key in ("mnist:test", "cifar10:test"):
+            root = s.value(f"dataset/root/{key}") if use_settings else None
+            if root:
+                self._dataset_roots[key] = str(root)
+        key = s.value("dataset/choice", "fashion-mnist:test") if use_settings else "fashion-mnist:test"
+        if dataset:
+            key = dataset if ":" in dataset else f"{dataset}:test"
+        if key not in [c[0] for c in DATASET_CHOICES]:
+            key = "fashion-mnist:test"
+        if self._pending_select is None and use_settings:
+            stored = s.value("gallery/index")
+            self._pending_select = int(stored) if stored is not None else 0
+        self._pending_filter = s.value("gallery/class_filter") if use_settings else None
+        self.load_models(self.model_picker.checked_keys())
+        choice = self.dataset_picker.choice(key)
+        root = self._dataset_roots.get(key)
+        if choice[4] and not root:
+            key, choice, root = "fashion-mnist:test", self.dataset_picker.choice("fashion-mnist:test"), None
+        self.load_dataset(choice[2], choice[3], key, root)
+        for title, panel in self.panels.items():
+            if use_settings and hasattr(panel, "restore_settings"):
+                s.beginGroup(f"panels/{title}")
+                try:
+                    panel.restore_settings(s)
+                except Exception as error:  # noqa: BLE001 - stale settings must not stop the window
+                    self.banner.show_message("error", f"{title}: stored settings ignored ({error})")
+                finally:
+                    s.endGroup()
+        if use_settings and s.value("view/lecture", False, type=bool):
+            QTimer.singleShot(0, lambda: self.lecture_action.trigger())
+
+    # ---------------------------------------------------------------- dataset
+
+    def _ask_dataset_folder(self, key: str) -> None:
+        _, label, name, split, _ = self.dataset_picker.choice(key)
+        folder = QFileDialog.getExistingDirectory(self, f"Folder with {label.split(' (')[0]}",
+                                                  self._dataset_roots.get(key, str(Path.home())))
+        if not folder:
+            self.dataset_picker.show_choice(self._dataset_key)
+            return
+        self.load_dataset(name, split, key, folder)
+
+    def load_dataset(self, name: str, split: str, key: str, root: str | None = None) -> None:
+        """Load a dataset on the engine thread; on failure the previous one stays and the error shows."""
+        self.dataset_picker.source.setText("loading…")
+
+        def factory(cancel):
+            yield Progress(0, 1, f"loading {name} {split}")
+            yield Finished(load_dataset(name, split, root))
+
+        def on_event(event):
+            if isinstance(event, Finished):
+                self._on_dataset(event.result, key, root)
+
+        self.engine.submit("dataset", factory, on_event=on_event, label=f"loading {name} {split}")
+
+    def _on_dataset(self, dataset, key: str, root: str | None) -> None:
+        self._dataset_key = key
+        if root:
+            self._dataset_roots[key] = root
+        self.ctx.dataset = dataset
+        self.dataset_picker.show_choice(key)
+        self.dataset_picker.source.setText(f"{len(dataset):,} images, {len(dataset.classes)} classes, "
+                                           f"{'×'.join(map(str, dataset.image_shape))} · {dataset.source}")
+        self.gallery.set_dataset(dataset)
+        if self._pending_filter not in (None, "", "None"):
+            try:
+                self.gallery.set_class_filter(int(self._pending_filter))
+            except (TypeError, ValueError):
+                pass
+        self._pending_filter = None
+        self.ctx.datasetChanged.emit(dataset)
+        index = self._pending_select if self._pending_select is not None else 0
+        self._pending_select = None
+        index = min(max(0, int(index)), len(dataset) - 1)
+        if not self.gallery.select(index, emit=False):
+            self.gallery.set_class_filter(None)
+            self.gallery.select(index, emit=False)
+        self.select_index(index)
+
+    # ---------------------------------------------------------------- selection
+
+    def select_index(self, index: int) -> None:
+        """Select image ``index`` of the dataset: the strip, the predictions and the panels follow."""
+        dataset = self.ctx.dataset
+        if dataset is None or not 0 <= index < len(dataset):
+            return
+        if self.gallery.selected_index() != index:
+            self.gallery.select(index, emit=False)
+        label = int(dataset.labels[index])
+        name = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}.get(dataset.name, dataset.name)
+        selection = Selection(dataset.images[index:index + 1], label, index,
+                              f"{name} {dataset.split} #{dataset.source_index(index)}")
+        self._set_selection(selection)
+
+    def _set_selection(self, selection: Selection | None) -> None:
+        self.ctx.selection = selection
+        self.ctx.selectionChanged.emit(selection)
+
+    def open_image(self, path: str) -> None:
+        """Load a PNG/JPEG (on the engine thread), converted to the dataset's size and channels."""
+        dataset = self.ctx.dataset
+        shape = dataset.image_shape if dataset is not None else (1, 28, 28)
+        path = str(path)
+
+        def factory(cancel):
+            yield Finished(load_image_file(path, shape))
+
+        def on_event(event):
+            if isinstance(event, Finished):
+                image, note = event.result
+                name = Path(path).name
+                self.gallery.view.clearSelection()
+                self.gallery._quiet = True
+                self.gallery.view.setCurrentIndex(QModelIndex())
+                self.gallery._quiet = False
+                self._set_selection(Selection(image, None, None, name, f"converted: {note}"))
+                self.banner.show_message("info", f"{name}: {note}")
+
+        self.engine.submit("open-image", factory, on_event=on_event, label=f"opening {Path(path).name}")
+
+    def open_image_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.settings.value("paths/images", ""),
+                                              "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff)")
+        if path:
+            self.settings.setValue("paths/images", str(Path(path).parent))
+            self.open_image(path)
+
+    def dragEnterEvent(self, event) -> None:
+        if any(url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES)
+               for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
+                self.open_image(url.toLocalFile())
+                event.acceptProposedAction()
+                return
+
+    # ---------------------------------------------------------------- models
+
+    def load_models(self, keys: list[str]) -> None:
+        """Load the ticked models on the engine thread; the strip and panels update when they are."""
+        keys = list(keys)
+        self._models_ready = False
+
+        def job(engine, cancel):
+            loaded, errors = [], {}
+            for i, key in enumerate(keys):
+                cancel.check()
+                yield Progress(i, len(keys), f"loading {key}")
+                try:
+                    loaded.append((key, engine.model(key).meta))
+                except Exception as error:  # noqa: BLE001 - reported per model, the others still load
+                    errors[key] = " ".join(str(error).split()) or type(error).__name__
+            engine.active_keys = [key for key, _ in loaded]
+            yield Finished((loaded, errors))
+
+        def on_event(event):
+            if isinstance(event, Finished):
+                self._on_models(*event.result)
+
+        self.engine.submit("models", job, on_event=on_event, with_engine=True,
+                           label=f"loading {len(keys)} model{'s' if len(keys) != 1 else ''}")
+
+    def _on_models(self, loaded: list, errors: dict) -> None:
+        manifest = dict(available_zoo_models())
+        self.ctx.models = [ModelInfo(key, meta, "file" if Path(key).is_absolute() else "zoo",
+                                     manifest.get(key, {})) for key, meta in loaded]
+        for key in self.model_picker.keys():
+            self.model_picker.set_item_error(key, errors.get(key))
+        if errors:
+            text = "; ".join(f"{Path(k).name}: {v}" for k, v in errors.items())
+            self.banner.show_message("error", f"Could not load {len(errors)} model(s) — {text}")
+            for key in errors:  # a bad file is dropped from the list; a bad zoo entry stays, unticked
+                if Path(key).is_absolute():
+                    self.model_picker.remove(key)
+        self._models_ready = True
+        self.ctx.modelsChanged.emit(list(self.ctx.models))
+        self._check_first_predictions("original")
+
+    def open_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", self.settings.value("paths/models", ""),
+                                              "Models (*.pt *.pth *.ts *.ckpt);;All files (*)")
+        if path:
+            self.settings.setValue("paths/models", str(Path(path).parent))
+            self.open_model(path)
+
+    def open_model(self, path: str) -> None:
+        """Add a checkpoint file to the models; a bad file gives an error and is not added."""
+        self.model_picker.add_file(str(Path(path).expanduser().resolve()))
+
+    # ---------------------------------------------------------------- jobs and status
+
+    def request_run(self) -> None:
+        panel = self.tabs.currentWidget()
+        if hasattr(panel, "run"):
+            panel.run()
+        self.ctx.runRequested.emit()
+
+    def cancel_jobs(self) -> None:
+        self.engine.cancel_all()
+        self.ctx.cancelRequested.emit()
+
+    def _on_job_failed(self, handle, failure) -> None:
+        if handle.slot == "dataset":
+            self.dataset_picker.show_choice(self._dataset_key)
+            self.dataset_picker.source.setText("")
+            if self.ctx.dataset is not None:
+                d = self.ctx.dataset
+                self.dataset_picker.source.setText(f"{len(d):,} images · {d.source}")
+        self.banner.show_message("error", f"{handle.label} failed: {failure.message}", failure.details)
+
+    def _on_job_ended(self, handle) -> None:
+        if handle.user_cancellable:
+            verb = {"finished": "done", "aborted": "cancelled", "failed": "failed"}[handle.state]
+            self._last_ended = (f"{handle.label}: {verb} ({handle.ended_at - handle.submitted_at:.2f} s)",
+                                time.monotonic())
+
+    def _update_status(self) -> None:
+        now = time.monotonic()
+        active = [h for h in self.engine.active_jobs() if now - h.submitted_at > 0.15]
+        self.cancel_button.setEnabled(any(h.user_cancellable for h in self.engine.active_jobs()))
+        if not active:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(0)
+            self.progress.setFormat("")
+            if self._last_ended and now - self._last_ended[1] < 6:
+                self.job_label.setText(self._last_ended[0])
+            else:
+                self.job_label.setText("Ready")
+            return
+        shown = active[-1]
+        more = f"  (+{len(active) - 1} more)" if len(active) > 1 else ""
+        message = shown.progress.message if shown.progress and shown.progress.message else ""
+        self.job_label.setText(f"Running: {shown.label}" + (f" — {message}" if message and message != shown.label else "") + more)
+        if shown.progress is not None and shown.progress.total > 0:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * shown.progress.fraction))
+            self.progress.setFormat(f"{shown.progress.fraction:.0%}")
+        else:
+            self.progress.setRange(0, 0)  # busy: the job does not know how long it takes
+
+    def _check_first_predictions(self, slot: str) -> None:
+        if (slot == "original" and not self._first_done and self._models_ready
+                and self.ctx.selection is not None and self.strip.has_all_predictions("original")):
+            self._first_done = True
+            self.firstPredictions.emit()
+
+    # ---------------------------------------------------------------- lecture mode, export, help
+
+    def set_lecture_mode(self, on: bool, full_screen: bool = True) -> None:
+        on = bool(on)
+        self.lecture_action.setChecked(on)
+        self.ctx.lecture_mode = on
+        app = QApplication.instance()
+        font = QFont(app.font())
+        font.setPointSizeF(style.base_point_size() * (style.LECTURE_FONT_SCALE if on else 1.0))
+        app.setFont(font)
+        self.strip.set_lecture_mode(on)
+        self.gallery.set_thumbnail_size(84 if on else 56)
+        if on and full_screen:
+            self.showFullScreen()
+        elif not on and self.isFullScreen():
+            self.showNormal()
+        self.ctx.lectureModeChanged.emit(on)
+
+    def export_panel(self) -> None:
+        choices = [(name, w) for name, w in self.ctx.exportables() if w.isVisible()]
+        choices.append(("Whole window", self))
+        try:
+            written = ask_and_export(choices, self, self.settings.value("paths/export", ""))
+        except (OSError, ValueError) as error:
+            self.banner.show_message("error", f"Export failed: {error}")
+            return
+        if written is not None:
+            self.settings.setValue("paths/export", str(written.parent))
+            self.banner.show_message("info", f"Saved {written}")
+
+    def show_shortcuts(self) -> None:
+        rows = [(self.next_action, "next image"), (self.previous_action, "previous image"),
+                (self.run_action, "run the current tab's job"), (self.cancel_action, "cancel running jobs"),
+                (self.lecture_action, "lecture mode (full screen, large fonts)"),
+                (self.export_action, "export a panel as PNG/SVG"), (self.open_image_action, "open an image"),
+                (self.open_model_action, "open a model file")]
+        text = "\n".join(f"{' / '.join(s.toString() for s in a.shortcuts()):<22} {what}" for a, what in rows)
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", text,
+                          QMessageBox.StandardButton.Close, self)
+        box.setFont(QFont("monospace"))
+        box.setModal(False)
+        box.show()
+
+    # ---------------------------------------------------------------- closing
+
+    def save_settings(self) -> None:
+        s = self.settings
+        if not self.isFullScreen():
+            s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/centre_split", self.centre_split.saveState())
+        s.setValue("dataset/choice", self._dataset_key)
+        for key, root in self._dataset_roots.items():
+            s.setValue(f"dataset/root/{key}", root)
+        s.setValue("models/checked", self.model_picker.checked_keys())
+        s.setValue("models/files", self.model_picker.opened_files())
+        s.setValue("gallery/index", self.gallery.selected_index() if self.gallery.selected_index() is not None else 0)
+        filter_value = self.gallery.class_filter()
+        s.setValue("gallery/class_filter", "" if filter_value is None else int(filter_value))
+        s.setValue("view/lecture", self.ctx.lecture_mode)
+        for title, panel in self.panels.items():
+            if hasattr(panel, "save_settings"):
+                s.beginGroup(f"panels/{title}")
+                try:
+                    panel.save_settings(s)
+                finally:
+                    s.endGroup()
+        s.sync()
+
+    def closeEvent(self, event) -> None:
+        if not self._closing:
+            self._closing = True
+            try:
+                self.save_settings()
+            finally:
+                self._status_timer.stop()
+                self._stop_engine()
+        super().closeEvent(event)
+
+    def _stop_engine(self) -> None:
+        if self.engine.thread_running:
+            self.engine.shutdown()
