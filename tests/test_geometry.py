@@ -1,0 +1,266 @@
+"""The geometry slice (engine/geometry.py) against a classifier whose decision boundary is known.
+
+A linear binary classifier f(x) = [w·x + b > 0] has a half-space as each decision region, and its
+Gaussian smoothing is the same half-space: P[f(x + ε) = 1] = Φ((w·x + b)/(σ‖w‖)) (Cohen et al. 2019,
+Fig. 8). So in the plane x + a·u + b·v with u = ŵ the boundary of both f and g is the vertical line
+a* = −(w·x + b)/‖w‖, and the smoothed map's empirical probabilities must follow Φ((a − a*)/σ).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binom, binomtest, norm
+from torch import nn
+
+from robustlens.engine import geometry
+from robustlens.engine.jobs import CancelToken, Cancelled, Partial, run_to_end
+
+SIGMA = 0.25
+
+
+class LinearBinary(nn.Module):
+    """Logits (0, w·x + b): class 1 exactly where w·x + b > 0."""
+
+    def __init__(self, w: torch.Tensor, bias: float):
+        super().__init__()
+        self.w = nn.Parameter(w.clone(), requires_grad=False)
+        self.bias = float(bias)
+
+    def forward(self, x):
+        score = (x.flatten(1) * self.w.flatten()).sum(1) + self.bias
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+def linear_case(distance: float, seed: int = 0):
+    """An image x (class 0) at L2 distance ``distance`` from a random hyperplane, and the model."""
+    generator = torch.Generator().manual_seed(2024 + seed)
+    x = 0.3 + 0.4 * torch.rand((1, 28, 28), generator=generator)
+    w = torch.randn((1, 28, 28), generator=generator)
+    w = 2.5 * w / w.norm()  # ‖w‖ ≠ 1 on purpose: distances must not depend on the scale of the logits
+    bias = -float((w * x).sum()) - distance * float(w.norm())  # w·x + b = −distance·‖w‖
+    return x, LinearBinary(w, bias), w
+
+
+# ---------------------------------------------------------------- the plane
+
+def test_plane_is_orthonormal_and_coordinates_are_l2_distances():
+    x, model, w = linear_case(0.4)
+    plane = geometry.plane_through(model, x, seed=3)
+    assert plane.u_source == "gradient"
+    assert float(plane.u.norm()) == pytest.approx(1.0, abs=1e-5)
+    assert float(plane.v.norm()) == pytest.approx(1.0, abs=1e-5)
+    assert abs(float((plane.u * plane.v).sum())) < 1e-5
+    # the cross-entropy gradient for class 0 points towards class 1: along +w
+    assert float((plane.u * w).sum() / w.norm()) == pytest.approx(1.0, abs=1e-5)
+    a, b = np.array([0.3, -1.2, 2.0]), np.array([0.5, 0.7, -0.1])
+    points = plane.points(a, b)
+    np.testing.assert_allclose(plane.coordinates(points), np.stack([a, b], 1), atol=1e-4)
+    distances = (points - x).flatten(1).norm(dim=1).numpy()
+    np.testing.assert_allclose(distances, np.hypot(a, b), rtol=1e-4)
+    # no clamping: the plane leaves [0,1] and stays exact
+    far = plane.points([25.0], [0.0])
+    assert float(far.max()) > 1.0 or float(far.min()) < 0.0
+    assert float((far - x).norm()) == pytest.approx(25.0, rel=1e-5)
+    # the same seed gives the same slice; another seed another v
+    again = geometry.plane_through(model, x, seed=3)
+    assert torch.equal(again.v, plane.v)
+    assert not torch.allclose(geometry.plane_through(model, x, seed=4).v, plane.v)
+
+
+def test_plane_follows_a_given_direction_and_places_the_attack_on_its_axis():
+    x, model, w = linear_case(0.4)
+    delta = -0.8 * w / w.norm()
+    plane = geometry.plane_through(model, x, direction=delta)
+    assert plane.u_source == "attack"
+    assert float((plane.u * delta).sum() / delta.norm()) == pytest.approx(1.0, abs=1e-5)
+    point = geometry.locate_attack(model, plane, x + delta, "test")
+    assert point.coordinates[0] == pytest.approx(0.8, abs=1e-4)
+    assert point.coordinates[1] == pytest.approx(0.0, abs=1e-4)
+    assert point.off_plane < 1e-4 and point.distance == pytest.approx(0.8, abs=1e-4)
+    # a zero perturbation (the attack did not move x) falls back to the gradient
+    assert geometry.plane_through(model, x, direction=torch.zeros_like(x)).u_source == "gradient"
+
+
+def test_refinement_schedule_nests_grids():
+    assert geometry.refinement_sizes(41) == (11, 21, 41)
+    assert geometry.refinement_sizes(81) == (11, 21, 41, 81)
+    assert geometry.refinement_sizes(11) == (11,)
+    for sizes in (geometry.refinement_sizes(81), geometry.refinement_sizes(101)):
+        for coarse, fine in zip(sizes, sizes[1:]):
+            # every coarse coordinate is a fine one: the even-indexed points
+            np.testing.assert_allclose(geometry.grid_axis(1.0, fine)[::2], geometry.grid_axis(1.0, coarse))
+
+
+# ---------------------------------------------------------------- both maps on the linear classifier
+
+def test_base_map_boundary_is_the_analytic_line():
+    distance = 0.37
+    x, model, _ = linear_case(distance)
+    plane = geometry.plane_through(model, x, seed=1)
+    base = geometry.base_map(model, plane, extent=1.0, size=101, batch_size=777)
+    a = base.axis[:, None] * np.ones((1, base.size))
+    expected = (a > distance).astype(int)  # u = ŵ: class 1 beyond a* = distance
+    assert np.array_equal(base.classes, expected)
+    # the boundary line measured on the map: midway between the last class-0 and first class-1 column
+    first_one = np.argmax(base.classes[:, 50] == 1)
+    measured = 0.5 * (base.axis[first_one - 1] + base.axis[first_one])
+    assert abs(measured - distance) <= 0.5 * (base.axis[1] - base.axis[0]) + 1e-9
+
+
+def test_smoothed_map_is_the_same_half_space_with_the_analytic_probabilities():
+    distance = 0.35  # midway between grid columns 0.3 and 0.4: no point sits on the boundary
+    x, model, _ = linear_case(distance)
+    plane = geometry.plane_through(model, x, seed=2)
+    n, alpha = 300, 0.001
+    smoothed = geometry.smoothed_map(model, plane, 1.0, sigma=SIGMA, n=n, alpha=alpha, final_size=21,
+                                     batch_size=1000, seed=5)
+    assert smoothed.complete and smoothed.size == 21
+    assert (smoothed.counts.sum(axis=2) == n).all()
+    a = np.repeat(smoothed.axis[:, None], smoothed.size, axis=1)
+    truth = (a > distance).astype(int)
+    # every significant prediction is on the right side (each is wrong with probability ≤ α)
+    significant = smoothed.predictions != geometry.ABSTAIN
+    assert np.array_equal(smoothed.predictions[significant], truth[significant])
+    # points 0.15 or more from the line (p ≥ Φ(0.6) = 0.73) are decided and right
+    far = np.abs(a - distance) >= 0.15 - 1e-9
+    assert (smoothed.predictions[far] == truth[far]).all()
+    # points right next to the line (p = Φ(0.2) = 0.58) mostly abstain at n = 300, α = 0.001
+    near = np.abs(a - distance) < 0.06
+    assert (smoothed.predictions[near] == geometry.ABSTAIN).mean() > 0.5
+    # the estimated P[f = 1] follows Φ((a − a*)/σ): fit the line Φ⁻¹(p̂) = (a − a*)/σ
+    p_hat = smoothed.counts[:, :, 1] / n
+    usable = (p_hat > 0.02) & (p_hat < 0.98)
+    slope, intercept = np.polyfit(a[usable], norm.ppf(p_hat[usable]), 1)
+    assert -intercept / slope == pytest.approx(distance, abs=0.02)  # the boundary line a*
+    assert 1.0 / slope == pytest.approx(SIGMA, rel=0.1)            # the noise level σ
+
+
+def test_certified_disk_holds_the_certified_class_in_both_maps():
+    distance = 0.37
+    x, model, _ = linear_case(distance)
+    disk = geometry.certify(model, x, sigma=SIGMA, n0=100, n=10_000, alpha=0.001, seed=0)
+    assert disk.cls == 0
+    # R = σ Φ⁻¹(p_A lower) never exceeds the true distance (w.p. 1 − α) and comes close with n = 10⁴
+    assert 0.9 * distance < disk.radius <= distance
+    # the Clopper–Pearson bound: P[Binomial(n, p_lower) ≥ n_A] = α
+    n_a = round(disk.n * (norm.cdf(distance / SIGMA)))  # only to pick a realistic count
+    lower = geometry.clopper_pearson_lower(n_a, disk.n, 0.001)
+    assert binom.sf(n_a - 1, disk.n, lower) == pytest.approx(0.001, rel=1e-3)
+    assert disk.radius == pytest.approx(SIGMA * norm.ppf(disk.p_a_lower))
+
+    plane = geometry.plane_through(model, x, seed=0)
+    base = geometry.base_map(model, plane, extent=2 * disk.radius, size=61)
+    inside = geometry.in_disk(base, disk.radius)
+    assert inside.sum() > 500
+    assert (base.classes[inside] == disk.cls).all()
+
+    smoothed = geometry.smoothed_map(model, plane, 2 * disk.radius, sigma=SIGMA, n=200, alpha=0.001,
+                                     final_size=21, seed=1)
+    check = geometry.check_disk(smoothed, disk)
+    assert check.checked == geometry.in_disk(smoothed, disk.radius).sum() > 50
+    assert check.disagreeing == 0
+    assert check.agreeing + check.abstained == check.checked
+    assert check.agreeing > 0.7 * check.checked  # abstentions only near the disk's edge facing the line
+
+
+def test_certify_abstains_on_the_boundary():
+    x, model, _ = linear_case(0.0)
+    disk = geometry.certify(model, x, sigma=SIGMA, n0=50, n=500, alpha=0.001)
+    assert disk.abstained and disk.radius == 0.0
+
+
+def test_predict_with_ten_samples_always_abstains():
+    # 10 of 10 votes: binomtest(10, 10, 0.5).pvalue = 2/1024 > 0.001
+    assert geometry.predict_from_counts(np.array([0, 10, 0]), 0.001) == (1, False)
+    assert geometry.predict_from_counts(np.array([0, 60, 40]), 0.05) == (1, False)
+    assert geometry.predict_from_counts(np.array([0, 80, 20]), 0.001) == (1, True)
+
+
+def test_vectorised_predict_equals_scipy_binomtest():
+    n_a, n_b = np.meshgrid(np.arange(0, 70), np.arange(0, 70), indexing="ij")
+    reference = np.array([[binomtest(int(a), int(a + b), 0.5).pvalue if a + b else 1.0 for b in range(70)]
+                          for a in range(70)])
+    np.testing.assert_allclose(geometry.binomial_p_values(n_a, n_b), reference, rtol=1e-9, atol=1e-300)
+    rng = np.random.default_rng(0)
+    counts = rng.multinomial(100, [0.5, 0.3, 0.1, 0.1], size=(7, 9))
+    top, significant = geometry.predict_counts(counts, 0.01)
+    for i in range(7):
+        for j in range(9):
+            assert (top[i, j], significant[i, j]) == geometry.predict_from_counts(counts[i, j], 0.01)
+
+
+# ---------------------------------------------------------------- streaming, cancelling, the cloud
+
+def test_progressive_refinement_streams_nested_levels():
+    x, model, _ = linear_case(0.3)
+    plane = geometry.plane_through(model, x)
+    partials = []
+    final = run_to_end(geometry.smoothed_map_job(model, plane, 1.0, sigma=SIGMA, n=20, alpha=0.01,
+                                                 final_size=21, batch_size=64, seed=0),
+                       on_event=lambda e: partials.append(e.value) if isinstance(e, Partial) else None)
+    assert [p.size for p in partials][0] == 11 and partials[-1].size == 21
+    levels = [p.level for p in partials]
+    assert levels == sorted(levels)
+    coarse = [p for p in partials if p.level == 0][-1]
+    assert coarse.computed.all()
+    # the fine grid reuses the coarse points (never sampled twice) and computes each other point once
+    np.testing.assert_array_equal(final.counts[::2, ::2], coarse.counts)
+    done = [int(p.computed.sum()) for p in partials if p.level == 1]
+    assert done == sorted(done) and done[0] >= 121 and done[-1] == 441
+    # a partial map shows the coarse answer where the fine one is not computed yet
+    first_fine = next(p for p in partials if p.level == 1)
+    hidden = ~first_fine.computed
+    np.testing.assert_array_equal(first_fine.classes[hidden],
+                                  coarse.classes[np.ix_(np.arange(21) // 2, np.arange(21) // 2)][hidden])
+
+
+def test_cancel_stops_the_smoothed_map():
+    x, model, _ = linear_case(0.3)
+    plane = geometry.plane_through(model, x)
+    cancel = CancelToken()
+    seen = []
+
+    def on_event(event):
+        if isinstance(event, Partial):
+            seen.append(event)
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        run_to_end(geometry.smoothed_map_job(model, plane, 1.0, sigma=SIGMA, n=50, final_size=41,
+                                             batch_size=50), cancel, on_event)
+    assert len(seen) == 1
+
+
+def test_noise_cloud_in_the_plane_has_sigma_but_the_noise_is_long():
+    x, model, _ = linear_case(0.2)
+    plane = geometry.plane_through(model, x)
+    cloud = geometry.noise_cloud(model, plane, SIGMA, samples=2000, seed=0)
+    assert cloud.coordinates.shape == (2000, 2)
+    np.testing.assert_allclose(cloud.coordinates.std(axis=0), [SIGMA, SIGMA], rtol=0.08)
+    assert cloud.norms.mean() == pytest.approx(SIGMA * math.sqrt(784), rel=0.02)
+    # the votes: class 1 where the draw crossed the line, P = Φ(−0.2/σ) = 0.21
+    assert cloud.classes.mean() == pytest.approx(norm.cdf(-0.2 / SIGMA), abs=0.03)
+    # a draw's class is decided by its component along u = ŵ alone
+    assert np.array_equal(cloud.classes, (cloud.coordinates[:, 0] > 0.2).astype(int))
+
+
+def test_geometry_job_events_and_bad_input():
+    x, model, w = linear_case(0.5)
+    request = geometry.GeometryRequest(sigma=SIGMA, base_size=21, smooth_size=11, n=50, certify_n=1000,
+                                       adversarial=(x + 0.9 * w / w.norm()).clamp(0, 1), cloud_samples=50)
+    kinds = []
+    result = run_to_end(geometry.geometry_job(model, x, request),
+                        on_event=lambda e: kinds.append(e.kind) if isinstance(e, Partial) else None)
+    assert kinds[:5] == ["disk", "plane", "attack", "extent", "base-map"]
+    assert "noise-cloud" in kinds and kinds[-1] == "smoothed-map"
+    assert result.plane.u_source == "attack" and result.attack.base_class == 1
+    assert result.extent == pytest.approx(max(2 * result.disk.radius, 3 * SIGMA, 1.25 * result.attack.distance))
+    assert result.disk_check is not None and result.disk_check.disagreeing == 0
+    with pytest.raises(ValueError, match="σ"):
+        geometry.geometry_job(model, x, geometry.GeometryRequest(sigma=0.0))
+    with pytest.raises(ValueError, match="one image"):
+        geometry.geometry_job(model, torch.zeros(2, 1, 28, 28), request)
+    with pytest.raises(ValueError, match="α"):
+        geometry.smoothed_map_job(model, geometry.plane_through(model, x), 1.0, sigma=SIGMA, alpha=1.5)
