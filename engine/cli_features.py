@@ -1,0 +1,306 @@
+"""`robustlens invert`, `robustlens build-dataset`, `robustlens experiment` (Ilyas et al. 2019)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import DATASETS, Dataset, load_dataset
+from .features import (DATASET_KINDS, SEED_MODES, STEP_SCHEDULES, STORAGE_DTYPES, ExperimentSettings,
+                       format_experiment_table, load_built_dataset, make_seeds, non_robust_dataset_job,
+                       reconstruct_job, relabeled_dataset_job, robust_dataset_job, run_directly, run_experiment)
+from .jobs import Partial, Progress
+from .models import default_device, load_model
+
+DEFAULT_ROBUST = "fashion-mnist/l2-robust"
+DEFAULT_STANDARD = "fashion-mnist/standard"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("invert", help="robust and non-robust reconstructions of a few images, as a PNG grid")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--data-root", help="folder with the dataset files")
+    p.add_argument("--index", type=int, nargs="+", help="positions of the images in the split")
+    p.add_argument("--per-class", type=int, help="instead of --index: the first K images of every class")
+    p.add_argument("--robust-model", default=DEFAULT_ROBUST, help=f"default {DEFAULT_ROBUST}")
+    p.add_argument("--standard-model", default=DEFAULT_STANDARD, help=f"default {DEFAULT_STANDARD}")
+    p.add_argument("--also", nargs="+", default=[], metavar="MODEL",
+                   help="further models to invert, one column each (e.g. fashion-mnist/noise-0.50)")
+    _inversion_options(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed for drawing the seeds")
+    p.add_argument("--scale", type=int, default=4, help="pixels per image pixel in the PNG")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(func=run_invert)
+
+    p = sub.add_parser("build-dataset", help="build D_R, D_NR, D_rand or D_det (resumable: rerun to continue)")
+    p.add_argument("--kind", choices=DATASET_KINDS, required=True,
+                   help="robust: D_R, non-robust: D_NR, rand: D_rand, det: D_det")
+    p.add_argument("--count", type=int, required=True, help="number of training images to transform")
+    p.add_argument("--out", required=True, help="folder for the dataset (chunks, manifest.json, dataset.npz)")
+    p.add_argument("--model", help=f"model to use (default: {DEFAULT_ROBUST} for robust, "
+                                   f"{DEFAULT_STANDARD} otherwise)")
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--data-root", help="folder with the dataset files")
+    _inversion_options(p)
+    p.add_argument("--eps", type=float, default=1.0, help="rand/det: L2 ε of the targeted PGD")
+    p.add_argument("--pgd-steps", type=int, default=100, help="rand/det: PGD steps")
+    p.add_argument("--pgd-step-size", type=float, help="rand/det: PGD step (default 2.5·ε/steps)")
+    p.add_argument("--chunk", type=int, default=500, help="images per chunk (the unit of resuming)")
+    p.add_argument("--seed", type=int, default=0, help="selects the images, seeds and targets")
+    p.add_argument("--dtype", choices=STORAGE_DTYPES, default="float16", help="how images are stored")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(func=run_build_dataset)
+
+    p = sub.add_parser("experiment", help="train a standard model on each constructed dataset and evaluate "
+                                          "it on the real test set (the table of Ilyas et al.)")
+    p.add_argument("--data", nargs="+", metavar="DIR", help="dataset folders from build-dataset")
+    p.add_argument("--baseline", action="store_true",
+                   help="also train on the real images the first dataset was built from (row 'D')")
+    p.add_argument("--out", help="results JSON (rows already there with the same settings are kept)")
+    p.add_argument("--show", metavar="JSON", help="only print the table of a results file")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--epochs", type=int, help="epochs per model (default: scaled to the dataset's size)")
+    p.add_argument("--max-epochs", type=int, default=30, help="cap of the scaled number of epochs")
+    p.add_argument("--eval-eps", type=float, nargs="+", default=[0.5, 1.5], help="L2 ε of the robust accuracy")
+    p.add_argument("--eval-steps", type=int, default=20)
+    p.add_argument("--eval-images", type=int, default=1000, help="test images for the robust accuracy")
+    p.add_argument("--data-root", help="folder with the dataset files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(func=run_experiment_command)
+
+
+def _inversion_options(p) -> None:
+    p.add_argument("--seeds", choices=SEED_MODES, default="other-class",
+                   help="start of the inversion: a random image of another class (default), any other "
+                        "random image (the paper's), or gray 0.5 + N(0, 0.05²) noise")
+    p.add_argument("--steps", type=int, default=1000, help="inversion steps (paper: 1000)")
+    p.add_argument("--step-size", type=float, default=0.1, help="inversion L2 step (paper: 0.1)")
+    p.add_argument("--schedule", choices=STEP_SCHEDULES, default="constant",
+                   help="step size: constant (paper) or cosine-annealed from --step-size to 0")
+
+
+class _Bar:
+    """Feeds a job's Progress events into one tqdm bar and prints its Partial messages that matter."""
+
+    def __init__(self, desc: str, unit: str = "it"):
+        self.bar = tqdm(total=1, desc=desc, unit=unit, dynamic_ncols=True)
+
+    def __call__(self, event) -> None:
+        if isinstance(event, Progress):
+            if self.bar.total != event.total:
+                self.bar.total = event.total
+            self.bar.n = round(event.done, 2) if isinstance(event.done, float) else event.done
+            self.bar.set_postfix_str(event.message[-60:], refresh=False)
+            self.bar.refresh()
+        elif isinstance(event, Partial) and event.kind == "row":
+            row = event.value
+            robust = ", ".join(f"ε={e}: {100 * a:.1f}%" for e, a in row["robust_accuracy"].items())
+            tqdm.write(f"{row['dataset']}: clean {100 * row['clean_accuracy']:.1f}%, robust {robust}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _threads(args) -> None:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+# ---------------------------------------------------------------- invert
+
+def _pick_images(dataset: Dataset, index: list[int] | None, per_class: int | None) -> list[int]:
+    if index and per_class:
+        raise ValueError("give either --index or --per-class, not both")
+    if per_class:
+        if per_class < 1:
+            raise ValueError("--per-class must be positive")
+        # block b holds the b-th image of every class, so the grid reads class by class
+        chosen = []
+        for b in range(per_class):
+            for cls in range(len(dataset.classes)):
+                members = (dataset.labels == cls).nonzero().flatten()
+                if b < len(members):
+                    chosen.append(int(members[b]))
+        return chosen
+    if not index:
+        raise ValueError("name the images: --index I [I ...] or --per-class K")
+    for i in index:
+        if not 0 <= i < len(dataset):
+            raise ValueError(f"image index {i} is outside the {dataset.split} split (0..{len(dataset) - 1})")
+    return list(index)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def reconstruction_grid(columns: list[tuple[str, torch.Tensor]], row_labels: list[str], *, scale: int = 4,
+                        blocks: int = 1, notes: list[list[str]] | None = None):
+    """A Pillow image: one column per (title, (N,C,H,W) images), one row per image, rows split into
+    ``blocks`` side-by-side blocks; ``row_labels`` at the left of each row and ``notes[col][row]``
+    (e.g. a prediction) under each image."""
+    from PIL import Image, ImageDraw
+
+    n = len(row_labels)
+    rows_per_block = -(-n // blocks)
+    channels, height, width = columns[0][1].shape[1:]
+    cell_w, cell_h = width * scale, height * scale
+    font, small = _font(max(11, 3 * scale + 2)), _font(max(9, 2 * scale + 3))
+    note_h = (2 * scale + 8) if notes else 0
+    pad, label_w = max(4, scale), 11 * max(11, 3 * scale + 2)
+    title_h = 4 * scale + 16
+    block_w = label_w + len(columns) * (cell_w + pad) + 3 * pad
+    canvas = Image.new("RGB", (blocks * block_w, title_h + rows_per_block * (cell_h + note_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for b in range(blocks):
+        x0 = b * block_w + label_w
+        for c, (title, _) in enumerate(columns):
+            draw.text((x0 + c * (cell_w + pad) + cell_w // 2, title_h // 2), title, fill="black", font=font,
+                      anchor="mm")
+    for r in range(n):
+        b, within = divmod(r, rows_per_block)
+        y = title_h + within * (cell_h + note_h + pad)
+        draw.text((b * block_w + label_w - pad, y + cell_h // 2), row_labels[r], fill="black", font=font, anchor="rm")
+        for c, (_, images) in enumerate(columns):
+            array = (images[r].detach().cpu().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+            tile = Image.fromarray(array[0] if channels == 1 else array.transpose(1, 2, 0),
+                                   "L" if channels == 1 else "RGB")
+            x = b * block_w + label_w + c * (cell_w + pad)
+            canvas.paste(tile.resize((cell_w, cell_h), Image.Resampling.NEAREST), (x, y))
+            if notes and notes[c][r]:
+                draw.text((x + cell_w // 2, y + cell_h + 2), notes[c][r], fill=(90, 90, 90), font=small, anchor="mt")
+    return canvas
+
+
+def run_invert(args) -> int:
+    _threads(args)
+    device = default_device()
+    names = {"robust recon": args.robust_model, "non-robust recon": args.standard_model}
+    for extra in args.also:
+        names[f"{extra.split('/')[-1]} recon"] = extra
+    models = {title: load_model(name, device=device) for title, name in names.items()}
+    dataset = load_dataset(next(iter(models.values())).meta.dataset, args.split, args.data_root)
+    chosen = _pick_images(dataset, args.index, args.per_class)
+    targets, labels = dataset.images[chosen], dataset.labels[chosen]
+    generator = torch.Generator().manual_seed(args.seed)
+    seeds, seed_indices = make_seeds(labels, dataset, args.seeds, generator, own_indices=torch.tensor(chosen),
+                                     shape=dataset.image_shape)
+    bar = _Bar(f"inverting {len(chosen)} images with {len(models)} models", unit="step")
+    try:
+        result = run_directly(reconstruct_job(models, targets, seeds, steps=args.steps, step_size=args.step_size,
+                                            schedule=args.schedule), on_event=bar)
+    finally:
+        bar.close()
+    classes = dataset.classes
+    columns = [("original", targets)] + [(title, result[title]["result"].images) for title in models]
+    own = {title: result[title]["predictions"][title] for title in models}
+    notes = [[f"seed: {classes[int(dataset.labels[i])]}" if i >= 0 else "seed: noise" for i in seed_indices]] + \
+            [[f"{p['name']} {100 * p['probability']:.0f}%" for p in own[title]] for title in models]
+    grid = reconstruction_grid(columns, [classes[int(y)] for y in labels], scale=args.scale,
+                               blocks=args.per_class or 1, notes=notes)
+    out = Path(args.out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(out)
+    for title, name in names.items():
+        distances = result[title]["result"].distances
+        print(f"{title} ({name}): final distance mean {distances.mean():.4f}, max {distances.max():.4f}")
+    print(f"wrote {out} ({grid.width}×{grid.height}); under each reconstruction: what its own model predicts")
+    return 0
+
+
+# ---------------------------------------------------------------- build-dataset
+
+def run_build_dataset(args) -> int:
+    _threads(args)
+    device = default_device()
+    model_name = args.model or (DEFAULT_ROBUST if args.kind == "robust" else DEFAULT_STANDARD)
+    model = load_model(model_name, device=device)
+    source = load_dataset(model.meta.dataset, "train", args.data_root)
+    inversion = dict(seeds=args.seeds, steps=args.steps, step_size=args.step_size, schedule=args.schedule)
+    common = dict(count=args.count, chunk_size=args.chunk, seed=args.seed, dtype=args.dtype)
+    if args.kind == "robust":
+        job = robust_dataset_job(model, source, args.out, **inversion, **common)
+    elif args.kind == "non-robust":
+        job = non_robust_dataset_job(model, source, args.out, **inversion, **common)
+    else:
+        job = relabeled_dataset_job(model, source, args.out, mode=args.kind, eps=args.eps, steps=args.pgd_steps,
+                                    step_size=args.pgd_step_size, **common)
+    print(f"building {args.kind} dataset from {args.count} of {len(source)} images ({source.source}) "
+          f"with {model_name} into {args.out}")
+    began = time.perf_counter()
+    bar = _Bar(f"{args.kind}", unit="img")
+    try:
+        built = run_directly(job, on_event=bar)
+    finally:
+        bar.close()
+    manifest = built.manifest
+    stats = ", ".join(f"{k} {v:.4f}" for k, v in manifest.get("stats", {}).items())
+    print(f"{built.name}: {manifest['counts']['images']} images in {built.path} ({stats}); "
+          f"{time.perf_counter() - began:.0f} s this run, {manifest['seconds']:.0f} s in all")
+    return 0
+
+
+# ---------------------------------------------------------------- experiment
+
+def _baseline(first: Path, data_root) -> Dataset:
+    """The real training images the dataset in ``first`` was built from, with their true labels."""
+    built = load_built_dataset(first)
+    manifest = json.loads((first / "manifest.json").read_text())
+    source_info = manifest["settings"]["source"]
+    source = load_dataset(source_info["name"], source_info["split"], data_root)
+    if source.indices is None:
+        positions = built.indices
+    else:
+        where = {int(original): position for position, original in enumerate(source.indices.tolist())}
+        missing = [int(i) for i in built.indices if int(i) not in where]
+        if missing:
+            raise ValueError(f"the {source_info['split']} split found here lacks images {first} was built from")
+        positions = torch.tensor([where[int(i)] for i in built.indices])
+    real = source.subset(positions)
+    real.name = "D"
+    return real
+
+
+def run_experiment_command(args) -> int:
+    if args.show:
+        path = Path(args.show).expanduser()
+        if not path.exists():
+            raise ValueError(f"no such results file: {path}")
+        print(format_experiment_table(json.loads(path.read_text()), markdown=args.markdown))
+        return 0
+    if not args.data:
+        raise ValueError("name the dataset folders: --data DIR [DIR ...] (or --show RESULTS.json)")
+    _threads(args)
+    folders = [Path(d).expanduser() for d in args.data]
+    datasets = {}
+    if args.baseline:
+        datasets["D"] = _baseline(folders[0], args.data_root)
+    for folder in folders:
+        name = load_built_dataset(folder).name
+        if name in datasets:
+            raise ValueError(f"two datasets are both {name}: give each kind once")
+        datasets[name] = folder
+    source_name = json.loads((folders[0] / "manifest.json").read_text())["settings"]["source"]["name"]
+    test = load_dataset(source_name, "test", args.data_root)
+    settings = ExperimentSettings(epochs=args.epochs, max_epochs=args.max_epochs, eval_eps=tuple(args.eval_eps),
+                                  eval_steps=args.eval_steps, eval_images=args.eval_images, seed=args.seed)
+    bar = _Bar("experiment", unit="row")
+    try:
+        results = run_experiment(datasets, test, settings=settings, out=args.out, device=default_device(),
+                                 on_event=bar)
+    finally:
+        bar.close()
+    print(format_experiment_table(results, markdown=args.markdown))
+    if args.out:
+        print(f"results written to {args.out}")
+    return 0

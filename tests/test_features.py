@@ -1,0 +1,309 @@
+"""Representation inversion, the D_R / D_NR / D_rand / D_det builders and the experiment (Ilyas et al.)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from robustlens.engine import features
+from robustlens.engine.cli import main
+from robustlens.engine.data import FASHION_MNIST_CLASSES, Dataset
+from robustlens.engine.features import (ExperimentSettings, build_non_robust_dataset, build_relabeled_dataset,
+                                        build_robust_dataset, format_experiment_table, invert, inversion_steps,
+                                        load_built_dataset, make_seeds, relabel_targets, reconstruct_job,
+                                        run_experiment)
+from robustlens.engine.jobs import CancelToken, Cancelled, Finished, Partial, Progress, Snapshot, run_to_end
+from robustlens.engine.models import build_model, save_checkpoint
+from robustlens.engine.train import TrainConfig, train
+
+ROBUST = "fashion-mnist/l2-robust"
+STANDARD = "fashion-mnist/standard"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # the suite shares two cores with other work: one thread avoids oversubscription stalls
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_source(fmnist_test):
+    """120 images standing in for a training split (every class present)."""
+    return fmnist_test.subset(range(120))
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    torch.manual_seed(1)
+    return build_model("fmnist-cnn", name="test/random").eval()
+
+
+def relative_distance(model, images, targets):
+    """d = ‖g(x_r) − g(x)‖₂ / ‖g(x)‖₂ computed independently of the engine (numpy norms)."""
+    with torch.no_grad():
+        g_r = model.representation(images).flatten(1).numpy().astype(np.float64)
+        g = model.representation(targets).flatten(1).numpy().astype(np.float64)
+    return np.linalg.norm(g_r - g, axis=1) / np.linalg.norm(g, axis=1)
+
+
+# ---------------------------------------------------------------- inversion
+
+def test_inversion_lowers_the_distance_and_stays_in_the_unit_box(zoo_model, fmnist_test):
+    model = zoo_model(ROBUST)
+    targets, labels = fmnist_test.images[:8], fmnist_test.labels[:8]
+    seeds, _ = make_seeds(labels, fmnist_test, "other-class", torch.Generator().manual_seed(0))
+    means, best = [], None
+    for state in inversion_steps(model, targets, seeds, steps=60, step_size=0.1):
+        assert state.images.min() >= 0 and state.images.max() <= 1
+        means.append(state.distance.mean().item())
+        if best is not None:  # the kept iterate never gets worse
+            assert torch.all(state.best_distance <= best + 1e-7)
+        best = state.best_distance.clone()
+    windows = np.array(means[1:]).reshape(6, 10).mean(axis=1)  # decreasing on average, window by window
+    assert np.all(np.diff(windows) < 0), windows
+    assert means[-1] < 0.5 * means[0]
+    # the reported distances are those of the returned images, by an independent computation
+    np.testing.assert_allclose(state.best_distance.numpy(), relative_distance(model, state.best_images, targets),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_invert_returns_best_iterates_and_batches_consistently(zoo_model, fmnist_test):
+    model = zoo_model(STANDARD)
+    targets = fmnist_test.images[:6]
+    result = invert(model, targets, "noise", steps=15, step_size=0.1, batch_size=4,
+                    generator=torch.Generator().manual_seed(3))
+    assert result.images.shape == targets.shape and len(result.curve) == 16
+    assert result.images.min() >= 0 and result.images.max() <= 1
+    np.testing.assert_allclose(result.distances.numpy(), relative_distance(model, result.images, targets),
+                               rtol=1e-4, atol=1e-5)
+    assert result.distances.mean().item() <= min(result.curve) + 1e-6  # best per sample ≤ any batch mean
+    # batching does not change the answer
+    again = invert(model, targets, "noise", steps=15, step_size=0.1, batch_size=6,
+                   generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(result.images, again.images, atol=1e-5, rtol=0)
+
+
+def test_seeds(fmnist_test):
+    generator = torch.Generator().manual_seed(0)
+    labels = fmnist_test.labels[:500]
+    noise, index = make_seeds(labels, None, "noise", generator, shape=(1, 28, 28))
+    assert noise.min() >= 0 and noise.max() <= 1 and torch.all(index == -1)
+    assert abs(noise.mean().item() - 0.5) < 0.002 and abs(noise.std().item() - 0.05) < 0.002
+    seeds, index = make_seeds(labels, fmnist_test, "other-class", generator)
+    assert torch.all(fmnist_test.labels[index] != labels)
+    torch.testing.assert_close(seeds, fmnist_test.images[index])
+    own = torch.arange(500)
+    _, index = make_seeds(labels, fmnist_test.subset(range(500)), "random", generator, own_indices=own)
+    assert torch.all(index != own) and len(index.unique()) > 250  # ≈ 316 expected
+    with pytest.raises(ValueError, match="seed mode"):
+        make_seeds(labels, fmnist_test, "zeros")
+
+
+def test_reconstruct_job_streams_both_models_and_can_be_cancelled(zoo_model, fmnist_test):
+    models = {"robust": zoo_model(ROBUST), "standard": zoo_model(STANDARD)}
+    targets = fmnist_test.images[:2]
+    events = []
+    result = run_to_end(reconstruct_job(models, targets, "noise", steps=5, snapshot_interval=0.0),
+                        on_event=events.append)
+    distances = [e.value for e in events if isinstance(e, Partial) and e.kind == "distance"]
+    assert sorted({(d["model"], d["step"]) for d in distances}) == sorted(
+        (m, s) for m in models for s in range(6))
+    snapshots = [e for e in events if isinstance(e, Snapshot)]
+    assert {s.info["model"] for s in snapshots} == set(models)
+    assert all(s.image.shape == (2, 1, 28, 28) and s.image.dtype == np.float32 for s in snapshots)
+    finals = [s for s in snapshots if s.info.get("final")]
+    for snapshot in finals:  # the last snapshot is the returned reconstruction
+        np.testing.assert_array_equal(snapshot.image, result[snapshot.info["model"]]["result"].images.numpy())
+    for key in models:
+        preds = result[key]["predictions"]
+        assert set(preds) == set(models) and len(preds["robust"]) == 2
+        assert all(0 <= p["probability"] <= 1 and p["name"] in FASHION_MNIST_CLASSES for p in preds["standard"])
+    # cancel after the second step: the job stops with Cancelled, within one step
+    cancel, seen = CancelToken(), []
+
+    def stop_early(event):
+        seen.append(event)
+        if isinstance(event, Progress) and event.done >= 1:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        run_to_end(reconstruct_job(models, targets, "noise", steps=200), cancel, stop_early)
+    assert max(e.value["step"] for e in seen if isinstance(e, Partial) and e.kind == "distance") <= 2
+
+
+# ---------------------------------------------------------------- relabelled datasets
+
+def test_relabel_targets():
+    labels = torch.arange(10).repeat(300)
+    det = relabel_targets(labels, 10, "det")
+    assert torch.equal(det, (labels + 1) % 10)
+    rand = relabel_targets(labels, 10, "rand", torch.Generator().manual_seed(0))
+    assert torch.all(rand != labels)
+    shifts = np.bincount(((rand - labels) % 10).numpy(), minlength=10)
+    assert shifts[0] == 0 and shifts[1:].min() > 250  # uniform over the 9 other classes (333 expected)
+
+
+@pytest.mark.parametrize("mode", ["det", "rand"])
+def test_relabeled_dataset_labels(mode, zoo_model, small_source, tmp_path):
+    model = zoo_model(STANDARD)
+    built = build_relabeled_dataset(model, small_source, tmp_path / mode, mode=mode, count=40, eps=1.0, steps=5,
+                                    chunk_size=20)
+    data = load_built_dataset(built.path)
+    original = small_source.labels[data.indices]  # the true labels of the source images, looked up afresh
+    if mode == "det":
+        assert torch.equal(data.labels, (original + 1) % 10)
+    else:
+        assert torch.all(data.labels != original)
+    with np.load(built.path / "dataset.npz") as npz:
+        assert np.array_equal(npz["original_labels"], original.numpy())
+        adversarial = torch.from_numpy(npz["images"].astype(np.float32))
+        reached = npz["reached_target"]
+    delta = (adversarial - small_source.images[data.indices]).flatten(1).norm(dim=1)
+    assert delta.max() <= 1.0 + 0.02  # ε plus float16 rounding
+    assert built.manifest["stats"]["target_reached"] == pytest.approx(reached.mean())
+    assert built.manifest["counts"]["images"] == 40
+
+
+# ---------------------------------------------------------------- builders: resume
+
+def _cancel_after_chunks(k):
+    cancel, chunks = CancelToken(), []
+
+    def on_event(event):
+        if isinstance(event, Partial) and event.kind == "chunk":
+            chunks.append(event.value["index"])
+            if len(chunks) == k:
+                cancel.cancel()
+
+    return cancel, chunks, on_event
+
+
+def test_builder_resumes_after_cancel_without_duplicates_or_losses(random_model, small_source, tmp_path):
+    settings = dict(count=50, chunk_size=10, steps=3, step_size=0.1, seed=7)
+    out = tmp_path / "nr"
+    cancel, chunks, on_event = _cancel_after_chunks(2)
+    with pytest.raises(Cancelled):
+        build_non_robust_dataset(random_model, small_source, out, cancel=cancel, on_event=on_event, **settings)
+    assert chunks == [0, 1]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [c["index"] for c in manifest["chunks"]] == [0, 1] and not manifest["complete"]
+    with pytest.raises(ValueError, match="unfinished"):
+        load_built_dataset(out)
+    # a crash right after writing chunk 2 but before recording it: the file on disk counts
+    cancel, chunks, on_event = _cancel_after_chunks(1)
+    with pytest.raises(Cancelled):
+        build_non_robust_dataset(random_model, small_source, out, cancel=cancel, on_event=on_event, **settings)
+    assert chunks == [2]
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["chunks"] = [c for c in manifest["chunks"] if c["index"] != 2]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    # resume: only chunks 3 and 4 are computed
+    events = []
+    built = build_non_robust_dataset(random_model, small_source, out, on_event=events.append, **settings)
+    assert [e.value["index"] for e in events if isinstance(e, Partial) and e.kind == "chunk"] == [3, 4]
+    resumed = [e.value for e in events if isinstance(e, Partial) and e.kind == "resumed"]
+    assert resumed and resumed[0]["done"] == 30
+    data = built.load()
+    assert len(data) == 50 and len(set(data.indices.tolist())) == 50
+    assert torch.equal(data.labels, small_source.labels[data.indices])
+    # identical to an uninterrupted build
+    fresh = build_non_robust_dataset(random_model, small_source, tmp_path / "fresh", **settings).load()
+    assert torch.equal(fresh.indices, data.indices)
+    torch.testing.assert_close(fresh.images, data.images, atol=0, rtol=0)
+    # a finished build is not redone; other settings are refused with one line
+    again = []
+    build_non_robust_dataset(random_model, small_source, out, on_event=again.append, **settings)
+    assert not [e for e in again if isinstance(e, Partial) and e.kind == "chunk"]
+    with pytest.raises(ValueError, match="other settings"):
+        build_non_robust_dataset(random_model, small_source, out, **{**settings, "steps": 4})
+
+
+def test_robust_dataset_keeps_labels_and_lowers_distance(zoo_model, small_source, tmp_path):
+    model = zoo_model(ROBUST)
+    built = build_robust_dataset(model, small_source, tmp_path / "r", count=12, chunk_size=6, steps=20,
+                                 step_size=0.2, schedule="cosine", dtype="uint8")
+    data = built.load()
+    assert torch.equal(data.labels, small_source.labels[data.indices])
+    assert data.images.min() >= 0 and data.images.max() <= 1
+    with np.load(built.path / "dataset.npz") as npz:
+        assert npz["images"].dtype == np.uint8
+        seeds = npz["seed_indices"]
+        assert np.all(npz["distance"] < npz["initial_distance"])
+    assert np.all(small_source.labels[seeds].numpy() != data.labels.numpy())  # seeds of another class
+    assert built.manifest["settings"]["model"]["name"] == ROBUST
+
+
+# ---------------------------------------------------------------- the experiment
+
+def test_training_matches_the_zoo_recipe(small_source):
+    settings = ExperimentSettings(seed=3)
+    job = features.train_standard_job(small_source, settings, epochs=2)
+    ours = run_to_end(job)
+    theirs = train(TrainConfig(mode="standard", epochs=2, seed=3), small_source, None, progress=False).model
+    for (name, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_small_experiment_end_to_end(zoo_model, fmnist_test, small_source, tmp_path):
+    det = build_relabeled_dataset(zoo_model(STANDARD), small_source, tmp_path / "det", mode="det", count=60,
+                                  eps=1.0, steps=3, chunk_size=30)
+    real = small_source.subset(range(60))
+    real.name = "D"
+    test = fmnist_test.subset(range(200, 400))
+    settings = ExperimentSettings(epochs=1, eval_eps=(0.5, 1.5), eval_steps=2, eval_images=40, eval_batch=20)
+    out = tmp_path / "results.json"
+    events = []
+    results = run_experiment({"D": real, "D_det": det}, test, settings=settings, out=out, on_event=events.append)
+    rows = [e.value for e in events if isinstance(e, Partial) and e.kind == "row"]
+    assert [r["dataset"] for r in rows] == ["D", "D_det"] == [r["dataset"] for r in results["rows"]]
+    for row in rows:
+        assert 0 <= row["clean_accuracy"] <= 1 and set(row["robust_accuracy"]) == {"0.5", "1.5"}
+        assert row["train_images"] == 60 and row["epochs"] == 1
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(results["rows"]))
+    table = format_experiment_table(results)
+    assert "paper (CIFAR-10)" in table and "44.0" in table and "D_det" in table
+    markdown = format_experiment_table(results, markdown=True)
+    assert markdown.count("\n") == 3 and markdown.startswith("| train on")
+    # rerun with the same settings: rows come from the file, nothing is retrained
+    again = []
+    run_experiment({"D": real, "D_det": det}, test, settings=settings, out=out, on_event=again.append)
+    assert not [e for e in again if isinstance(e, Partial) and e.kind == "row-started"]
+
+
+def test_epochs_scale_with_dataset_size():
+    settings = ExperimentSettings()
+    assert settings.epochs_for(60_000) == 10 and settings.epochs_for(30_000) == 20
+    assert settings.epochs_for(10_000) == 30 and settings.epochs_for(100_000) == 10
+    assert ExperimentSettings(epochs=3).epochs_for(10_000) == 3
+
+
+# ---------------------------------------------------------------- CLI
+
+def test_cli_build_invert_experiment(random_model, tmp_path, capsys):
+    model_path = tmp_path / "m.pt"
+    save_checkpoint(random_model, model_path)
+    out = tmp_path / "d"
+    args = ["build-dataset", "--kind", "non-robust", "--count", "20", "--chunk", "10", "--steps", "2",
+            "--model", str(model_path), "--out", str(out)]
+    assert main(args) == 0
+    assert load_built_dataset(out).labels.shape == (20,)
+    assert main(args) == 0  # already built: returns at once
+    png = tmp_path / "grid.png"
+    assert main(["invert", "--index", "0", "1", "2", "--steps", "3", "--robust-model", str(model_path),
+                 "--standard-model", str(model_path), "--scale", "2", "--out", str(png)]) == 0
+    with Image.open(png) as image:
+        assert image.width > 3 * 56 and image.height > 3 * 56
+    capsys.readouterr()
+    assert main(["build-dataset", "--kind", "rand", "--count", "0", "--model", str(model_path),
+                 "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("robustlens build-dataset: error:") and "\n" not in err
+    assert main(["experiment", "--show", str(tmp_path / "missing.json")]) == 1
+    assert main(["invert", "--out", str(png), "--robust-model", str(model_path), "--standard-model",
+                 str(model_path)]) == 1  # no images named
+    assert "--index" in capsys.readouterr().err
