@@ -1,25 +1,57 @@
-"""Projected gradient descent (Madry et al. 2018) in L∞ and L2, on [0,1] images.
+"""Projected gradient descent (Madry et al. 2018) in L∞ and L2 on [0,1] images, FGSM as its one-step
+case, target choices for D_rand / D_det (Ilyas et al. 2019, Sec. 3.2), and PGD against the smoothed
+classifier (Salman et al. 2019, "Provably Robust Deep Learning via Adversarially Trained Smoothed
+Classifiers", Sec. 3.1).
+
+PGD maximises the loss L(f(x + δ), y) over the ball ‖δ‖ ≤ ε (Madry et al. eq. 2.1), or, targeted,
+minimises L(f(x + δ), t):
+
+    δ₀ = random start (none / uniform in the ball / on its sphere)
+    δ_{k+1} = Π_{‖δ‖≤ε, x+δ∈[0,1]} (δ_k ± α · s(∇_δ L))
+
+with s = sign (L∞: fast gradient sign step) or ∇/‖∇‖₂ per sample (L2: normalised gradient step).
 
 Guarantees, after every step: ‖δ‖ ≤ ε (up to float rounding) and x + δ ∈ [0,1].
-- L∞: step α·sign(∇), project by clamping δ to [−ε, ε].
-- L2: step α·∇/‖∇‖₂ per sample, project by scaling δ to norm ≤ ε.
-Clamping x + δ to [0,1] afterwards only shrinks |δ_i|, so it never leaves the ball.
+- L∞: the iterate is clamped to [max(x−ε, 0), min(x+ε, 1)] (the intersection of the two sets).
+- L2: δ is scaled to norm ≤ ε, then x + δ clamped to [0,1]; clamping only shrinks |δ_i|, so it
+  never leaves the ball.
+
+Speed: gradients are taken with respect to the input only (``torch.autograd.grad``), never the
+model's parameters, and the loss and logits of iterate k come from the forward pass that computes
+the gradient at step k+1, so tracking the best iterate or streaming per-step numbers costs no extra
+forward pass per step, only one at the very end.
+
+Entry points:
+- :func:`pgd` (the foundation's signature) and :func:`fgsm`: adversarial images.
+- :func:`attack` with an :class:`AttackConfig`: adversarial images plus predictions, losses, success.
+- :func:`attack_job`: the same as a streaming job (engine/jobs.py) for the Attack panel.
+- :func:`choose_targets`: the target class of each image per target mode.
+- :class:`SmoothedSoftClassifier`: log of the Monte-Carlo mean softmax under Gaussian noise, the
+  differentiable surrogate of Cohen et al.'s smoothed classifier that PGD attacks.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Iterator
+import time
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 NORMS = ("linf", "l2")
 RANDOM_STARTS = ("none", "uniform", "sphere")
 LOSSES = ("ce", "cw")
+KEEPS = ("best", "last")
+# untargeted; a given class; a random class other than y (D_rand); (y + 1) mod C (D_det)
+TARGET_MODES = ("untargeted", "class", "random", "next")
 _TINY = 1e-12
 
+
+# ---------------------------------------------------------------- geometry
 
 def _per_sample_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
     flat = t.flatten(1)
@@ -46,8 +78,9 @@ def project(delta: torch.Tensor, images: torch.Tensor, norm: str, eps: float) ->
 
 
 def initial_delta(images: torch.Tensor, norm: str, eps: float, mode: str = "uniform",
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random δ: uniform in the ε-ball, or on its sphere (L2: Gaussian direction × ε·U^(1/d))."""
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random δ: uniform in the ε-ball, or on its sphere (L2: Gaussian direction × ε·U^(1/d);
+    L∞ sphere: a random vertex of the cube), then made to keep x + δ in [0,1]."""
     if mode == "none" or eps == 0:
         return torch.zeros_like(images)
     shape, device = images.shape, images.device
@@ -68,8 +101,11 @@ def initial_delta(images: torch.Tensor, norm: str, eps: float, mode: str = "unif
     return project(delta, images, norm, eps)
 
 
+# ---------------------------------------------------------------- losses and targets
+
 def margin_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Carlini–Wagner margin max_{j≠c} z_j − z_c per sample (high = far from class c)."""
+    """Carlini–Wagner margin max_{j≠c} z_j − z_c per sample (high = far from class c;
+    Carlini & Wagner 2017, objective f₆ without the confidence clamp)."""
     own = logits.gather(1, classes[:, None]).squeeze(1)
     others = logits.scatter(1, classes[:, None], float("-inf")).amax(dim=1)
     return others - own
@@ -84,6 +120,210 @@ def attack_loss(logits: torch.Tensor, classes: torch.Tensor, loss: str = "ce") -
         return margin_loss(logits, classes)
     raise ValueError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
 
+
+def choose_targets(labels: torch.Tensor, num_classes: int, mode: str,
+                   generator: torch.Generator | None = None, *, target_class: int | None = None) -> torch.Tensor:
+    """The target class t of every image for a targeted attack (Ilyas et al. 2019, Sec. 3.2):
+
+    - ``"random"`` (D_rand): t uniform over the C − 1 classes other than y, so never t = y;
+    - ``"next"`` (D_det): t = (y + 1) mod C, a deterministic relabelling;
+    - ``"class"``: t = ``target_class`` for every image.
+
+    ``"untargeted"`` has no target: asking for one is an error.
+    """
+    if num_classes < 2:
+        raise ValueError(f"a targeted attack needs at least 2 classes, got {num_classes}")
+    if mode == "random":
+        device = generator.device if generator is not None else labels.device
+        offsets = torch.randint(1, num_classes, labels.shape, generator=generator, device=device)
+        return (labels + offsets.to(labels.device)) % num_classes
+    if mode == "next":
+        return (labels + 1) % num_classes
+    if mode == "class":
+        if target_class is None or not 0 <= int(target_class) < num_classes:
+            raise ValueError(f"target class must be one of 0..{num_classes - 1}, got {target_class}")
+        return torch.full_like(labels, int(target_class))
+    if mode == "untargeted":
+        raise ValueError("an untargeted attack has no target classes")
+    raise ValueError(f"unknown target mode {mode!r}: choose one of {', '.join(TARGET_MODES)}")
+
+
+# ---------------------------------------------------------------- the smoothed classifier
+
+class SmoothedSoftClassifier(nn.Module):
+    """The "soft" smoothed classifier G(x) = E_η[softmax f(x + η)], η ~ N(0, σ²I), estimated with
+    ``samples`` Monte-Carlo draws; ``forward`` returns log G(x), so a cross-entropy on it is
+    −log G(x)_y, the loss Salman et al. 2019 (Sec. 3.1, eq. (S)) maximise with PGD (expectation over
+    transformation). Cohen et al.'s hard smoothed classifier g(x) = argmax_c P[f(x + η) = c] is not
+    differentiable; attacking G is the strongest practical attack on it. Within the certified L2
+    radius no perturbation can change g, so success there means the Monte-Carlo estimate erred.
+
+    ``resample=True`` draws fresh noise at every call (every PGD step sees new noise); ``False``
+    draws the noise once per batch shape and reuses it (Salman et al.'s fixed-noise variant: a
+    deterministic objective that optimises well but can overfit to those draws).
+    Memory: each call runs the base model on N·samples images.
+    """
+
+    def __init__(self, base: nn.Module, sigma: float, samples: int = 16, *, resample: bool = True,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if not (sigma > 0 and math.isfinite(sigma)):
+            raise ValueError(f"σ must be a positive number, got {sigma}")
+        if samples < 1:
+            raise ValueError(f"the smoothed attack needs at least 1 noise sample, got {samples}")
+        self.base, self.sigma, self.samples = base, float(sigma), int(samples)
+        self.resample, self.generator = resample, generator
+        self.meta = getattr(base, "meta", None)
+        self._fixed: torch.Tensor | None = None
+
+    def _noise(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (self.samples, *x.shape)
+        if not self.resample and self._fixed is not None and self._fixed.shape == shape:
+            return self._fixed
+        noise = torch.randn(shape, generator=self.generator, device=x.device, dtype=x.dtype) * self.sigma
+        if not self.resample:
+            self._fixed = noise
+        return noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noisy = (x.unsqueeze(0) + self._noise(x)).flatten(0, 1)  # no clamp: Cohen et al. add raw noise
+        log_probs = F.log_softmax(self.base(noisy), dim=1).view(self.samples, x.shape[0], -1)
+        # log mean softmax, computed stably as logsumexp − log m
+        return torch.logsumexp(log_probs, dim=0) - math.log(self.samples)
+
+
+# ---------------------------------------------------------------- configuration and results
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Everything an attack needs besides the model and the images (what the Attack panel sets).
+
+    ``eps`` and ``step_size`` are in [0,1]-pixel units of the chosen norm; ``step_size=None`` means
+    2.5·ε/steps (Madry et al.: enough to cross the ball from a random start). ``keep="best"`` returns
+    per sample the best iterate seen over all steps and restarts (a successful one first, then the
+    best loss); ``"last"`` the last iterate of each restart (the best of those across restarts).
+    ``smoothing_sigma`` set attacks the smoothed classifier (:class:`SmoothedSoftClassifier`) with
+    ``smoothing_samples`` noise draws per step.
+    """
+    norm: str = "linf"
+    eps: float = 0.1
+    step_size: float | None = None
+    steps: int = 20
+    random_start: str = "none"
+    restarts: int = 1
+    target: str = "untargeted"
+    target_class: int | None = None
+    loss: str = "ce"
+    keep: str = "best"
+    smoothing_sigma: float | None = None
+    smoothing_samples: int = 16
+    smoothing_resample: bool = True
+    seed: int | None = 0
+
+    @property
+    def targeted(self) -> bool:
+        return self.target != "untargeted"
+
+    @property
+    def alpha(self) -> float:
+        """The step size actually used."""
+        return float(self.step_size) if self.step_size is not None else 2.5 * self.eps / max(1, self.steps)
+
+    def validate(self) -> "AttackConfig":
+        _check(self.norm, self.eps, self.steps, self.random_start, self.loss)
+        if self.step_size is not None and not (self.step_size >= 0 and math.isfinite(self.step_size)):
+            raise ValueError(f"step size must be a finite non-negative number, got {self.step_size}")
+        if self.restarts < 1:
+            raise ValueError(f"restarts must be ≥ 1, got {self.restarts}")
+        if self.keep not in KEEPS:
+            raise ValueError(f"unknown iterate choice {self.keep!r}: choose one of {', '.join(KEEPS)}")
+        if self.target not in TARGET_MODES:
+            raise ValueError(f"unknown target mode {self.target!r}: choose one of {', '.join(TARGET_MODES)}")
+        if self.target == "class" and self.target_class is None:
+            raise ValueError("target mode 'class' needs a target class")
+        if self.smoothing_sigma is not None and not (self.smoothing_sigma > 0 and math.isfinite(self.smoothing_sigma)):
+            raise ValueError(f"smoothing σ must be a positive number, got {self.smoothing_sigma}")
+        if self.smoothing_samples < 1:
+            raise ValueError(f"smoothing samples must be ≥ 1, got {self.smoothing_samples}")
+        return self
+
+
+@dataclass
+class AttackResult:
+    """Outcome of an attack on N images (tensors on the CPU).
+
+    ``logits`` are the attacked classifier's on the adversarial images (for a smoothed attack: log of
+    the Monte-Carlo mean softmax, so ``probabilities`` are the smoothed soft scores). ``classes`` are
+    what the loss referred to: the true labels, or the targets when targeted. ``success``: predicted
+    ≠ label (untargeted) or predicted = target (targeted). ``judgments``: predictions of other models
+    on the adversarial images, when asked for (:func:`judge`).
+    """
+    original: torch.Tensor
+    adversarial: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor | None
+    logits: torch.Tensor
+    clean_logits: torch.Tensor
+    loss: torch.Tensor
+    config: AttackConfig
+    judgments: dict = field(default_factory=dict)
+
+    @property
+    def perturbation(self) -> torch.Tensor:
+        return self.adversarial - self.original
+
+    @property
+    def perturbation_norm(self) -> torch.Tensor:
+        return perturbation_norm(self.perturbation, self.config.norm)
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        return self.logits.argmax(1)
+
+    @property
+    def clean_predicted(self) -> torch.Tensor:
+        return self.clean_logits.argmax(1)
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        return self.logits.softmax(1)
+
+    @property
+    def success(self) -> torch.Tensor:
+        if self.targets is not None:
+            return self.predicted.eq(self.targets)
+        return self.predicted.ne(self.labels)
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One model's verdict on a batch of images: predicted classes and softmax probabilities (CPU)."""
+    predicted: torch.Tensor
+    probabilities: torch.Tensor
+
+
+@dataclass(frozen=True)
+class AttackStep:
+    """Per-step numbers of a streaming attack, one entry per image (numpy, ready to plot).
+
+    ``step`` counts gradient steps taken in this ``restart`` (0 = the starting point). ``loss`` is the
+    attack loss (w.r.t. the target when targeted); ``true_probability`` the (smoothed, when attacking
+    the smoothed classifier) probability of the true class; ``target_probability`` that of the target
+    (None when untargeted).
+    """
+    restart: int
+    restarts: int
+    step: int
+    steps: int
+    loss: np.ndarray
+    true_probability: np.ndarray
+    target_probability: np.ndarray | None
+    predicted: np.ndarray
+    perturbation_norm: np.ndarray
+    success: np.ndarray
+
+
+# ---------------------------------------------------------------- the iteration
 
 def _check(norm: str, eps: float, steps: int, start: str, loss: str) -> None:
     if norm not in NORMS:
@@ -107,6 +347,91 @@ def _start_mode(random_start_arg) -> str:
 
 
 @dataclass
+class _Iterate:
+    restart: int
+    step: int
+    adversarial: torch.Tensor  # detached; never modified in place afterwards
+    logits: torch.Tensor | None  # None only for an unevaluated final iterate
+    loss: torch.Tensor | None
+
+
+def _iterates(model, images: torch.Tensor, classes: torch.Tensor, *, norm: str, eps: float, step_size: float,
+              steps: int, start: str, restarts: int, targeted: bool, loss: str,
+              generator: torch.Generator | None, evaluate_last: bool) -> Iterator[_Iterate]:
+    """Every PGD iterate of every restart with its logits and loss: iterate k of a restart is yielded
+    after the forward pass that also gives the gradient for step k+1, so evaluating it is free; the
+    final iterate costs one forward pass (skipped when ``evaluate_last`` is False)."""
+    sign = -1.0 if targeted else 1.0
+    if norm == "linf":  # the feasible box {‖δ‖∞ ≤ ε} ∩ [0,1], as per-pixel bounds
+        low, high = (images - eps).clamp_(min=0.0), (images + eps).clamp_(max=1.0)
+    for restart in range(restarts):
+        adversarial = (images + initial_delta(images, norm, eps, start, generator)).clamp_(0.0, 1.0)
+        if norm == "linf":
+            adversarial = torch.max(torch.min(adversarial, high), low)
+        for step in range(steps + 1):
+            if step < steps:
+                adversarial.requires_grad_(True)
+                with torch.enable_grad():
+                    logits = model(adversarial)
+                    losses = attack_loss(logits, classes, loss)
+                    (grad,) = torch.autograd.grad(losses.sum(), adversarial)
+                adversarial = adversarial.detach()
+                yield _Iterate(restart, step, adversarial, logits.detach(), losses.detach())
+            else:
+                if evaluate_last:
+                    with torch.no_grad():
+                        logits = model(adversarial)
+                        losses = attack_loss(logits, classes, loss)
+                    yield _Iterate(restart, step, adversarial, logits, losses)
+                else:
+                    yield _Iterate(restart, step, adversarial, None, None)
+                break
+            with torch.no_grad():
+                # new tensors each step: the yielded iterate stays valid for the consumer
+                if norm == "linf":
+                    moved = torch.add(adversarial, grad.sign_(), alpha=sign * step_size)
+                    adversarial = torch.max(torch.min(moved, high), low)
+                else:
+                    scale = (sign * step_size) / (_per_sample_norm(grad, "l2") + _TINY)
+                    delta = torch.addcmul(adversarial - images, grad, _view(scale, grad))
+                    shrink = torch.clamp(eps / (_per_sample_norm(delta, "l2") + _TINY), max=1.0)
+                    adversarial = torch.addcmul(images, delta, _view(shrink, delta)).clamp_(0.0, 1.0)
+
+
+class _BestKeeper:
+    """Per sample, the best iterate seen: a successful one first, then the highest attack loss
+    (untargeted) or lowest (targeted)."""
+
+    def __init__(self, classes: torch.Tensor, targeted: bool):
+        self.classes, self.targeted = classes, targeted
+        self.adversarial = self.logits = self.loss = self.success = None
+
+    def offer(self, adversarial: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor) -> None:
+        predicted = logits.argmax(1)
+        success = predicted.eq(self.classes) if self.targeted else predicted.ne(self.classes)
+        goodness = -loss if self.targeted else loss
+        if self.adversarial is None:
+            self.adversarial, self.logits, self.loss, self.success = adversarial, logits, loss, success
+            self._goodness = goodness
+            return
+        better = (success & ~self.success) | ((success == self.success) & (goodness > self._goodness))
+        self.adversarial = torch.where(_view(better, adversarial), adversarial, self.adversarial)
+        self.logits = torch.where(better[:, None], logits, self.logits)
+        self.loss = torch.where(better, loss, self.loss)
+        self.success = torch.where(better, success, self.success)
+        self._goodness = torch.where(better, goodness, self._goodness)
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
+# ---------------------------------------------------------------- the foundation's API
+
+@dataclass
 class PGDStep:
     """State after one PGD step of one restart (tensors per sample, on the attack's device)."""
     restart: int
@@ -121,63 +446,201 @@ def pgd_steps(model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = 
               step_size: float, steps: int, random_start=True, restarts: int = 1, targeted: bool = False,
               loss: str = "ce", generator: torch.Generator | None = None,
               evaluate_every_step: bool = True) -> Iterator[PGDStep]:
-    """PGD as a stream: yields the state after every step of every restart.
-
-    With ``evaluate_every_step=False`` the loss and logits after a step are computed only for the last
-    step (intermediate states carry those from before the step): one forward pass fewer per step.
+    """PGD as a stream: yields the state after every step (1..steps) of every restart, with the
+    loss and logits of that very iterate (``evaluate_every_step`` is kept for compatibility: the
+    numbers come for free from the next step's gradient pass). With ``steps=0`` yields the start.
 
     ``labels`` are the true classes, or the targets when ``targeted`` (then the loss is minimised).
-    Gradients are taken with respect to the input only, so the model's parameter gradients are untouched.
     """
     start = _start_mode(random_start)
     _check(norm, eps, steps, start, loss)
-    images = images.detach()
-    sign = -1.0 if targeted else 1.0
-    for restart in range(max(1, restarts)):
-        delta = initial_delta(images, norm, eps, start, generator)
-        for step in range(1, steps + 1):
-            delta.requires_grad_(True)
-            logits = model(images + delta)
-            losses = attack_loss(logits, labels, loss)
-            (grad,) = torch.autograd.grad(losses.sum(), delta)
-            with torch.no_grad():
-                if norm == "linf":
-                    direction = grad.sign()
-                else:
-                    direction = grad / _view(_per_sample_norm(grad, "l2") + _TINY, grad)
-                delta = project(delta.detach() + sign * step_size * direction, images, norm, eps)
-                if evaluate_every_step or step == steps:
-                    logits = model(images + delta)
-                    losses = attack_loss(logits, labels, loss)
-            yield PGDStep(restart, step, steps, images + delta, losses.detach(), logits.detach())
-        if steps == 0:
-            with torch.no_grad():
-                logits = model(images + delta)
-                yield PGDStep(restart, 0, 0, images + delta, attack_loss(logits, labels, loss), logits)
+    for it in _iterates(model, images.detach(), labels, norm=norm, eps=eps, step_size=step_size, steps=steps,
+                        start=start, restarts=max(1, restarts), targeted=targeted, loss=loss,
+                        generator=generator, evaluate_last=True):
+        if it.step >= 1 or steps == 0:
+            yield PGDStep(it.restart, it.step, steps, it.adversarial, it.loss, it.logits)
 
 
 def pgd(model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = "linf", eps: float,
         step_size: float, steps: int, random_start=True, restarts: int = 1, targeted: bool = False,
-        loss: str = "ce", generator: torch.Generator | None = None) -> torch.Tensor:
-    """PGD adversarial examples in [0,1]. With restarts, keeps per sample the best final iterate:
-    a successful one first (misclassified / at the target), then the one with the best loss."""
-    best, best_score = images.detach().clone(), None
-    sign = -1.0 if targeted else 1.0
-    final = None
-    for state in pgd_steps(model, images, labels, norm=norm, eps=eps, step_size=step_size, steps=steps,
-                           random_start=random_start, restarts=restarts, targeted=targeted, loss=loss,
-                           generator=generator, evaluate_every_step=False):
-        if state.step != state.steps:
-            continue
-        final = state
-        predicted = state.logits.argmax(dim=1)
-        success = predicted.eq(labels) if targeted else predicted.ne(labels)
-        # success dominates; among equals the better loss wins
-        score = success.float() * 1e6 + sign * state.loss.clamp(-1e5, 1e5)
-        if best_score is None:
-            best, best_score = state.adversarial.detach().clone(), score
-        else:
-            better = score > best_score
-            best[better] = state.adversarial[better]
-            best_score = torch.where(better, score, best_score)
-    return best if final is not None else images.detach().clone()
+        loss: str = "ce", generator: torch.Generator | None = None, keep: str = "last") -> torch.Tensor:
+    """PGD adversarial examples in [0,1] (Madry et al. 2018); ``labels`` are the targets when
+    ``targeted``. ``random_start``: True / "uniform", "sphere", or False / "none".
+
+    ``keep="last"`` (default, Madry et al.'s PGD): the last iterate of each restart; with restarts the
+    best of those per sample (a successful one first, then the better loss). ``keep="best"``: the best
+    iterate over all steps and restarts. With one restart and ``keep="last"`` no extra forward pass
+    is spent: exactly ``steps`` forward and backward passes.
+    """
+    start = _start_mode(random_start)
+    _check(norm, eps, steps, start, loss)
+    if keep not in KEEPS:
+        raise ValueError(f"unknown iterate choice {keep!r}: choose one of {', '.join(KEEPS)}")
+    images = images.detach()
+    restarts = max(1, restarts)
+    must_compare = keep == "best" or restarts > 1
+    keeper = _BestKeeper(labels, targeted)
+    final = images.clone()
+    for it in _iterates(model, images, labels, norm=norm, eps=eps, step_size=step_size, steps=steps, start=start,
+                        restarts=restarts, targeted=targeted, loss=loss, generator=generator,
+                        evaluate_last=must_compare):
+        if not must_compare:
+            final = it.adversarial
+        elif keep == "best" or it.step == steps:
+            keeper.offer(it.adversarial, it.logits, it.loss)
+    return keeper.adversarial if must_compare else final
+
+
+def fgsm(model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = "linf", eps: float,
+         targeted: bool = False, loss: str = "ce") -> torch.Tensor:
+    """Fast gradient (sign) method (Goodfellow et al. 2015): one PGD step of size ε from δ = 0,
+    x + ε·sign(∇ₓL) in L∞ (FGSM), x + ε·∇ₓL/‖∇ₓL‖₂ in L2 (FGM), clamped to [0,1]."""
+    return pgd(model, images, labels, norm=norm, eps=eps, step_size=eps, steps=1, random_start=False,
+               targeted=targeted, loss=loss, keep="last")
+
+
+# ---------------------------------------------------------------- attack() and the streaming job
+
+def _prepared(model, images: torch.Tensor, labels: torch.Tensor, config: AttackConfig,
+              targets: torch.Tensor | None, generator: torch.Generator | None, device):
+    config.validate()
+    device = torch.device(device) if device is not None else _model_device(model)
+    images = images.detach().to(device=device, dtype=torch.float32)
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).to(device)
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if len(images) and (images.min() < 0 or images.max() > 1):
+        raise ValueError("images must be in [0, 1]")
+    if generator is None and config.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(int(config.seed))
+    attacked = model
+    if config.smoothing_sigma is not None:
+        attacked = SmoothedSoftClassifier(model, config.smoothing_sigma, config.smoothing_samples,
+                                          resample=config.smoothing_resample, generator=generator)
+    if config.targeted:
+        if targets is None:
+            with torch.no_grad():
+                num_classes = model(images[:1]).shape[1] if len(images) else 2
+            targets = choose_targets(labels, num_classes, config.target, generator, target_class=config.target_class)
+        targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1).to(device)
+        if len(targets) != len(images):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+    else:
+        targets = None
+    return attacked, images, labels, targets, generator
+
+
+def _stream(attacked, images, labels, targets, config: AttackConfig, generator) -> Iterator[_Iterate]:
+    return _iterates(attacked, images, targets if targets is not None else labels, norm=config.norm,
+                     eps=float(config.eps), step_size=config.alpha, steps=int(config.steps),
+                     start=config.random_start, restarts=int(config.restarts), targeted=config.targeted,
+                     loss=config.loss, generator=generator, evaluate_last=True)
+
+
+def _result(attacked, images, labels, targets, config, keeper: _BestKeeper) -> AttackResult:
+    with torch.no_grad():
+        clean_logits = attacked(images)
+    cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
+    return AttackResult(original=cpu(images), adversarial=cpu(keeper.adversarial), labels=cpu(labels),
+                        targets=cpu(targets), logits=cpu(keeper.logits), clean_logits=cpu(clean_logits),
+                        loss=cpu(keeper.loss), config=config)
+
+
+def attack(model, images: torch.Tensor, labels: torch.Tensor, config: AttackConfig | None = None, *,
+           targets: torch.Tensor | None = None, generator: torch.Generator | None = None,
+           device=None, **overrides) -> AttackResult:
+    """Run PGD as ``config`` says (keyword ``overrides`` replace its fields) on a batch of [0,1]
+    images (N, C, H, W) or one image (C, H, W). ``targets`` override the target mode's choice.
+    A seed in the config (default 0) makes the run reproducible."""
+    config = replace(config or AttackConfig(), **overrides)
+    attacked, images, labels, targets, generator = _prepared(model, images, labels, config, targets, generator, device)
+    keeper = _BestKeeper(targets if targets is not None else labels, config.targeted)
+    for it in _stream(attacked, images, labels, targets, config, generator):
+        if config.keep == "best" or it.step == config.steps:
+            keeper.offer(it.adversarial, it.logits, it.loss)
+    return _result(attacked, images, labels, targets, config, keeper)
+
+
+@torch.no_grad()
+def judge(models: Mapping[str, nn.Module], images: torch.Tensor, batch_size: int = 500) -> dict[str, Judgment]:
+    """Every model's predictions on the same images (e.g. an adversarial example crafted on one of
+    them: does it transfer?). Images are moved to each model's device; results come back on the CPU."""
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    verdicts = {}
+    for name, model in models.items():
+        device = _model_device(model)
+        probs = torch.cat([model(images[i:i + batch_size].to(device)).softmax(1).cpu()
+                           for i in range(0, len(images), batch_size)])
+        verdicts[name] = Judgment(probs.argmax(1), probs)
+    return verdicts
+
+
+def _step_numbers(it: _Iterate, images, labels, targets, config: AttackConfig) -> AttackStep:
+    probs = it.logits.softmax(1)
+    predicted = probs.argmax(1)
+    success = predicted.eq(targets) if targets is not None else predicted.ne(labels)
+    numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    return AttackStep(
+        restart=it.restart, restarts=config.restarts, step=it.step, steps=config.steps,
+        loss=numpy(it.loss), true_probability=numpy(probs.gather(1, labels[:, None]).squeeze(1)),
+        target_probability=None if targets is None else numpy(probs.gather(1, targets[:, None]).squeeze(1)),
+        predicted=numpy(predicted), perturbation_norm=numpy(perturbation_norm(it.adversarial - images, config.norm)),
+        success=numpy(success))
+
+
+def attack_job(model, images: torch.Tensor, labels: torch.Tensor, config: AttackConfig | None = None, *,
+               targets: torch.Tensor | None = None, judges: Mapping[str, nn.Module] | None = None,
+               snapshot_interval: float = 0.04, snapshot_every: int | None = None, device=None):
+    """The attack as a job (engine/jobs.py): ``attack_job(...)(cancel)`` yields, for every iterate
+    (step 0 = the start, then after each step, for each restart):
+
+    - ``Progress(done, total, message)`` in gradient steps over all restarts;
+    - ``Partial("attack_step", AttackStep)``: loss, true-class (and target) probability, predicted
+      class, ‖δ‖ and success per image;
+    - ``Snapshot("attack", adversarial, info)``, throttled to at most one per ``snapshot_interval``
+      seconds (≈ 25 per second by default) or, when ``snapshot_every`` is set, one per that many
+      steps; always for the first and last iterate of each restart. ``adversarial`` is the current
+      (N, C, H, W) numpy image; ``info`` holds ``perturbation`` (δ, numpy, same shape), ``restart``,
+      ``step``, ``norm``, ``eps`` and ``perturbation_norm``.
+
+    and ends with ``Finished(AttackResult)`` (with ``judgments`` of every model in ``judges`` on the
+    adversarial images). Cancellation is checked after every step.
+    """
+    from .jobs import Finished, Partial, Progress, Snapshot
+
+    config = replace(config or AttackConfig())
+
+    def run(cancel):
+        attacked, x, y, t, generator = _prepared(model, images, labels, config, targets, None, device)
+        keeper = _BestKeeper(t if t is not None else y, config.targeted)
+        total = config.restarts * config.steps
+        last_snapshot = -math.inf
+        for it in _stream(attacked, x, y, t, config, generator):
+            cancel.check()
+            if config.keep == "best" or it.step == config.steps:
+                keeper.offer(it.adversarial, it.logits, it.loss)
+            done = it.restart * config.steps + it.step
+            yield Progress(done, total, f"restart {it.restart + 1}/{config.restarts}, step {it.step}/{config.steps}")
+            yield Partial("attack_step", _step_numbers(it, x, y, t, config))
+            edge = it.step in (0, config.steps)
+            if snapshot_every is not None:
+                due = edge or it.step % max(1, snapshot_every) == 0
+            else:
+                due = edge or time.monotonic() - last_snapshot >= snapshot_interval
+            if due:
+                last_snapshot = time.monotonic()
+                delta = it.adversarial - x
+                yield Snapshot("attack", it.adversarial.cpu().numpy(), {
+                    "perturbation": delta.cpu().numpy(), "restart": it.restart, "step": it.step,
+                    "norm": config.norm, "eps": config.eps,
+                    "perturbation_norm": perturbation_norm(delta, config.norm).cpu().numpy()})
+        result = _result(attacked, x, y, t, config, keeper)
+        if judges:
+            cancel.check()
+            result.judgments = judge(judges, result.adversarial)
+        yield Finished(result)
+
+    return run
