@@ -3,8 +3,8 @@
 The GUI thread hands it jobs (``engine/jobs.py``: ``factory(cancel) -> iterator of events``) through
 queued signals and gets the jobs' events back as signals; it never waits on the engine.
 
-Scheduling. The worker advances its jobs one event at a time, round robin, returning to the thread's
-event loop between steps. So a quick job (the predictions for a clicked image) runs between two
+Scheduling. The worker advances its jobs round robin, one time slice (~10 ms, or one chunk when
+chunks are longer) at a time, returning to the thread's event loop between slices. So a quick job (the predictions for a clicked image) runs between two
 chunks of a long one (an experiment), new requests are picked up between chunks, and cancellation
 takes effect at the job's next step. Every job keeps its own torch grad mode across its yields, as
 if it had a thread of its own (a ``with torch.no_grad()`` in one generator must not leak into another).
@@ -36,6 +36,7 @@ from robustlens.engine.models import default_device, load_checkpoint, load_model
 TERMINAL = (Finished, Failed, Aborted)
 COALESCED = (Progress, Snapshot, Partial)
 DEFAULT_INTERVAL_S = 0.04  # 25 updates per second: smooth to the eye, cheap for the GUI thread
+SLICE_S = 0.01  # a job keeps the engine for this long (or one chunk) before the others get a turn
 
 EngineJob = Callable[["EngineContext", CancelToken], Iterable[Any]]
 
@@ -106,7 +107,6 @@ class EngineWorker(QObject):
     """Lives on the engine thread; runs jobs a step at a time and emits their events."""
 
     event = Signal(int, object)     # job id, event
-    stepped = Signal(int)           # job id: the job was advanced (it is computing)
     _kick = Signal()
 
     def __init__(self) -> None:
@@ -154,24 +154,28 @@ class EngineWorker(QObject):
 
     @Slot()
     def _step(self) -> None:
+        """Advance the next job for one time slice (several cheap events, or one long chunk)."""
         self._step_scheduled = False
         if not self._jobs:
             return
         job = self._jobs.popleft()
+        deadline = time.monotonic() + SLICE_S
         outer_grad = torch.is_grad_enabled()
         torch.set_grad_enabled(job.grad_enabled)
         try:
-            event = next(job.events, None)
+            while True:
+                event = next(job.events, None)
+                if event is None or isinstance(event, TERMINAL):
+                    self._flush(job)
+                    self.event.emit(job.id, event if event is not None else Finished(None))
+                    break
+                self._offer(job, event)
+                if time.monotonic() >= deadline:
+                    self._jobs.append(job)
+                    break
         finally:
             job.grad_enabled = torch.is_grad_enabled()
             torch.set_grad_enabled(outer_grad)
-        self.stepped.emit(job.id)
-        if event is None or isinstance(event, TERMINAL):
-            self._flush(job)
-            self.event.emit(job.id, event if event is not None else Finished(None))
-        else:
-            self._offer(job, event)
-            self._jobs.append(job)
         self._schedule()
 
     def _offer(self, job: _Job, event: Any) -> None:
@@ -261,7 +265,6 @@ class Engine(QObject):
         self._ids = itertools.count(1)
         self._jobs: dict[int, JobHandle] = {}
         self._slots: dict[str, JobHandle] = {}
-        self.steps_taken: collections.Counter = collections.Counter()  # job id -> engine steps
         self.device = default_device()
         self._thread = QThread()
         self._thread.setObjectName("robustlens-engine")
@@ -272,7 +275,6 @@ class Engine(QObject):
         self._set_active.connect(self._worker.set_active)
         self._stop.connect(self._worker.stop)
         self._worker.event.connect(self._on_event)
-        self._worker.stepped.connect(self._on_stepped)
         self._thread.finished.connect(self._worker.deleteLater)
         self._thread.start()
         self._stopping = False
@@ -345,10 +347,6 @@ class Engine(QObject):
         return self._thread.isRunning()
 
     # -- events from the engine thread
-
-    @Slot(int)
-    def _on_stepped(self, job_id: int) -> None:
-        self.steps_taken[job_id] += 1
 
     @Slot(int, object)
     def _on_event(self, job_id: int, event: Any) -> None:

@@ -123,6 +123,7 @@ class Gallery(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.view.setModel(self.model)
+        self._dataset = None
         self._apply_sizes(56)
         self.view.selectionModel().currentChanged.connect(self._on_current)
         self.filter.currentIndexChanged.connect(self._on_filter)
@@ -135,24 +136,28 @@ class Gallery(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.count)
-        self._dataset = None
 
     def _apply_sizes(self, thumbnail: int) -> None:
+        self._thumbnail = thumbnail
         self.model.set_thumbnail_size(thumbnail)
         self.view.setIconSize(QSize(thumbnail, thumbnail))
-        text_height = self.view.fontMetrics().height()
-        self.view.setGridSize(QSize(thumbnail + 26, thumbnail + text_height + 10))
+        metrics = self.view.fontMetrics()
+        names = self._dataset.classes if getattr(self, "_dataset", None) is not None else ("Ankle boot",)
+        label_width = max(metrics.horizontalAdvance(name) for name in names) + 24
+        self.view.setGridSize(QSize(max(thumbnail + 12, label_width), thumbnail + metrics.height() + 10))
         self.view.setSpacing(2)
 
     def set_thumbnail_size(self, size: int) -> None:
         current = self.selected_index()
         self._apply_sizes(size)
+        self._update_count()
         if current is not None:
             self.select(current, emit=False)
 
     def set_dataset(self, dataset) -> None:
         self._dataset = dataset
         self.model.set_dataset(dataset)
+        self._apply_sizes(self._thumbnail)
         counts = self.model.class_counts()
         self.filter.blockSignals(True)
         self.filter.clear()

@@ -33,7 +33,9 @@ class PredictionBars(QWidget):
         self._classes: tuple[str, ...] = ()
         self._true_label: int | None = None
         self._empty_text = ""
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
 
     def set_rows(self, rows: list[PredictionRow], classes, true_label: int | None) -> None:
         self._rows, self._classes, self._true_label = list(rows), tuple(classes), true_label
@@ -49,15 +51,39 @@ class PredictionBars(QWidget):
     def rows(self) -> list[PredictionRow]:
         return list(self._rows)
 
+    TWO_LINE_BELOW = 300  # narrower than this, a model's name goes on its own line above its bar
+
     def _line_height(self) -> int:
         return int(QFontMetrics(self.font()).height() * 1.35)
 
+    def _two_lines(self, width: int) -> bool:
+        return width < self.TWO_LINE_BELOW
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        metrics = QFontMetrics(self.font())
+        if not self._rows:
+            if not self._empty_text:
+                return 4
+            box = metrics.boundingRect(0, 0, max(40, width), 10_000, int(Qt.TextFlag.TextWordWrap),
+                                       self._empty_text)
+            return box.height() + 4
+        per_row = self._line_height() + (metrics.height() if self._two_lines(width) else 0)
+        return len(self._rows) * per_row + 4
+
     def sizeHint(self) -> QSize:
-        lines = max(1, len(self._rows))
-        return QSize(220, lines * self._line_height() + 4)
+        width = self.width() if self.width() > 0 else 220
+        return QSize(220, self.heightForWidth(width))
 
     def minimumSizeHint(self) -> QSize:
-        return QSize(160, self.sizeHint().height())
+        return QSize(120, self.heightForWidth(max(120, self.width())))
+
+    def resizeEvent(self, event) -> None:
+        if self._two_lines(event.oldSize().width()) != self._two_lines(event.size().width()):
+            self.updateGeometry()
+        super().resizeEvent(event)
 
     def _describe(self, row: PredictionRow) -> str:
         if isinstance(row.probs, str) or row.probs is None:
@@ -79,18 +105,24 @@ class PredictionBars(QWidget):
                              | Qt.TextFlag.TextWordWrap, self._empty_text)
             return
         line = self._line_height()
-        name_width = min(int(self.width() * 0.42),
-                         max(metrics.horizontalAdvance(r.name) for r in self._rows) + 8)
-        bar_left = name_width + 4
+        two_lines = self._two_lines(self.width())
+        name_height = metrics.height() if two_lines else 0
+        if two_lines:
+            name_width, bar_left = self.width() - 8, 7
+        else:
+            name_width = min(int(self.width() * 0.42),
+                             max(metrics.horizontalAdvance(r.name) for r in self._rows) + 8)
+            bar_left = name_width + 4
         bar_width = max(10, self.width() - bar_left - 2)
         for i, row in enumerate(self._rows):
-            top = i * line + 2
-            # the model's colour chip and name
-            painter.fillRect(QRectF(0, top + line * 0.25, 4, line * 0.5), row.color)
+            top = i * (line + name_height) + 2
+            # the model's colour chip and name (beside the bar, or above it when narrow)
+            painter.fillRect(QRectF(0, top + (line + name_height) * 0.2, 4, (line + name_height) * 0.6), row.color)
             painter.setPen(palette.color(QPalette.ColorRole.WindowText))
             name = metrics.elidedText(row.name, Qt.TextElideMode.ElideRight, name_width - 8)
-            painter.drawText(QRectF(7, top, name_width - 7, line - 2),
+            painter.drawText(QRectF(7, top, name_width - 7, (name_height or line) - (0 if two_lines else 2)),
                              Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, name)
+            top += name_height
             track = QRectF(bar_left, top + 1, bar_width, line - 4)
             painter.fillRect(track, palette.color(QPalette.ColorRole.AlternateBase))
             if isinstance(row.probs, str) or row.probs is None:

@@ -91,7 +91,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, extra_models: list[str] | None = None,
                  select: int | None = None, dataset: str | None = None, use_settings: bool = True,
-                 models: list[str] | None = None) -> None:
+                 models: list[str] | None = None, panels: list[tuple[str, str]] | None = None) -> None:
         super().__init__()
         self.settings = settings if settings is not None else QSettings("robustlens", "robustlens")
         self.setWindowTitle("robustlens — adversarial examples, robust features, certified robustness")
@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._last_dataset_ok = None
         self._pending_select = select
+        self._panel_specs = list(PANELS if panels is None else panels)
         self._build_ui()
         self._build_actions()
         self._connect()
@@ -143,7 +144,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.panels: dict[str, QWidget] = {}
-        for title, target in PANELS:
+        for title, target in self._panel_specs:
             panel = self._make_panel(title, target)
             self.panels[title] = panel
             self.tabs.addTab(panel, title)
