@@ -278,6 +278,12 @@ class Smooth:
             raise ValueError(f"expected one image of shape (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
         return x.to(self.device).unsqueeze(0).contiguous()
 
+    def prepare(self, image_shape: Sequence[int]) -> str:
+        """Build the (optimized) forward for images of this (C, H, W) shape now rather than on the first
+        certify — a GUI calls it when it loads a model — and return the backend description."""
+        self._forward_for(torch.zeros((1,) + tuple(image_shape), device=self.device))
+        return self.backend
+
     def _forward_for(self, x: torch.Tensor) -> Callable:
         """The base classifier, optimized once per input shape (tracing takes a fraction of a second)."""
         key = tuple(x.shape[1:])

@@ -1,0 +1,289 @@
+"""`robustlens certify`, `robustlens predict` and `robustlens analyze`: randomized smoothing headless.
+
+certify / predict run CERTIFY / PREDICT (Cohen et al. 2019) over every ``--skip``-th image of a dataset
+split and write the reference implementation's TSV (locuslab/smoothing ``certify.py`` / ``predict.py``),
+one flushed line per image, so an interrupted run keeps what it finished. analyze reads certify TSVs and
+prints certified accuracy at radii 0, 0.25, 0.5, … and draws the curves (one per file) into a PNG.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .cli import CLIError
+from .data import DATASETS, SPLITS, load_dataset
+from .models import default_device, load_model
+from .smoothing import (PREDICT_TSV_HEADER, TSV_HEADER, Smooth, certify_tsv_row, certified_accuracy,
+                        predict_tsv_row, read_certify_tsv)
+
+
+def _add_run_arguments(p, certify: bool) -> None:
+    p.add_argument("--model", required=True, help="built-in noise model (e.g. fashion-mnist/noise-0.25) or file")
+    p.add_argument("--sigma", type=float, help="noise level σ (default: the σ the model was trained with)")
+    if certify:
+        p.add_argument("--n0", type=int, default=100, help="noise samples that select the top class")
+    p.add_argument("--n", type=int, default=100_000,
+                   help="noise samples that " + ("bound pA" if certify else "vote"))
+    p.add_argument("--alpha", type=float, default=0.001, help="failure probability")
+    p.add_argument("--batch", type=int, default=1000, help="noise samples per chunk (memory is flat in n)")
+    p.add_argument("--skip", type=int, default=1, help="use every SKIP-th image of the split")
+    p.add_argument("--max", type=int, default=-1, help="stop before this index of the split (-1: the end)")
+    p.add_argument("--out", required=True, help="TSV file to write")
+    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--dataset", choices=DATASETS, help="default: the model's dataset")
+    p.add_argument("--data-root", help="folder with the dataset files")
+    p.add_argument("--seed", type=int, default=0, help="image idx is certified with seed SEED + idx")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--eager", action="store_true", help="run the model as is (no TorchScript optimization)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("certify", help="certify L2 robustness of the smoothed classifier over a dataset split")
+    _add_run_arguments(p, certify=True)
+    p.set_defaults(func=run_certify)
+
+    p = sub.add_parser("predict", help="predict with the smoothed classifier (abstains when unsure)")
+    _add_run_arguments(p, certify=False)
+    p.set_defaults(func=run_predict)
+
+    p = sub.add_parser("analyze", help="certified accuracy vs radius from certify TSVs (table and plot)")
+    p.add_argument("files", nargs="+", metavar="FILE.tsv")
+    p.add_argument("--step", type=float, default=0.25, help="radius step of the table")
+    p.add_argument("--max-radius", type=float, help="largest radius in the table and plot")
+    p.add_argument("--labels", nargs="+", help="one legend label per file (default: file name and σ)")
+    p.add_argument("--plot", help="PNG to write (default: certified_accuracy.png beside the first file)")
+    p.add_argument("--no-plot", action="store_true")
+    p.set_defaults(func=run_analyze)
+
+
+# ---------------------------------------------------------------- certify / predict
+
+
+def _prepare(args):
+    """Model, smoothed classifier and the selected images, with every input checked first."""
+    if args.n < 1 or getattr(args, "n0", 1) < 1 or args.batch < 1 or args.skip < 1:
+        raise CLIError("--n, --n0, --batch and --skip must be positive")
+    if not 0 < args.alpha < 1:
+        raise CLIError(f"--alpha must be in (0, 1), got {args.alpha}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model, device=default_device())
+    sigma = args.sigma if args.sigma is not None else model.meta.sigma
+    if sigma is None:
+        raise CLIError(f"{args.model} was not trained with Gaussian noise: give --sigma")
+    if not sigma > 0:
+        raise CLIError(f"--sigma must be positive, got {sigma}")
+    if model.meta.sigma is not None and abs(sigma - model.meta.sigma) > 1e-12:
+        print(f"note: certifying at σ = {sigma:g} a model trained with σ = {model.meta.sigma:g}", file=sys.stderr)
+    dataset = load_dataset(args.dataset or model.meta.dataset, args.split, args.data_root)
+    if tuple(dataset.image_shape) != tuple(model.meta.input_shape):
+        raise CLIError(f"{args.model} takes {model.meta.input_shape} images but {dataset.name} has "
+                       f"{dataset.image_shape}")
+    stop = len(dataset) if args.max < 0 else min(args.max, len(dataset))
+    positions = list(range(0, stop, args.skip))  # the reference: i % skip == 0 and i < max
+    smooth = Smooth(model, len(model.meta.classes), sigma, optimize=not args.eager)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return model, smooth, dataset, positions, out
+
+
+def run_certify(args) -> int:
+    model, smooth, dataset, positions, out = _prepare(args)
+    began = time.perf_counter()
+    radii, correct = [], []
+    with out.open("w") as f:
+        print(TSV_HEADER, file=f, flush=True)
+        bar = tqdm(positions, desc=f"certify σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
+        for position in bar:
+            idx, label = dataset.source_index(position), int(dataset.labels[position])
+            start = time.perf_counter()
+            prediction, radius = smooth.certify(dataset.images[position], args.n0, args.n, args.alpha,
+                                                args.batch, generator=args.seed + idx)
+            print(certify_tsv_row(idx, label, prediction, radius, time.perf_counter() - start), file=f, flush=True)
+            radii.append(radius)
+            correct.append(prediction == label)
+            bar.set_postfix(certified_acc0=f"{np.mean(correct):.3f}")
+    seconds = time.perf_counter() - began
+    print(f"{len(positions)} images certified in {seconds:.1f} s ({seconds / max(1, len(positions)):.2f} s/image, "
+          f"n0={args.n0}, n={args.n}, α={args.alpha:g}, σ={smooth.sigma:g}, {smooth.backend}); "
+          f"certified accuracy at r=0: {certified_accuracy(radii, correct, 0.0)[0]:.3f}; wrote {out}")
+    return 0
+
+
+def run_predict(args) -> int:
+    model, smooth, dataset, positions, out = _prepare(args)
+    began = time.perf_counter()
+    outcomes = []
+    with out.open("w") as f:
+        print(PREDICT_TSV_HEADER, file=f, flush=True)
+        bar = tqdm(positions, desc=f"predict σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
+        for position in bar:
+            idx, label = dataset.source_index(position), int(dataset.labels[position])
+            start = time.perf_counter()
+            prediction = smooth.predict(dataset.images[position], args.n, args.alpha, args.batch,
+                                        generator=args.seed + idx)
+            print(predict_tsv_row(idx, label, prediction, time.perf_counter() - start), file=f, flush=True)
+            outcomes.append((prediction == label, prediction == -1))
+            bar.set_postfix(acc=f"{np.mean([o[0] for o in outcomes]):.3f}")
+    seconds = time.perf_counter() - began
+    right = sum(o[0] for o in outcomes)
+    abstained = sum(o[1] for o in outcomes)
+    print(f"{len(positions)} images in {seconds:.1f} s: accuracy {right / max(1, len(positions)):.3f}, "
+          f"abstained {abstained}; wrote {out}")
+    return 0
+
+
+# ---------------------------------------------------------------- analyze
+
+
+def file_label(path: Path) -> str:
+    """Legend label: the file name, with σ spelled out when the name carries it (noise-0.25, sigma_0.5)."""
+    match = re.search(r"(?:sigma|noise)[-_=]?(\d+(?:\.\d+)?)", path.stem)
+    return f"{path.stem} (σ = {float(match.group(1)):g})" if match else path.stem
+
+
+def radius_table(tables, labels, radii) -> str:
+    width = max(12, *(len(label) for label in labels))
+    lines = ["radius".ljust(8) + "".join(label.rjust(width + 2) for label in labels)]
+    for r in radii:
+        lines.append(f"{r:<8.2f}" + "".join(f"{t.accuracy_at(r)[0]:.3f}".rjust(width + 2) for t in tables))
+    return "\n".join(lines)
+
+
+def run_analyze(args) -> int:
+    paths = [Path(f) for f in args.files]
+    tables = [read_certify_tsv(p) for p in paths]
+    for path, table in zip(paths, tables):
+        if len(table) == 0:
+            raise CLIError(f"{path}: no rows")
+    if args.labels and len(args.labels) != len(paths):
+        raise CLIError(f"{len(args.labels)} labels for {len(paths)} files")
+    if not args.step > 0:
+        raise CLIError("--step must be positive")
+    labels = args.labels or [file_label(p) for p in paths]
+    top = args.max_radius if args.max_radius is not None else max(float(t.radius.max()) for t in tables)
+    radii = np.arange(0.0, math.floor(top / args.step + 1e-9) * args.step + args.step / 2, args.step)
+    print("certified accuracy (correct and certified radius ≥ r):")
+    print(radius_table(tables, labels, radii))
+    print()
+    for label, table in zip(labels, tables):
+        abstained = int((table.prediction == -1).sum())
+        print(f"{label}: {len(table)} images, abstained {abstained} ({100 * abstained / len(table):.1f}%), "
+              f"mean time {table.seconds.mean():.2f} s/image, total {table.seconds.sum():.0f} s")
+    if not args.no_plot:
+        plot_path = Path(args.plot) if args.plot else paths[0].parent / "certified_accuracy.png"
+        plot_certified_accuracy(tables, labels, plot_path, max_radius=args.max_radius)
+        print(f"wrote {plot_path}")
+    return 0
+
+
+# ---------------------------------------------------------------- the plot (Pillow only)
+
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+def _nice_step(span: float, target_ticks: int = 8) -> float:
+    raw = span / target_ticks
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if factor * magnitude >= raw:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def step_curve(radii: np.ndarray, correct: np.ndarray, x_max: float) -> list[tuple[float, float]]:
+    """Vertices of the exact step function r ↦ mean(correct & radius ≥ r) on [0, x_max]."""
+    total = len(radii)
+    kept = np.sort(radii[correct.astype(bool)])
+    points = [(0.0, float((kept >= 0).sum()) / total)]
+    for r in np.unique(kept):
+        if r <= 0 or r > x_max:
+            continue
+        level_before = float((kept >= r).sum()) / total
+        level_after = float((kept > r).sum()) / total
+        points += [(float(r), level_before), (float(r), level_after)]
+    points.append((x_max, float((kept >= x_max).sum()) / total if x_max > 0 else points[-1][1]))
+    return points
+
+
+def plot_certified_accuracy(tables, labels, path: Path, max_radius: float | None = None,
+                            size: tuple[int, int] = (1000, 640)) -> None:
+    """Certified accuracy vs radius, one step curve per table, drawn with Pillow's ImageDraw."""
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    left, right, top, bottom = 95, 30, 60, 80
+    x_max = max_radius if max_radius is not None else max(float(t.radius.max()) for t in tables) * 1.05
+    x_max = max(x_max, 1e-3)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font, small, title_font = _font(18), _font(15), _font(21)
+
+    def to_px(r: float, a: float) -> tuple[float, float]:
+        return (left + (width - left - right) * r / x_max, height - bottom - (height - top - bottom) * a)
+
+    # grid, ticks and tick labels
+    x_step = _nice_step(x_max)
+    for i in range(int(x_max / x_step + 1e-9) + 1):
+        r = i * x_step
+        x, _ = to_px(r, 0)
+        draw.line([(x, top), (x, height - bottom)], fill=(228, 228, 228))
+        draw.line([(x, height - bottom), (x, height - bottom + 6)], fill="black", width=2)
+        draw.text((x, height - bottom + 10), f"{r:g}", fill="black", font=small, anchor="mt")
+    for i in range(6):
+        a = i / 5
+        _, y = to_px(0, a)
+        draw.line([(left, y), (width - right, y)], fill=(228, 228, 228))
+        draw.line([(left - 6, y), (left, y)], fill="black", width=2)
+        draw.text((left - 10, y), f"{a:.1f}", fill="black", font=small, anchor="rm")
+    draw.rectangle([left, top, width - right, height - bottom], outline="black", width=2)
+
+    # axis labels and title
+    draw.text(((left + width - right) / 2, height - 22), "radius (L2, [0,1]-pixel units)", fill="black",
+              font=font, anchor="mm")
+    label_image = Image.new("RGB", (320, 30), "white")
+    ImageDraw.Draw(label_image).text((160, 15), "certified accuracy", fill="black", font=font, anchor="mm")
+    rotated = label_image.rotate(90, expand=True)
+    image.paste(rotated, (8, int((top + height - bottom) / 2 - rotated.height / 2)))
+    draw.text(((left + width - right) / 2, 28), "Certified accuracy vs radius (randomized smoothing)",
+              fill="black", font=title_font, anchor="mm")
+
+    # curves
+    for k, (table, label) in enumerate(zip(tables, labels)):
+        points = [to_px(r, a) for r, a in step_curve(table.radius, table.correct, x_max)]
+        draw.line(points, fill=PALETTE[k % len(PALETTE)], width=3, joint="curve")
+
+    # legend, top right
+    entries = [f"{label}  ({len(t)} images)" for label, t in zip(labels, tables)]
+    text_width = max(draw.textlength(e, font=small) for e in entries)
+    box_right, box_top = width - right - 12, top + 12
+    box_left = box_right - text_width - 58
+    draw.rectangle([box_left, box_top, box_right, box_top + 12 + 24 * len(entries)], fill="white",
+                   outline=(160, 160, 160))
+    for k, entry in enumerate(entries):
+        y = box_top + 18 + 24 * k
+        draw.line([(box_left + 10, y), (box_left + 42, y)], fill=PALETTE[k % len(PALETTE)], width=4)
+        draw.text((box_left + 50, y), entry, fill="black", font=small, anchor="lm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
