@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .data import DATASETS, Dataset, load_dataset
 from .features import (DATASET_KINDS, SEED_MODES, STEP_SCHEDULES, STORAGE_DTYPES, ExperimentSettings,
-                       format_experiment_table, load_built_dataset, make_seeds, non_robust_dataset_job,
+                       format_experiment_table, load_built_dataset, non_robust_dataset_job,
                        reconstruct_job, relabeled_dataset_job, robust_dataset_job, run_directly, run_experiment)
 from .jobs import Partial, Progress
 from .models import default_device, load_model
@@ -193,18 +193,18 @@ def run_invert(args) -> int:
     chosen = _pick_images(dataset, args.index, args.per_class)
     targets, labels = dataset.images[chosen], dataset.labels[chosen]
     generator = torch.Generator().manual_seed(args.seed)
-    seeds, seed_indices = make_seeds(labels, dataset, args.seeds, generator, own_indices=torch.tensor(chosen),
-                                     shape=dataset.image_shape)
     bar = _Bar(f"inverting {len(chosen)} images with {len(models)} models", unit="step")
     try:
-        result = run_directly(reconstruct_job(models, targets, seeds, steps=args.steps, step_size=args.step_size,
-                                            schedule=args.schedule), on_event=bar)
+        result = run_directly(reconstruct_job(models, targets, args.seeds, steps=args.steps, step_size=args.step_size,
+                                              schedule=args.schedule, generator=generator, pool=dataset,
+                                              labels=labels, own_indices=torch.tensor(chosen)), on_event=bar)
     finally:
         bar.close()
     classes = dataset.classes
-    columns = [("original", targets)] + [(title, result[title]["result"].images) for title in models]
-    own = {title: result[title]["predictions"][title] for title in models}
-    notes = [[f"seed: {classes[int(dataset.labels[i])]}" if i >= 0 else "seed: noise" for i in seed_indices]] + \
+    columns = [("original", targets)] + [(title, result.results[title].images) for title in models]
+    own = {title: result.predictions[title][title] for title in models}
+    notes = [[f"seed: {classes[int(dataset.labels[i])]}" if i >= 0 else "seed: noise"
+              for i in result.seed_indices.tolist()]] + \
             [[f"{p['name']} {100 * p['probability']:.0f}%" for p in own[title]] for title in models]
     grid = reconstruction_grid(columns, [classes[int(y)] for y in labels], scale=args.scale,
                                blocks=args.per_class or 1, notes=notes)
@@ -212,7 +212,7 @@ def run_invert(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(out)
     for title, name in names.items():
-        distances = result[title]["result"].distances
+        distances = result.results[title].distances
         print(f"{title} ({name}): final distance mean {distances.mean():.4f}, max {distances.max():.4f}")
     print(f"wrote {out} ({grid.width}×{grid.height}); under each reconstruction: what its own model predicts")
     return 0

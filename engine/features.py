@@ -152,7 +152,8 @@ def representation_distance(model, images: torch.Tensor, target_representation: 
 @dataclass
 class InversionState:
     """One step of the inversion: ``images`` after ``step`` updates and their distances, and per sample
-    the best iterate so far (the paper's code returns the iterate of lowest loss)."""
+    the best iterate so far (the paper's code returns the iterate of lowest loss). ``best_*`` are
+    updated in place by later steps: copy them to keep a step's values."""
     step: int
     steps: int
     images: torch.Tensor
@@ -272,31 +273,53 @@ def predictions(model, images: torch.Tensor) -> list[dict]:
             for p, c in zip(top.tolist(), classes.tolist())]
 
 
+@dataclass
+class Reconstructions:
+    """What :func:`reconstruct_job` finishes with: per model key its InversionResult, the predictions
+    of every model on every reconstruction (``predictions[reconstruction_key][model_key]``, one
+    {"class", "name", "probability"} per target), and the seeds the inversions started from
+    (``seed_indices``: positions in the pool, −1 for noise; None when seeds were given as images)."""
+    results: dict[str, InversionResult]
+    predictions: dict[str, dict[str, list[dict]]]
+    seeds: torch.Tensor
+    seed_indices: torch.Tensor | None = None
+
+
 def reconstruct_job(models: Mapping[str, Any], targets: torch.Tensor, seeds: torch.Tensor | str, *,
-                    steps: int = 1000, step_size: float = 0.1, snapshot_interval: float = 0.05,
-                    use_best: bool = True, generator: torch.Generator | None = None,
-                    schedule: str = "constant") -> JobFactory:
+                    steps: int = 1000, step_size: float = 0.1, schedule: str = "constant",
+                    snapshot_interval: float = 0.05, use_best: bool = True,
+                    generator: torch.Generator | None = None, pool: Dataset | None = None,
+                    labels: torch.Tensor | None = None, own_indices: torch.Tensor | None = None) -> JobFactory:
     """Invert several models' representations of the same targets from the same seeds, in lockstep,
     so that e.g. the robust and the non-robust reconstruction form side by side.
 
+    ``seeds``: images, or a seed mode: ``"noise"``, or ``"other-class"`` / ``"random"`` drawn from
+    ``pool`` (give the targets' ``labels``, and ``own_indices``, their positions in the pool, if
+    they are in it).
+
     Events (``key`` is the name given in ``models``):
-      Progress(step, steps)                          after each step (of all models)
+      Snapshot("seed", image (N,C,H,W) float32 numpy, {"seed_indices": [...] or None})   first
       Partial("distance", {"model": key, "step", "steps", "distance": [per target], "mean"})  every step
-      Snapshot("reconstruction", image (N,C,H,W) float32 numpy, {"model": key, "step", "distance"})
-          the current iterate, at most every ``snapshot_interval`` seconds per model, and always at
-          step 0 and at the end (then the returned reconstruction)
-      Finished({key: {"result": InversionResult, "predictions": {other_key: [per target
-               {"class", "name", "probability"}]}}})  every model's prediction on every reconstruction
+      Snapshot("reconstruction", image (N,C,H,W) float32 numpy, {"model": key, "step", "steps",
+          "distance"})  the current iterate, at most every ``snapshot_interval`` seconds per model,
+          always at step 0, and at the end the returned reconstruction (info "final": True)
+      Progress(step, steps)  after each step of all models
+      Finished(Reconstructions)
     """
     if not models:
         raise ValueError("give at least one model to invert")
+    seed_indices = None
     if isinstance(seeds, str):
-        if seeds != "noise":
-            raise ValueError("seeds must be images or 'noise' (draw dataset seeds with make_seeds)")
-        seeds = noise_seeds(len(targets), targets.shape[1:], generator)
+        if seeds != "noise" and labels is None:
+            raise ValueError(f"{seeds!r} seeds need the targets' labels")
+        seeds, seed_indices = make_seeds(labels if labels is not None else torch.zeros(len(targets)), pool, seeds,
+                                         generator, own_indices, shape=targets.shape[1:])
     _check_inversion(targets, seeds, steps, step_size)
+    step_size_at(0, steps, step_size, schedule)
 
     def job(cancel: CancelToken):
+        yield Snapshot("seed", seeds.cpu().numpy().astype(np.float32),
+                       {"seed_indices": None if seed_indices is None else seed_indices.tolist()})
         streams = {key: inversion_steps(model, targets, seeds, steps=steps, step_size=step_size,
                                         schedule=schedule)
                    for key, model in models.items()}
@@ -318,16 +341,16 @@ def reconstruct_job(models: Mapping[str, Any], targets: torch.Tensor, seeds: tor
                                    {"model": key, "step": step, "steps": steps, "distance": distance.tolist()})
             cancel.check()
             yield Progress(step, steps, f"inverting, step {step}/{steps}")
-        result = {}
+        results, predicted = {}, {}
         for key, state in final.items():
-            images = (state.best_images if use_best else state.images).cpu()
-            distances = (state.best_distance if use_best else state.distance).cpu()
-            result[key] = {"result": InversionResult(images, distances, curves[key], steps, step_size),
-                           "predictions": {other: predictions(model, images) for other, model in models.items()}}
+            images = (state.best_images if use_best else state.images).cpu().clone()
+            distances = (state.best_distance if use_best else state.distance).cpu().clone()
+            results[key] = InversionResult(images, distances, curves[key], steps, step_size)
+            predicted[key] = {other: predictions(model, images) for other, model in models.items()}
             yield Snapshot("reconstruction", images.numpy().astype(np.float32),
                            {"model": key, "step": steps, "steps": steps, "distance": distances.tolist(),
                             "final": True})
-        yield Finished(result)
+        yield Finished(Reconstructions(results, predicted, seeds.cpu(), seed_indices))
 
     return job
 
@@ -344,7 +367,7 @@ def invert_job(model, targets: torch.Tensor, seeds: torch.Tensor | str, *, steps
     def job(cancel: CancelToken):
         for event in inner(cancel):
             if isinstance(event, Finished):
-                yield Finished(event.result[key]["result"])
+                yield Finished(event.result.results[key])
             else:
                 yield event
 

@@ -108,19 +108,24 @@ def test_reconstruct_job_streams_both_models_and_can_be_cancelled(zoo_model, fmn
     models = {"robust": zoo_model(ROBUST), "standard": zoo_model(STANDARD)}
     targets = fmnist_test.images[:2]
     events = []
-    result = run_to_end(reconstruct_job(models, targets, "noise", steps=5, snapshot_interval=0.0),
-                        on_event=events.append)
+    result = run_to_end(reconstruct_job(models, targets, "other-class", steps=5, snapshot_interval=0.0,
+                                        pool=fmnist_test, labels=fmnist_test.labels[:2],
+                                        own_indices=torch.arange(2)), on_event=events.append)
     distances = [e.value for e in events if isinstance(e, Partial) and e.kind == "distance"]
     assert sorted({(d["model"], d["step"]) for d in distances}) == sorted(
         (m, s) for m in models for s in range(6))
-    snapshots = [e for e in events if isinstance(e, Snapshot)]
+    seed_snapshot = events[0]
+    assert isinstance(seed_snapshot, Snapshot) and seed_snapshot.kind == "seed"
+    np.testing.assert_array_equal(seed_snapshot.image, fmnist_test.images[result.seed_indices].numpy())
+    assert torch.all(fmnist_test.labels[result.seed_indices] != fmnist_test.labels[:2])
+    snapshots = [e for e in events if isinstance(e, Snapshot) and e.kind == "reconstruction"]
     assert {s.info["model"] for s in snapshots} == set(models)
     assert all(s.image.shape == (2, 1, 28, 28) and s.image.dtype == np.float32 for s in snapshots)
     finals = [s for s in snapshots if s.info.get("final")]
     for snapshot in finals:  # the last snapshot is the returned reconstruction
-        np.testing.assert_array_equal(snapshot.image, result[snapshot.info["model"]]["result"].images.numpy())
+        np.testing.assert_array_equal(snapshot.image, result.results[snapshot.info["model"]].images.numpy())
     for key in models:
-        preds = result[key]["predictions"]
+        preds = result.predictions[key]
         assert set(preds) == set(models) and len(preds["robust"]) == 2
         assert all(0 <= p["probability"] <= 1 and p["name"] in FASHION_MNIST_CLASSES for p in preds["standard"])
     # cancel after the second step: the job stops with Cancelled, within one step
