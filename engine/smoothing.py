@@ -79,6 +79,15 @@ def radius_curve(sigma: float, p_a) -> np.ndarray:
     return sigma * norm.ppf(np.asarray(p_a, dtype=np.float64))
 
 
+def radius_curve_points(sigma: float, n: int | None = None, alpha: float | None = None,
+                        points: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(pA, R(pA)) from pA = 1/2 up to the ceiling α^(1/n) when n and α are given (the largest pA lower bound
+    any run of size n can reach), else up to 1 − 10⁻⁶: ready to plot."""
+    top = alpha ** (1.0 / n) if n and alpha else 1.0 - 1e-6
+    p_a = np.linspace(0.5, top, points)
+    return p_a, radius_curve(sigma, p_a)
+
+
 def max_certifiable_radius(sigma: float, n: int, alpha: float) -> float:
     """The largest radius CERTIFY can return with n samples: all n agree, so the Clopper–Pearson bound is
     α^(1/n) and R = σ Φ⁻¹(α^(1/n)) (3.81σ at n = 10⁵, α = 0.001)."""
@@ -466,6 +475,17 @@ class Smooth:
                             noise_norms=noise.flatten(1).norm(dim=1).cpu().numpy(),
                             predictions=predictions.cpu().numpy(), sigma=self.sigma,
                             expected_norm=expected_noise_norm(self.sigma, dim), dim=dim)
+
+
+def noise_models(dataset: str | None = None) -> dict[float, str]:
+    """The built-in noise-trained models as {σ: name}, sorted by σ (the Certify panel's σ choices)."""
+    from .models import zoo_manifest
+
+    models = zoo_manifest()["models"]
+    found = {float(entry["sigma"]): name for name, entry in models.items()
+             if entry.get("kind") == "noise" and entry.get("sigma") is not None
+             and (dataset is None or name.startswith(dataset + "/"))}
+    return dict(sorted(found.items()))
 
 
 # ---------------------------------------------------------------- jobs (see engine/jobs.py)

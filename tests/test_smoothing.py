@@ -20,7 +20,7 @@ from robustlens.engine.models import zoo_names
 from robustlens.engine.smoothing import (ABSTAIN, Certificate, CertifyUpdate, Smooth, certified_accuracy,
                                          certified_accuracy_job, certified_radius, certify_job,
                                          expected_noise_norm, lower_confidence_bound, max_certifiable_radius,
-                                         radius_curve, upper_confidence_bound)
+                                         noise_models, radius_curve, radius_curve_points, upper_confidence_bound)
 
 SHAPE = (1, 4, 4)
 
@@ -398,3 +398,15 @@ def test_noise_samples_have_norm_sigma_sqrt_d(zoo_model, fmnist_test):
     noise = samples.noisy - fmnist_test.images[0].numpy()
     assert np.allclose(np.sqrt((noise ** 2).reshape(16, -1).sum(1)), samples.noise_norms, rtol=1e-4)
     assert samples.predictions.shape == (16,)
+
+
+def test_radius_curve_points_end_at_the_ceiling():
+    p_a, radius = radius_curve_points(0.5, n=10_000, alpha=0.001, points=50)
+    assert p_a[0] == 0.5 and radius[0] == 0.0 and np.all(np.diff(radius) > 0)
+    assert radius[-1] == pytest.approx(max_certifiable_radius(0.5, 10_000, 0.001), rel=1e-9)
+
+
+@needs_zoo
+def test_noise_models_lists_the_builtin_sigmas():
+    assert noise_models("fashion-mnist") == {0.25: "fashion-mnist/noise-0.25", 0.5: "fashion-mnist/noise-0.50",
+                                             1.0: "fashion-mnist/noise-1.00"}
