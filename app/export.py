@@ -1,8 +1,9 @@
 """Export a plot or an image panel as PNG or SVG (lecture slides, papers).
 
-pyqtgraph plots go through pyqtgraph's own exporters (vector SVG, PNG at twice the screen size);
-other widgets are rendered: PNG with ``QWidget.grab`` at twice the resolution, SVG with QtSvg's
-``QSvgGenerator`` (part of PySide6-Essentials).
+PNG: pyqtgraph plots through pyqtgraph's ImageExporter (redrawn at twice the screen size), other
+widgets with ``QWidget.grab`` (scaled ×2 with crisp pixels). SVG: every widget is painted into
+QtSvg's ``QSvgGenerator`` (part of PySide6-Essentials), which keeps plots as vector paths and text.
+(pyqtgraph's own SVGExporter cannot parse the path data Qt 6.12 writes.)
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers ImageExporter / SVGExporter
-from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
+from PySide6.QtGui import QPainter, QRegion
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QLabel, QListWidget,
                                QListWidgetItem, QVBoxLayout, QWidget)
@@ -36,13 +37,10 @@ def export_widget(widget: QWidget, path: str | Path, scale: float = 2.0) -> Path
     if suffix not in (".png", ".svg"):
         raise ValueError(f"cannot export to {path.name}: choose a .png or .svg file name")
     target = _plot_target(widget)
-    if target is not None:
-        if suffix == ".svg":
-            pg.exporters.SVGExporter(target).export(str(path))
-        else:
-            exporter = pg.exporters.ImageExporter(target)
-            exporter.parameters()["width"] = int(max(1, widget.width()) * scale)
-            exporter.export(str(path))
+    if target is not None and suffix == ".png":
+        exporter = pg.exporters.ImageExporter(target)
+        exporter.parameters()["width"] = int(max(1, widget.width()) * scale)
+        exporter.export(str(path))
         return path
     if suffix == ".png":
         pixmap = widget.grab()
@@ -60,7 +58,9 @@ def export_widget(widget: QWidget, path: str | Path, scale: float = 2.0) -> Path
     generator.setTitle(widget.objectName() or "robustlens panel")
     painter = QPainter(generator)
     try:
-        widget.render(painter)
+        # QWidget's render, also for QGraphicsView subclasses (plots) whose own render() differs
+        QWidget.render(widget, painter, QPoint(0, 0), QRegion(),
+                       QWidget.RenderFlag.DrawWindowBackground | QWidget.RenderFlag.DrawChildren)
     finally:
         painter.end()
     return path
@@ -86,7 +86,7 @@ class ExportDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Panels on screen (plots export as vector SVG or PNG):"))
+        layout.addWidget(QLabel("Panels on screen (SVG keeps plots as vectors):"))
         layout.addWidget(self.list)
         layout.addWidget(buttons)
         self.resize(380, 320)

@@ -118,6 +118,7 @@ class ModelPicker(QWidget):
         self.open_button.clicked.connect(self.openWanted)
         self.list.itemChanged.connect(self._on_item_changed)
         self._quiet = False
+        self._last_checked: list[str] = []
         self._watcher = QFileSystemWatcher(self)
         if zoo_dir().is_dir():
             self._watcher.addPath(str(zoo_dir()))
@@ -152,6 +153,7 @@ class ModelPicker(QWidget):
                     self._add(path, Path(path).name, path, checked is not None and path in checked)
         finally:
             self._quiet = False
+        self._last_checked = self.checked_keys()
         self._update_note()
 
     def refresh_zoo(self) -> None:
@@ -174,7 +176,8 @@ class ModelPicker(QWidget):
             self._quiet = False
         self._update_note()
         if added and tick:
-            self.changed.emit(self.checked_keys())
+            self._last_checked = self.checked_keys()
+            self.changed.emit(self._last_checked)
 
     def add_file(self, path: str) -> None:
         """Add (or re-tick) an opened model file."""
@@ -188,16 +191,25 @@ class ModelPicker(QWidget):
         finally:
             self._quiet = False
         self._update_note()
-        self.changed.emit(self.checked_keys())
+        self._last_checked = self.checked_keys()
+        self.changed.emit(self._last_checked)
 
     def remove(self, key: str) -> None:
         for i in range(self.list.count()):
             if self.list.item(i).data(Qt.ItemDataRole.UserRole) == key:
                 self.list.takeItem(i)
                 break
+        self._last_checked = self.checked_keys()
         self._update_note()
 
     def set_item_error(self, key: str, message: str | None) -> None:
+        self._quiet = True
+        try:
+            self._set_item_error(key, message)
+        finally:
+            self._quiet = False
+
+    def _set_item_error(self, key: str, message: str | None) -> None:
         for i in range(self.list.count()):
             item = self.list.item(i)
             if item.data(Qt.ItemDataRole.UserRole) == key:
@@ -209,9 +221,11 @@ class ModelPicker(QWidget):
         return [k for k in self.keys() if Path(k).is_absolute()]  # zoo keys are names, files absolute paths
 
     def _on_item_changed(self, _item) -> None:
-        if not self._quiet:
+        # itemChanged also fires for text, tooltip and colour changes: only ticks matter
+        if not self._quiet and self.checked_keys() != self._last_checked:
             self._update_note()
-            self.changed.emit(self.checked_keys())
+            self._last_checked = self.checked_keys()
+            self.changed.emit(self._last_checked)
 
     def _update_note(self) -> None:
         if not available_zoo_models():

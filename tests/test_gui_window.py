@@ -27,11 +27,14 @@ def model_keys_for_tests(folder):
     return paths, paths
 
 
+FRAME_ONLY = [("Predictions", "robustlens.app.panels.predictions:PredictionsPanel")]  # no other panel's jobs
+
+
 @pytest.fixture
 def window(qtbot, tmp_path):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     keys, files = model_keys_for_tests(tmp_path)
-    win = MainWindow(settings=settings, models=keys, select=0, use_settings=False)
+    win = MainWindow(settings=settings, models=keys, select=0, use_settings=False, panels=FRAME_ONLY)
     qtbot.addWidget(win)
     win.show()
     qtbot.waitUntil(lambda: win._models_ready and win.ctx.dataset is not None, timeout=30_000)
@@ -83,17 +86,18 @@ def test_settings_are_remembered(qtbot, tmp_path):
     path = str(tmp_path / "settings.ini")
     keys, files = model_keys_for_tests(tmp_path)
     first = MainWindow(settings=QSettings(path, QSettings.Format.IniFormat), models=keys, select=5,
-                       use_settings=False)
+                       use_settings=False, panels=FRAME_ONLY)
     qtbot.addWidget(first)
     qtbot.waitUntil(lambda: first.ctx.selection is not None and first._models_ready, timeout=30_000)
     first.gallery.set_class_filter(first.ctx.dataset.labels[5].item())
     first.resize(700, 500)
     unticked = first.model_picker.checked_keys()[0]
-    first.model_picker.list.item(0).setCheckState(Qt_Unchecked())
+    row = first.model_picker.keys().index(unticked)
+    first.model_picker.list.item(row).setCheckState(Qt_Unchecked())
     first.close()
     assert not first.engine.thread_running
 
-    second = MainWindow(settings=QSettings(path, QSettings.Format.IniFormat))
+    second = MainWindow(settings=QSettings(path, QSettings.Format.IniFormat), panels=FRAME_ONLY)
     qtbot.addWidget(second)
     qtbot.waitUntil(lambda: second.ctx.selection is not None and second._models_ready, timeout=30_000)
     assert second.ctx.selection.index == 5
@@ -111,10 +115,122 @@ def Qt_Unchecked():
 
 
 def test_closing_the_window_stops_the_engine_thread(qtbot, tmp_path):
-    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), use_settings=False)
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), use_settings=False,
+                     panels=FRAME_ONLY)
     qtbot.addWidget(win)
     win.show()
     thread = win.engine._thread
     assert thread.isRunning()
     win.close()
     assert thread.isFinished()
+
+
+def test_dropped_image_is_converted_with_a_visible_note(window, qtbot, tmp_path):
+    from PIL import Image
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(path)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: window.ctx.selection is not None and window.ctx.selection.source == "photo.png",
+                    timeout=10_000)
+    selection = window.ctx.selection
+    assert selection.label is None and selection.index is None
+    assert tuple(selection.image.shape) == (1, 1, 28, 28)
+    assert "converted RGB to grayscale" in selection.note and "64×48 to 28×28" in selection.note
+    assert window.banner.isVisible() and "photo.png" in window.banner.text.text()
+    assert "converted RGB to grayscale" in window.strip.cards["original"].caption.text()
+    qtbot.waitUntil(lambda: window.strip.has_all_predictions("original"), timeout=30_000)
+    assert window.gallery.selected_index() is None
+
+
+def test_a_bad_model_file_gives_a_clear_error_and_the_others_stay(window, qtbot, tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is not a checkpoint" * 10)
+    before = window.ctx.model_keys()
+    window.open_model(str(bad))
+    qtbot.waitUntil(lambda: window._models_ready and window.banner.isVisible(), timeout=30_000)
+    text = window.banner.text.text()
+    assert "broken.pt" in text and "not a readable checkpoint" in text
+    assert window.ctx.model_keys() == before
+    assert str(bad.resolve()) not in window.model_picker.keys()
+
+
+def test_a_missing_dataset_folder_gives_a_clear_error_and_keeps_the_dataset(window, qtbot, tmp_path):
+    before = window.ctx.dataset
+    window.load_dataset("mnist", "test", "mnist:test", str(tmp_path))
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=30_000)
+    text = window.banner.text.text()
+    assert "mnist not found in" in text and str(tmp_path) in text
+    assert window.ctx.dataset is before
+    assert window.dataset_picker.combo.currentData() == "fashion-mnist:test"
+
+
+def test_export_panels_as_png_and_svg(window, qtbot, tmp_path):
+    from PySide6.QtGui import QImage
+
+    from robustlens.app.export import export_widget
+
+    names = [name for name, _ in window.ctx.exportables()]
+    assert "Image strip" in names and "Predictions chart" in names
+    strip = export_widget(window.strip, tmp_path / "strip.png")
+    image = QImage(str(strip))
+    assert image.width() == 2 * window.strip.width() and image.height() == 2 * window.strip.height()
+    chart = dict(window.ctx.exportables())["Predictions chart"]
+    svg = export_widget(chart, tmp_path / "chart.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert "<path" in svg or "<polyline" in svg  # drawn as vectors, not a picture of the plot
+    assert "probability" in svg  # the axis label is text
+    chart_png = QImage(str(export_widget(chart, tmp_path / "chart.png")))
+    assert chart_png.width() == 2 * chart.width()
+    card_svg = export_widget(window.strip.cards["original"], tmp_path / "card.svg").read_text()
+    assert "<svg" in card_svg and "<image" in card_svg  # the image itself is in the drawing
+    with pytest.raises(ValueError):
+        export_widget(window.strip, tmp_path / "strip.jpg")
+
+
+def test_lecture_mode_scales_fonts_and_shortcuts_step_through_images(window, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    from robustlens.app import style
+
+    base = QApplication.font().pointSizeF()
+    window.set_lecture_mode(True, full_screen=False)
+    assert QApplication.font().pointSizeF() == pytest.approx(style.base_point_size() * style.LECTURE_FONT_SCALE)
+    assert window.strip.cards["original"].view.height() > 132
+    start = window.ctx.selection.index
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)
+    assert window.ctx.selection.index == start + 2
+    qtbot.keyClick(window, Qt.Key.Key_PageUp)
+    assert window.ctx.selection.index == start + 1
+    runs = []
+    window.ctx.runRequested.connect(lambda: runs.append(1))
+    qtbot.keyClick(window, Qt.Key.Key_F5)
+    assert runs == [1]
+    window.set_lecture_mode(False)
+    assert QApplication.font().pointSizeF() == pytest.approx(base)
+
+
+def test_screenshot_command_saves_the_window_and_exits_0(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from PySide6.QtGui import QImage
+
+    out = tmp_path / "window.png"
+    keys, files = model_keys_for_tests(tmp_path)
+    extra = [arg for path in files for arg in ("--model", path)]
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    done = subprocess.run([sys.executable, "-m", "robustlens", "--screenshot", str(out), "--select", "4", *extra],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    image = QImage(str(out))
+    assert image.width() >= 1440 and image.height() >= 900

@@ -1,0 +1,192 @@
+"""How long does the GUI thread stall while the engine thread computes?
+
+A 10 ms QTimer on the GUI thread records how late each tick fires while the window's engine thread
+runs a heavy job, and the window draws the job's streamed results (a live class histogram, the
+status bar's progress). Two jobs, the two workloads the app streams:
+
+- certify: Monte Carlo noise samples through the model in batches (Cohen et al.'s inner loop), the
+  running counts streamed after every batch;
+- pgd: L2 PGD on a batch of test images, the current images streamed after every step.
+
+Prints the p50 / p99 / max lateness of the ticks (target: p99 under 50 ms on a 2-core CPU) and
+the job's throughput. Run: `QT_QPA_PLATFORM=offscreen python bench/bench_gui_stall.py [--seconds 8]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pyqtgraph as pg  # noqa: E402
+import torch  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, QSettings, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+import robustlens.app  # noqa: E402,F401 - the app's process-wide fixes
+from robustlens.app.window import MainWindow  # noqa: E402
+from robustlens.engine.attacks import pgd_steps  # noqa: E402
+from robustlens.engine.jobs import Finished, Partial, Progress, Snapshot  # noqa: E402
+from robustlens.engine.models import build_model, zoo_names  # noqa: E402
+
+TICK_MS = 10
+FRAME_ONLY = [("Predictions", "robustlens.app.panels.predictions:PredictionsPanel")]
+
+
+def model_key(tmp: str) -> str:
+    """A zoo model when there is one; otherwise the same architecture, saved to a scratch file."""
+    for name in ("fashion-mnist/noise-0.25", "fashion-mnist/standard"):
+        if name in zoo_names():
+            return name
+    from robustlens.engine.models import save_checkpoint
+
+    path = os.path.join(tmp, "bench-model.pt")
+    save_checkpoint(build_model("fmnist-cnn", name="bench/fmnist-cnn"), path)
+    return path
+
+
+def certify_like(key: str, image: torch.Tensor, seconds: float, batch: int, sigma: float = 0.25):
+    """Noise samples in batches, running class counts after each (the certify inner loop)."""
+
+    def job(engine, cancel):
+        model = engine.model(key)
+        x = image.to(engine.device)
+        counts = torch.zeros(10, dtype=torch.long)
+        start, samples = time.monotonic(), 0
+        with torch.no_grad():
+            while time.monotonic() - start < seconds:
+                cancel.check()
+                noisy = x.repeat(batch, 1, 1, 1) + sigma * torch.randn(batch, *x.shape[1:], device=x.device)
+                counts += torch.bincount(model(noisy).argmax(1).cpu(), minlength=10)
+                samples += batch
+                yield Partial("counts", counts.numpy().copy())
+                yield Progress(time.monotonic() - start, seconds, f"{samples:,} samples")
+        yield Finished(samples / (time.monotonic() - start))
+
+    return job
+
+
+def pgd_like(key: str, images: torch.Tensor, labels: torch.Tensor, seconds: float):
+    """L2 PGD steps on a batch, the current adversarial images after each step."""
+
+    def job(engine, cancel):
+        model = engine.model(key)
+        x, y = images.to(engine.device), labels.to(engine.device)
+        start, steps = time.monotonic(), 0
+        while time.monotonic() - start < seconds:
+            for state in pgd_steps(model, x, y, norm="l2", eps=1.5, step_size=0.2, steps=50):
+                cancel.check()
+                steps += 1
+                yield Snapshot("adversarial", state.adversarial[:1].detach().cpu())
+                yield Progress(time.monotonic() - start, seconds, f"{steps} steps")
+                if time.monotonic() - start >= seconds:
+                    break
+        yield Finished(steps * len(x) / (time.monotonic() - start))
+
+    return job
+
+
+def measure(window: MainWindow, app: QApplication, factory, seconds: float, draw) -> tuple[np.ndarray, float]:
+    lateness: list[float] = []
+    clock = QElapsedTimer()
+    timer = QTimer()
+    timer.setInterval(TICK_MS)
+    last = {"t": None}
+
+    def tick():
+        now = clock.nsecsElapsed() / 1e6
+        if last["t"] is not None:
+            lateness.append(max(0.0, now - last["t"] - TICK_MS))
+        last["t"] = now
+
+    timer.timeout.connect(tick)
+    result = {}
+
+    def on_event(event):
+        draw(event)
+        if isinstance(event, Finished):
+            result["rate"] = event.result
+
+    clock.start()
+    timer.start()
+    handle = window.ctx.submit_with_models("bench", factory, on_event=on_event, label="benchmark job")
+    while handle.running:
+        app.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    if handle.state != "finished":
+        raise SystemExit(f"the benchmark job {handle.state}: {handle.error}")
+    return np.asarray(lateness), result.get("rate", float("nan"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each heavy job")
+    parser.add_argument("--batch", type=int, default=1000, help="noise samples per batch (certify)")
+    parser.add_argument("--images", type=int, default=256, help="images attacked at once (pgd)")
+    args = parser.parse_args()
+
+    import tempfile
+
+    app = QApplication.instance() or QApplication([])
+    pg.setConfigOptions(antialias=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        key = model_key(tmp)
+        window = MainWindow(settings=QSettings(os.path.join(tmp, "s.ini"), QSettings.Format.IniFormat),
+                            models=[key], select=0, use_settings=False, panels=FRAME_ONLY)
+        window.show()
+        while not (window._models_ready and window.strip.has_all_predictions("original")):
+            app.processEvents()
+            time.sleep(0.005)
+        dataset = window.ctx.dataset
+        # what the GUI draws from the stream: a live histogram and the adversarial image in the strip
+        plot = pg.PlotWidget()
+        bars = pg.BarGraphItem(x=np.arange(10), height=np.zeros(10), width=0.8)
+        plot.addItem(bars)
+        window.tabs.addTab(plot, "bench")
+        window.tabs.setCurrentWidget(plot)
+
+        def draw(event):
+            if isinstance(event, Partial):
+                bars.setOpts(height=event.value)
+            elif isinstance(event, Snapshot):
+                window.ctx.set_strip_image("adversarial", event.image, "PGD (benchmark)", live=True)
+
+        print(f"device {window.engine.device}, torch threads {torch.get_num_threads()}, "
+              f"CPU cores {os.cpu_count()}, model {key}")
+        print(f"{'job':<34}{'ticks':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}   throughput")
+        runs = [("idle (no job)", None),
+                (f"certify-like, batch {args.batch}", certify_like(key, dataset.images[:1], args.seconds, args.batch)),
+                (f"PGD L2, {args.images} images", pgd_like(key, dataset.images[:args.images],
+                                                          dataset.labels[:args.images], args.seconds))]
+        for name, factory in runs:
+            if factory is None:
+                lateness, _ = measure(window, app, idle_job(2.0), 2.0, lambda e: None)
+                unit = ""
+            else:
+                lateness, rate = measure(window, app, factory, args.seconds, draw)
+                unit = f"{rate:,.0f} samples/s" if "certify" in name else f"{rate:,.0f} image-steps/s"
+            p50, p99, peak = np.percentile(lateness, 50), np.percentile(lateness, 99), lateness.max()
+            print(f"{name:<34}{len(lateness):>7}{p50:>9.1f}{p99:>9.1f}{peak:>9.1f}   {unit}")
+        window.close()
+
+
+def idle_job(seconds: float):
+    """The baseline: a job that only waits, so the ticks measure the GUI loop itself."""
+
+    def job(engine, cancel):
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            cancel.check()
+            time.sleep(0.05)
+            yield Progress(time.monotonic() - start, seconds)
+        yield Finished(None)
+
+    return job
+
+
+if __name__ == "__main__":
+    main()
