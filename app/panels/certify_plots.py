@@ -1,0 +1,408 @@
+"""The Certify panel's drawings: the live class histogram, the radius curve, the noise-vs-radius bars,
+the noise samples and the certified-accuracy curves. They only draw numbers the engine computed
+(``engine/smoothing.py``); the panel (``certify.py``) decides what to show when."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen
+from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from .. import style
+from ..imaging import ImageView, to_qimage
+
+BAR_OTHER = QColor(176, 184, 196)          # classes other than ĉA
+NOISE_COLOR = QColor(120, 120, 130)        # the noise length
+RADIUS_COLOR = QColor(46, 139, 87)         # the certified radius
+GENERAL_COLOR = QColor(214, 120, 40)       # the general (Bonferroni) bound
+CEILING_COLOR = QColor(150, 40, 40)
+
+
+def _font(point_size: float, bold: bool = False) -> QFont:
+    font = QFont()
+    font.setPointSizeF(point_size)
+    font.setBold(bold)
+    return font
+
+
+class _Plot(pg.PlotWidget):
+    """A white, static pyqtgraph plot (no mouse panning: a lecture hall clicks, it does not drag)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent=parent, background="w")
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).setTextPen("k")
+            self.getAxis(axis).setPen("k")
+        self._text_items: list[pg.TextItem] = []
+        self._point_size = style.base_point_size()
+
+    def set_fonts(self, point_size: float) -> None:
+        self._point_size = point_size
+        font = _font(point_size)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).setStyle(tickFont=font)
+            self.getAxis(axis).label.setFont(font)
+        self.getPlotItem().titleLabel.item.setFont(font)
+        for item in self._text_items:
+            item.setFont(font)
+        legend = self.getPlotItem().legend
+        if legend is not None:
+            for _sample, label in legend.items:
+                label.item.setFont(font)
+            legend.updateSize()
+
+    def text_item(self, **options) -> pg.TextItem:
+        item = pg.TextItem(**options)
+        item.setFont(_font(self._point_size))
+        self.addItem(item)
+        self._text_items.append(item)
+        return item
+
+
+class ClassHistogram(_Plot):
+    """Counts of the base classifier's classes on the noise samples drawn so far: horizontal bars,
+    class names on the left axis (✓ marks the true class), ĉA highlighted, the count at each bar."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._classes: tuple[str, ...] = ()
+        self._counts = np.zeros(0, dtype=np.int64)
+        self._labels: list[pg.TextItem] = []
+        self.getViewBox().invertY(True)  # first class at the top, like a table
+        self.getPlotItem().setLabel("bottom", "noise samples")
+        self.showGrid(x=True, y=False, alpha=0.2)
+        self.bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.72)
+        self.addItem(self.bars)
+        self.setMinimumSize(220, 200)
+
+    def set_classes(self, classes: Sequence[str], true_label: int | None) -> None:
+        self._classes = tuple(classes)
+        ticks = [(i, f"{name} ✓" if i == true_label else name) for i, name in enumerate(self._classes)]
+        self.getAxis("left").setTicks([ticks])
+        for item in self._labels:
+            self.removeItem(item)
+            self._text_items.remove(item)
+        self._labels = [self.text_item(color=(40, 40, 40), anchor=(0, 0.5)) for _ in self._classes]
+        self.setYRange(-0.6, len(self._classes) - 0.4, padding=0)
+        self.show_counts(np.zeros(len(self._classes), dtype=np.int64), 1, None, None, "")
+
+    def show_counts(self, counts, total: int, top_class: int | None, true_label: int | None,
+                    title: str) -> None:
+        """``counts`` so far out of ``total`` samples of this phase (the axis spans the whole phase, so the
+        bars grow as the evidence piles up)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        self._counts = counts.copy()
+        count = len(counts)
+        if top_class is None:
+            highlight = None
+        elif true_label is None:
+            highlight = style.UNKNOWN
+        else:
+            highlight = style.CORRECT if top_class == true_label else style.WRONG
+        brushes = [highlight if (i == top_class and highlight is not None) else BAR_OTHER for i in range(count)]
+        self.bars.setOpts(x0=np.zeros(count), y=np.arange(count), width=counts, height=0.72,
+                          brushes=brushes, pens=[pg.mkPen(QColor(b).darker(125)) for b in brushes])
+        total = max(1, int(total))
+        for i, item in enumerate(self._labels[:count]):
+            value = int(counts[i])
+            item.setText(f"{value:,}" if value else "")
+            if value > 0.55 * total:  # a long bar carries its count inside, in white
+                item.setColor("w")
+                item.setAnchor((1, 0.5))
+                item.setPos(value - total * 0.015, i)
+            else:
+                item.setColor((40, 40, 40))
+                item.setAnchor((0, 0.5))
+                item.setPos(value + total * 0.015, i)
+        self.setXRange(0, total, padding=0.02)
+        self.setTitle(title, color="k")
+
+    def counts(self) -> np.ndarray:
+        return self._counts.copy()
+
+
+class RadiusCurvePlot(_Plot):
+    """R(pA) = σ Φ⁻¹(pA) (Theorem 1 with pB = 1 − pA) for the chosen σ, the ceiling σ Φ⁻¹(α^(1/n)) that no
+    run of n samples can pass, this image's pA lower bound on the curve (●), and the general-bound radius
+    σ/2 (Φ⁻¹(pA) − Φ⁻¹(pB)) with simultaneous (Bonferroni) bounds beside it (▲)."""
+
+    X_RANGE = (0.4, 1.01)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        item = self.getPlotItem()
+        item.setLabel("bottom", "pA (lower bound)")
+        item.setLabel("left", "certified L2 radius R")
+        self.showGrid(x=True, y=True, alpha=0.2)
+        self.getAxis("bottom").setTicks([[(v, f"{v:g}") for v in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)]])
+        self.abstain = pg.LinearRegionItem(values=(self.X_RANGE[0], 0.5), movable=False,
+                                           brush=pg.mkBrush(200, 55, 45, 28), pen=pg.mkPen(None))
+        self.addItem(self.abstain)
+        self.abstain_label = self.text_item(text="abstain\npA < ½", color=(160, 50, 40), anchor=(0.5, 1))
+        self.curve = self.plot([], [], pen=pg.mkPen(RADIUS_COLOR, width=2.5))
+        self.ceiling = pg.InfiniteLine(angle=0, movable=False,
+                                       pen=pg.mkPen(CEILING_COLOR, width=1.5, style=Qt.PenStyle.DashLine))
+        self.addItem(self.ceiling)
+        self.ceiling_label = self.text_item(color=CEILING_COLOR, anchor=(0, 1))
+        self.marker_line = pg.InfiniteLine(angle=90, movable=False,
+                                           pen=pg.mkPen(RADIUS_COLOR, width=1, style=Qt.PenStyle.DotLine))
+        self.addItem(self.marker_line)
+        self.general = pg.ScatterPlotItem(size=11, symbol="t1", brush=pg.mkBrush(GENERAL_COLOR),
+                                          pen=pg.mkPen("k", width=1))
+        self.addItem(self.general)
+        self.marker = pg.ScatterPlotItem(size=12, brush=pg.mkBrush(RADIUS_COLOR), pen=pg.mkPen("k", width=1))
+        self.addItem(self.marker)
+        self.marker_label = self.text_item(color=(30, 30, 30), anchor=(1, 0.5))
+        self.setMinimumSize(240, 200)
+        self._general_text = ""
+        self._point_text = ""
+        self._point = None
+        self.set_point(None)
+        self.set_general(None, None)
+
+    def set_curve(self, sigma: float, p_values: np.ndarray, radii: np.ndarray, ceiling: float, n: int,
+                  alpha: float) -> None:
+        """The engine's R(pA) at ``p_values`` and the ceiling for runs of ``n`` samples at level α."""
+        self.curve.setData(p_values, radii)
+        self.ceiling.setValue(ceiling)
+        self.ceiling_label.setText(f"ceiling σ Φ⁻¹(α^(1/n)) = {ceiling:.3f}  (n = {n:,}, α = {alpha:g})")
+        self._top = ceiling * 1.3
+        self.ceiling_label.setPos(self.X_RANGE[0] + 0.005, ceiling)
+        self.abstain_label.setPos((self.X_RANGE[0] + 0.5) / 2, self._top * 0.04)
+        self.setXRange(*self.X_RANGE, padding=0)
+        self.setYRange(0, self._top, padding=0)
+        self.getPlotItem().setTitle(f"R(pA) = σ Φ⁻¹(pA) at σ = {sigma:g}", color="k")
+        self._place_label()
+
+    def set_point(self, p_lower: float | None, radius: float | None = None, final: bool = False) -> None:
+        """Mark pA's lower bound and its radius (drawn at the left edge when below the axis' range)."""
+        if p_lower is None:
+            self.marker.setData([], [])
+            self.marker_line.hide()
+            self._point, self._point_text = None, ""
+            self._place_label()
+            return
+        shown = max(p_lower, self.X_RANGE[0] + 0.002)
+        radius = radius or 0.0
+        self.marker.setData([shown], [radius])
+        self.marker_line.setValue(shown)
+        self.marker_line.show()
+        word = "● this image" if final else "● running"
+        verdict = f"R = {radius:.3f}" if p_lower >= 0.5 else "abstain"
+        self._point, self._point_text = (shown, radius), f"{word}: pA ≥ {p_lower:.4f}, {verdict}"
+        self._place_label()
+
+    def set_general(self, p_lower: float | None, radius: float | None) -> None:
+        if p_lower is None or radius is None:
+            self.general.setData([], [])
+            self._general_text = ""
+        elif radius <= 0:
+            self.general.setData([], [])
+            self._general_text = "▲ general bound (Bonferroni pB): nothing certified"
+        else:
+            self.general.setData([max(p_lower, self.X_RANGE[0] + 0.002)], [radius])
+            self._general_text = f"▲ general bound (Bonferroni pB): R = {radius:.3f}"
+        self._place_label()
+
+    def _place_label(self) -> None:
+        text = "\n".join(t for t in (self._point_text, self._general_text) if t)
+        self.marker_label.setText(text)
+        if self._point is None:
+            return
+        x, radius = self._point
+        top = getattr(self, "_top", 1.0)
+        # beside the marker, on the side with room, between the axis and the ceiling's label
+        if x > 0.7:
+            self.marker_label.setAnchor((1, 0.5))
+            self.marker_label.setPos(x - 0.012, min(max(radius, top * 0.18), top * 0.5))
+        else:
+            self.marker_label.setAnchor((0, 0.5))
+            self.marker_label.setPos(x + 0.012, min(max(radius, top * 0.18), top * 0.5))
+
+
+class NoiseVsRadius(QWidget):
+    """Two lengths to scale: a typical noise draw ‖ε‖₂ ≈ σ√d against the certified radius R = O(σ)
+    (the lecture point that the certified ball is tiny next to the noise the classifier tolerates)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.noise_norm: float | None = None
+        self.noise_text = ""
+        self.radius: float | None = None
+        self.radius_text = ""
+        self.ceiling: float | None = None
+        self.footer = ""
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_lengths(self, noise_norm: float | None, noise_text: str, radius: float | None, radius_text: str,
+                    ceiling: float | None, footer: str) -> None:
+        self.noise_norm, self.noise_text = noise_norm, noise_text
+        self.radius, self.radius_text = radius, radius_text
+        self.ceiling, self.footer = ceiling, footer
+        self.setToolTip(f"{noise_text}\n{radius_text}\n{footer}")
+        self.updateGeometry()
+        self.update()
+
+    def _line(self) -> int:
+        return QFontMetrics(self.font()).height()
+
+    def sizeHint(self) -> QSize:
+        return QSize(320, int(self._line() * 5.2))
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(200, self.sizeHint().height())
+
+    def paintEvent(self, _event) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        palette = self.palette()
+        text_color = palette.color(QPalette.ColorRole.WindowText)
+        line = self._line()
+        width = self.width() - 4
+        lengths = [v for v in (self.noise_norm, self.radius, self.ceiling) if v]
+        scale = width / max(lengths) if lengths else 0.0
+        top = 0
+        for value, text, color in ((self.noise_norm, self.noise_text, NOISE_COLOR),
+                                   (self.radius, self.radius_text, RADIUS_COLOR)):
+            painter.setPen(text_color)
+            painter.drawText(QRectF(2, top, width, line), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                             text)
+            bar = QRectF(2, top + line + 1, width, line * 0.62)
+            painter.fillRect(bar, palette.color(QPalette.ColorRole.AlternateBase))
+            if value:
+                painter.fillRect(QRectF(bar.left(), bar.top(), max(2.0, value * scale), bar.height()), color)
+            if color == RADIUS_COLOR and self.ceiling and scale:
+                # where the radius could at most get with this n and α
+                x = bar.left() + self.ceiling * scale
+                painter.setPen(QPen(CEILING_COLOR, 1.5, Qt.PenStyle.DashLine))
+                painter.drawLine(int(x), int(bar.top() - 2), int(x), int(bar.bottom() + 2))
+            top += int(line * 1.9)
+        painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+        footer = QFontMetrics(self.font()).elidedText(self.footer, Qt.TextElideMode.ElideRight, int(width))
+        painter.drawText(QRectF(2, top, width, line * 1.3), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         footer)
+
+
+class NoiseSampleStrip(QWidget):
+    """A few draws x + ε (clipped to [0,1] for display; the original is in the window's strip above),
+    each with the base classifier's class and its noise norm ‖ε‖₂. Captions are elided to their column,
+    so new content never widens the panel."""
+
+    def __init__(self, count: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QGridLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setHorizontalSpacing(4)
+        layout.setVerticalSpacing(0)
+        self.views: list[ImageView] = []
+        self.captions: list[QLabel] = []
+        self._texts: list[str] = []
+        for i in range(count):
+            view = ImageView("", minimum=40)
+            caption = QLabel("")
+            caption.setObjectName("caption")
+            caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+            layout.addWidget(view, 0, i, Qt.AlignmentFlag.AlignHCenter)
+            layout.addWidget(caption, 1, i)
+            self.views.append(view)
+            self.captions.append(caption)
+            self._texts.append("")
+        layout.setColumnStretch(count, 1)
+        self.set_thumbnail_size(56)
+
+    def _set_caption(self, i: int, text: str) -> None:
+        self._texts[i] = text
+        label = self.captions[i]
+        metrics = QFontMetrics(label.font())
+        width = label.width() - 2
+        label.setText("\n".join(metrics.elidedText(line, Qt.TextElideMode.ElideRight, width)
+                                 for line in text.split("\n")))
+        label.setToolTip(text.replace("\n", " · "))
+
+    def set_samples(self, images, captions: Sequence[str]) -> None:
+        for i, view in enumerate(self.views):
+            if images is not None and i < len(images):
+                view.set_image(to_qimage(images[i]))
+                self._set_caption(i, captions[i])
+            else:
+                view.set_image(None)
+                self._set_caption(i, "")
+
+    def set_thumbnail_size(self, side: int) -> None:
+        width = side + max(14, QFontMetrics(self.font()).horizontalAdvance("Ankle boot") - side + 4)
+        for i, view in enumerate(self.views):
+            view.setFixedSize(side, side)
+            self.captions[i].setFixedWidth(width)
+            self._set_caption(i, self._texts[i])
+
+
+class AccuracyPlot(_Plot):
+    """Certified accuracy vs L2 radius, one curve per noise model, growing as images are certified."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        item = self.getPlotItem()
+        item.setLabel("bottom", "L2 radius r")
+        item.setLabel("left", "certified accuracy")
+        self.showGrid(x=True, y=True, alpha=0.2)
+        self.legend = self.addLegend(offset=(-8, 8), labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 220))
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.setYRange(0, 1.0, padding=0.02)
+        self.setMinimumSize(240, 180)
+
+    def reset(self, names_and_colors: Sequence[tuple[str, str, QColor]], max_radius: float, title: str) -> None:
+        """One empty curve per model: (name as the rows call it, legend text, colour)."""
+        for curve in self.curves.values():
+            self.removeItem(curve)
+        self.legend.clear()
+        self.curves = {}
+        for name, text, color in names_and_colors:
+            curve = self.plot([], [], pen=pg.mkPen(color, width=2.5), name=text)
+            self.curves[name] = curve
+        self.setXRange(0, max(max_radius, 1e-3), padding=0.02)
+        self.setYRange(0, 1.0, padding=0.02)
+        self.setTitle(title, color="k")
+        self.set_fonts(self._point_size)
+
+    def set_curve(self, name: str, radii, accuracy) -> None:
+        curve = self.curves.get(name)
+        if curve is not None:
+            curve.setData(np.asarray(radii), np.asarray(accuracy))
+
+    def set_legend_text(self, name: str, text: str) -> None:
+        curve = self.curves.get(name)
+        for sample, label in self.legend.items:
+            if sample.item is curve:
+                label.setText(text)
+        self.legend.updateSize()
+
+
+def verdict_label() -> QLabel:
+    label = QLabel("")
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+def titled(title: str, widget: QWidget) -> QWidget:
+    """A bold caption above a widget (lighter than a group box)."""
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    head = QLabel(title)
+    bold = QFont(head.font())
+    bold.setBold(True)
+    head.setFont(bold)
+    layout.addWidget(head)
+    layout.addWidget(widget)
+    return box

@@ -1,0 +1,252 @@
+"""The Certify panel on Qt's offscreen platform: a click certifies (checked against the engine's CERTIFY
+with the same seed), a newer click cancels the older run, the certified-accuracy job draws its rows, and
+a missing noise model is said and offered. n is kept small: these tests check values, not speed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QSettings, Qt
+
+from robustlens.app.engine_thread import _load
+from robustlens.app.panels import certify as certify_panel
+from robustlens.app.window import MainWindow
+from robustlens.engine.models import build_model, save_checkpoint, zoo_file, zoo_names
+from robustlens.engine.smoothing import ABSTAIN, Smooth, certified_accuracy
+
+ZOO_NOISE = "fashion-mnist/noise-0.25"
+SMALL = {"n0": 20, "n": 300, "alpha": 0.001, "batch": 100, "seed": 3}
+
+
+@pytest.fixture
+def noise_key(tmp_path):
+    """The built-in σ = 0.25 model when its file exists, else a freshly initialised one (σ = 0.25)."""
+    if zoo_file(ZOO_NOISE).exists():
+        return ZOO_NOISE
+    torch.manual_seed(0)
+    path = tmp_path / "noise.pt"
+    save_checkpoint(build_model("fmnist-cnn", name="test/noise-0.25", kind="noise", sigma=0.25), path)
+    return str(path)
+
+
+@pytest.fixture
+def reference(zoo_model):
+    """The same model, loaded apart from the window, for the independent computation."""
+
+    def get(key):
+        if key in zoo_names():
+            return zoo_model(key)
+        return _load(key, torch.device("cpu"))
+
+    return get
+
+
+def open_window(qtbot, tmp_path, models, **certify_settings):
+    path = str(tmp_path / "settings.ini")
+    settings = QSettings(path, QSettings.Format.IniFormat)
+    for name, value in {**SMALL, **certify_settings}.items():
+        settings.setValue(f"panels/Certify/{name}", value)
+    settings.sync()
+    window = MainWindow(settings=QSettings(path, QSettings.Format.IniFormat), models=models, select=0)
+    qtbot.addWidget(window)
+    window.resize(1440, 920)
+    window.show()
+    qtbot.waitUntil(lambda: window._models_ready and window.ctx.dataset is not None, timeout=60_000)
+    window.tabs.setCurrentWidget(window.panels["Certify"])
+    return window
+
+
+def click_image(qtbot, window, row):
+    gallery = window.gallery
+    rect = gallery.view.visualRect(gallery.model.index(row))
+    qtbot.mouseClick(gallery.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.ctx.selection.index == row
+
+
+def engine_certificate(model, window, row, params):
+    """CERTIFY by the engine itself, on the CPU, with the panel's seed convention (seed + idx)."""
+    dataset = window.ctx.dataset
+    seed = params["seed"] + dataset.source_index(row)
+    return Smooth.from_model(model).certify_detailed(dataset.images[row], params["n0"], params["n"],
+                                                     params["alpha"], params["batch"], generator=seed)
+
+
+def wait_certificate_for(qtbot, panel, row, timeout=120_000):
+    qtbot.waitUntil(lambda: panel.certificate is not None and panel.certified_selection is not None
+                    and panel.certified_selection.index == row, timeout=timeout)
+
+
+def test_click_certifies_and_matches_the_engine(qtbot, tmp_path, noise_key, reference):
+    window = open_window(qtbot, tmp_path, [noise_key])
+    panel = window.panels["Certify"]
+    assert window.tabs.tabText(0) == "Certify"
+    assert panel.current_params().n == SMALL["n"]  # restored from the settings
+
+    click_image(qtbot, window, 3)
+    wait_certificate_for(qtbot, panel, 3)
+    cert = panel.certificate
+    expected = engine_certificate(reference(noise_key), window, 3, SMALL)
+
+    counts = panel.histogram.counts()
+    assert counts.sum() == SMALL["n"]
+    np.testing.assert_array_equal(counts, expected.counts)
+    assert (cert.prediction, cert.radius) == (expected.prediction, expected.radius)
+    text = panel.verdict.text()
+    if expected.prediction == ABSTAIN:
+        assert "ABSTAIN" in text and f"{expected.pA_lower:.4f} &lt; 0.5" in text
+    else:
+        assert window.ctx.classes[expected.prediction] in text and f"R = {expected.radius:.3f}" in text
+    # both radii are shown: the paper's (pB = 1 − pA) and the general bound with Bonferroni pB
+    assert f"{expected.radius:.3f} with pB = 1 − pA" in text
+    assert f"pB ≤ {expected.pB_upper:.4f}" in text
+    # the radius curve marks this image's bound, and the ceiling σ Φ⁻¹(α^(1/n))
+    xs, ys = panel.radius_plot.marker.getData()
+    assert xs[0] == pytest.approx(max(expected.pA_lower, panel.radius_plot.X_RANGE[0] + 0.002))
+    assert ys[0] == pytest.approx(expected.radius)
+    assert panel.radius_plot.ceiling.value() == pytest.approx(expected.max_radius)
+    # the noise draws are shown with their norms, ≈ σ√d
+    assert panel.noise is not None and len(panel.noise.noise_norms) == 5
+    assert np.all(np.abs(panel.noise.noise_norms / (0.25 * np.sqrt(784)) - 1) < 0.15)
+
+    # F5 certifies the same image again: the same seed gives the same certificate
+    first_id = panel.handle.id
+    window.request_run()
+    qtbot.waitUntil(lambda: panel.handle.id != first_id and panel.certificate is not None, timeout=120_000)
+    assert (panel.certificate.prediction, panel.certificate.radius) == (expected.prediction, expected.radius)
+
+    # lecture mode scales the plots' fonts
+    before = panel.histogram.getAxis("left").style["tickFont"]
+    window.set_lecture_mode(True, full_screen=False)
+    after = panel.histogram.getAxis("left").style["tickFont"]
+    assert after is not None and (before is None or after.pointSizeF() > before.pointSizeF())
+    window.close()
+
+
+def test_a_new_click_cancels_the_running_certify(qtbot, tmp_path, noise_key, reference, monkeypatch):
+    runs = []  # one record per certify job started on the engine thread: its n, events, whether it ended
+    real_certify_job = certify_panel.certify_job
+
+    def spying_certify_job(smooth, x, **options):
+        factory = real_certify_job(smooth, x, **options)
+        record = {"n": options["n"], "events": 0, "ended": False}
+        runs.append(record)
+
+        def job(cancel):
+            try:
+                for event in factory(cancel):
+                    record["events"] += 1
+                    yield event
+            finally:
+                record["ended"] = True
+
+        return job
+
+    monkeypatch.setattr(certify_panel, "certify_job", spying_certify_job)
+    window = open_window(qtbot, tmp_path, [noise_key])
+    panel = window.panels["Certify"]
+    engine = window.engine
+    panel.set_params(n=200_000, batch=100)  # long enough to still be running at the second click
+    click_image(qtbot, window, 5)
+    qtbot.waitUntil(lambda: panel.handle is not None and panel.handle.running
+                    and panel.certified_selection.index == 5 and panel.histogram.counts().sum() > 0,
+                    timeout=60_000)
+    first = panel.handle
+    assert first.running
+
+    panel.set_params(n=SMALL["n"])
+    click_image(qtbot, window, 8)
+    assert first.superseded and first.state == "aborted" and first.token.cancelled
+    assert engine.active_jobs("certify") == [panel.handle]  # exactly one certify job alive
+    wait_certificate_for(qtbot, panel, 8)
+
+    expected = engine_certificate(reference(noise_key), window, 8, SMALL)
+    assert panel.histogram.counts().sum() == SMALL["n"]
+    np.testing.assert_array_equal(panel.certificate.counts, expected.counts)
+    assert (panel.certificate.prediction, panel.certificate.radius) == (expected.prediction, expected.radius)
+    # the first job stopped on the engine thread, long before its n samples, and stays stopped
+    long_run = next(r for r in runs if r["n"] == 200_000)
+    assert long_run["ended"]
+    events = long_run["events"]
+    qtbot.wait(400)
+    assert long_run["events"] == events < 2 * 200_000 // 100
+    assert engine.active_jobs("certify") == []
+    window.close()
+
+
+def test_certified_accuracy_job_draws_its_rows(qtbot, tmp_path, noise_key, reference):
+    window = open_window(qtbot, tmp_path, [noise_key])
+    panel = window.panels["Certify"]
+    panel.accuracy_images_box.setValue(4)
+    panel.accuracy_n_box.setValue(100)
+    drawn = []
+    original = panel.accuracy_plot.set_curve
+    panel.accuracy_plot.set_curve = lambda name, radii, accuracy: (drawn.append(np.array(accuracy)),
+                                                                   original(name, radii, accuracy))
+    qtbot.mouseClick(panel.accuracy_run, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.accuracy_handle is not None and not panel.accuracy_handle.running,
+                    timeout=120_000)
+    assert panel.accuracy_handle.state == "finished"
+    rows = panel.accuracy_rows[noise_key]
+    assert [row.images_done for row in rows] == [1, 2, 3, 4]
+    assert len(drawn) == 4  # one redraw per certified image, as the rows arrive
+
+    # independent: certify the same four images with the engine (seed + idx, n = 100)
+    model = reference(noise_key)
+    dataset = window.ctx.dataset
+    stride = len(dataset) // 4
+    params = dict(SMALL, n=100)
+    radii, correct = [], []
+    for position, row in zip(range(0, 4 * stride, stride), rows):
+        assert row.idx == dataset.source_index(position)
+        cert = engine_certificate(model, window, position, params)
+        assert (row.prediction, row.radius) == (cert.prediction, cert.radius)
+        radii.append(cert.radius)
+        correct.append(cert.prediction == int(dataset.labels[position]))
+    curve = panel.accuracy_plot.curves[noise_key]
+    xs, ys = curve.getData()
+    np.testing.assert_allclose(ys, certified_accuracy(radii, correct, xs))
+    assert ys[0] == pytest.approx(np.mean(correct))
+    window.close()
+
+
+def test_missing_noise_model_is_said_and_offered(qtbot, tmp_path):
+    window = open_window(qtbot, tmp_path, [])
+    panel = window.panels["Certify"]
+    click_image(qtbot, window, 2)
+    qtbot.wait(50)
+    assert window.engine.active_jobs("certify") == []
+    assert panel.certificate is None
+    assert "No noise model with σ = 0.25 is loaded" in panel.verdict.text()
+    assert panel.load_button.isVisibleTo(panel)
+    panel.set_sigma(0.5)
+    assert "σ = 0.5" in panel.model_note.text()
+    panel.run_accuracy()
+    assert panel.accuracy_handle is None and "No noise model" in panel.accuracy_status.text()
+    if not zoo_file("fashion-mnist/noise-0.50").exists():
+        assert panel.load_button.text() == "Open model…"
+        window.close()
+        return
+    # the offer loads the built-in model, and the pending click is certified with it
+    assert panel.load_button.text() == "Load noise-0.50"
+    qtbot.mouseClick(panel.load_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.model_for_sigma(0.5) is not None, timeout=60_000)
+    wait_certificate_for(qtbot, panel, 2)
+    assert panel.certificate.sigma == 0.5
+    assert panel.histogram.counts().sum() == SMALL["n"]
+    window.close()
+
+
+def test_settings_round_trip_and_bad_values(qtbot, tmp_path):
+    window = open_window(qtbot, tmp_path, [], n=1234, alpha=0.01, sigma=0.5)
+    panel = window.panels["Certify"]
+    params = panel.current_params()
+    assert (params.n, params.alpha, params.sigma, params.seed) == (1234, 0.01, 0.5, SMALL["seed"])
+    settings = QSettings(str(tmp_path / "other.ini"), QSettings.Format.IniFormat)
+    panel.set_params(n0=77)
+    panel.save_settings(settings)
+    assert int(settings.value("n0")) == 77 and float(settings.value("sigma")) == 0.5
+    settings.setValue("n", "many")
+    with pytest.raises(ValueError, match="n = 'many'"):
+        panel.restore_settings(settings)
+    window.close()
