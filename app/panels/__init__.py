@@ -8,5 +8,6 @@ import or construct becomes a tab showing the error, and the rest of the window 
 """
 
 PANELS: list[tuple[str, str]] = [
+    ("Certify", "robustlens.app.panels.certify:CertifyPanel"),
     ("Predictions", "robustlens.app.panels.predictions:PredictionsPanel"),
 ]
