@@ -19,10 +19,11 @@ from .engine_thread import Engine, JobHandle
 # The strip's slots, in display order: key -> (title, what fills it and where)
 STRIP_SLOTS: dict[str, tuple[str, str]] = {
     "original": ("Original", "Click a thumbnail, or open or drop an image file"),
-    "robust": ("Robust reconstruction", "Features tab → Reconstruct: inverts the robust model's representation"),
-    "non_robust": ("Non-robust reconstruction", "Features tab → Reconstruct: inverts the standard model's representation"),
-    "adversarial": ("Adversarial", "Attack tab → Run: PGD on this image"),
-    "perturbation": ("Perturbation (amplified)", "Attack tab → Run: adversarial − original, amplified"),
+    "robust": ("Robust reconstruction", "Features tab → Reconstruct (F5): inverts the robust model's representation"),
+    "non_robust": ("Non-robust reconstruction",
+                   "Features tab → Reconstruct (F5): inverts the standard model's representation"),
+    "adversarial": ("Adversarial", "Attack tab → Attack (F5): PGD on this image"),
+    "perturbation": ("Perturbation (amplified)", "Attack tab → Attack (F5): adversarial − original"),
 }
 
 
@@ -51,7 +52,10 @@ class ModelInfo:
 
     @property
     def label(self) -> str:
-        return self.meta.label
+        """For legends and tooltips: 'linf-robust (L∞ ε=0.1)', 'noise-0.25 (σ=0.25)'."""
+        from .style import display_label
+
+        return display_label(self.meta)
 
 
 class AppContext(QObject):

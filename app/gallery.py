@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QPalette, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListView,
-                               QVBoxLayout, QWidget)
+                               QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from .imaging import to_qimage
 
@@ -100,6 +100,34 @@ class GalleryModel(QAbstractListModel):
         return pixmap
 
 
+class ThumbnailDelegate(QStyledItemDelegate):
+    """A thumbnail with its true class under it, using the whole grid cell for the text."""
+
+    def __init__(self, view: QListView) -> None:
+        super().__init__(view)
+        self.view = view
+
+    def sizeHint(self, option, index) -> QSize:
+        return self.view.gridSize() - QSize(2, 2)
+
+    def paint(self, painter, option, index) -> None:
+        rect = option.rect
+        palette = option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(rect.adjusted(1, 1, -1, -1), palette.color(QPalette.ColorRole.Highlight))
+        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        metrics = option.fontMetrics
+        if pixmap is not None:
+            x = rect.x() + (rect.width() - pixmap.width()) // 2
+            painter.drawPixmap(x, rect.y() + 3, pixmap)
+        text_rect = QRect(rect.x() + 2, rect.bottom() - metrics.height() - 2, rect.width() - 4, metrics.height())
+        text = metrics.elidedText(str(index.data(Qt.ItemDataRole.DisplayRole)), Qt.TextElideMode.ElideRight,
+                                  text_rect.width())
+        painter.setPen(palette.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, text)
+
+
 class Gallery(QWidget):
     """Class filter above a grid of thumbnails; emits the dataset index of the clicked image."""
 
@@ -123,6 +151,7 @@ class Gallery(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.view.setModel(self.model)
+        self.view.setItemDelegate(ThumbnailDelegate(self.view))
         self._dataset = None
         self._apply_sizes(56)
         self.view.selectionModel().currentChanged.connect(self._on_current)
@@ -143,8 +172,8 @@ class Gallery(QWidget):
         self.view.setIconSize(QSize(thumbnail, thumbnail))
         metrics = self.view.fontMetrics()
         names = self._dataset.classes if getattr(self, "_dataset", None) is not None else ("Ankle boot",)
-        label_width = max(metrics.horizontalAdvance(name) for name in names) + 24
-        self.view.setGridSize(QSize(max(thumbnail + 12, label_width), thumbnail + metrics.height() + 10))
+        label_width = max(metrics.horizontalAdvance(name) for name in names) + 8
+        self.view.setGridSize(QSize(max(thumbnail + 10, label_width), thumbnail + metrics.height() + 10))
         self.view.setSpacing(2)
 
     def set_thumbnail_size(self, size: int) -> None:

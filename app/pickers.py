@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QFileSystemWatcher, Qt, Signal
+from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QPushButton, QVBoxLayout, QWidget)
 
@@ -227,7 +227,18 @@ class ModelPicker(QWidget):
             self._last_checked = self.checked_keys()
             self.changed.emit(self._last_checked)
 
+    def _fit_list(self) -> None:
+        rows = max(3, min(8, self.list.count()))
+        row_height = self.list.sizeHintForRow(0) if self.list.count() else self.list.fontMetrics().height() + 4
+        self.list.setFixedHeight(rows * row_height + 2 * self.list.frameWidth() + 4)
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == event.Type.FontChange:
+            QTimer.singleShot(0, self._fit_list)  # after the list has taken the new font
+
     def _update_note(self) -> None:
+        self._fit_list()
         if not available_zoo_models():
             self.note.setText(f"No built-in models found in {zoo_dir()} yet: use Open model… "
                               "(the list updates when model files appear).")

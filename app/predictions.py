@@ -51,13 +51,17 @@ class PredictionBars(QWidget):
     def rows(self) -> list[PredictionRow]:
         return list(self._rows)
 
-    TWO_LINE_BELOW = 300  # narrower than this, a model's name goes on its own line above its bar
-
     def _line_height(self) -> int:
         return int(QFontMetrics(self.font()).height() * 1.35)
 
     def _two_lines(self, width: int) -> bool:
-        return width < self.TWO_LINE_BELOW
+        """Names go on their own line above the bars when a name and a labelled bar don't fit side by side."""
+        if not self._rows:
+            return False
+        metrics = QFontMetrics(self.font())
+        names = max(metrics.horizontalAdvance(r.name) for r in self._rows) + 12
+        labels = max([metrics.horizontalAdvance(f"{c}  100%") for c in self._classes] or [60]) + 12
+        return width - names - 6 < labels
 
     def hasHeightForWidth(self) -> bool:
         return True
@@ -110,8 +114,7 @@ class PredictionBars(QWidget):
         if two_lines:
             name_width, bar_left = self.width() - 8, 7
         else:
-            name_width = min(int(self.width() * 0.42),
-                             max(metrics.horizontalAdvance(r.name) for r in self._rows) + 8)
+            name_width = max(metrics.horizontalAdvance(r.name) for r in self._rows) + 12
             bar_left = name_width + 4
         bar_width = max(10, self.width() - bar_left - 2)
         for i, row in enumerate(self._rows):
@@ -156,7 +159,11 @@ class PredictionChart(pg.PlotWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent=parent, background="w")
         self._items: list[pg.BarGraphItem] = []
-        self._legend = self.addLegend(offset=(-10, 10), labelTextColor="k")
+        # the legend sits in its own column right of the axes, so it never hides a bar
+        self._legend = pg.LegendItem(labelTextColor="k")
+        self._legend.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+        self.getPlotItem().layout.addItem(self._legend, 2, 3)
+        self.getPlotItem().layout.setAlignment(self._legend, Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         self.setMenuEnabled(False)
@@ -164,6 +171,7 @@ class PredictionChart(pg.PlotWidget):
         self.getViewBox().invertY(True)  # first class at the top, like a table
         self.setXRange(0, 1, padding=0.02)
         self.showGrid(x=True, y=False, alpha=0.25)
+        self.getAxis("bottom").setTickSpacing(0.2, 0.1)
         for axis in ("left", "bottom"):
             self.getAxis(axis).setTextPen("k")
             self.getAxis(axis).setPen("k")
@@ -172,6 +180,9 @@ class PredictionChart(pg.PlotWidget):
     def set_fonts(self, point_size: float) -> None:
         font = self.font()
         font.setPointSizeF(point_size)
+        self._legend.setLabelTextSize(f"{point_size:.1f}pt")
+        for _sample, label in self._legend.items:
+            label.setText(label.text, size=f"{point_size:.1f}pt")
         for axis in ("left", "bottom"):
             self.getAxis(axis).setStyle(tickFont=font)
             self.getAxis(axis).label.setFont(font)

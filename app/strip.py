@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from . import style
@@ -29,9 +28,7 @@ class StripCard(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.title = QLabel(title)
-        bold = QFont(self.title.font())
-        bold.setBold(True)
-        self.title.setFont(bold)
+        self.title.setStyleSheet("font-weight: bold")  # bold, yet still following the window's font size
         self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
         self.view = ImageView(hint)
         self.view.setFixedHeight(132)
@@ -212,6 +209,25 @@ class ImageStrip(QWidget):
             return
         label = self.ctx.selection.label if self.ctx.selection is not None else None
         bars.set_rows(self.rows(slot), self.ctx.classes, label)
+        QTimer.singleShot(0, self._fit_height)
+
+    def needed_height(self) -> int:
+        """The height at which every card shows its image, caption and all prediction bars."""
+        heights = []
+        for card in self.cards.values():
+            layout = card.layout()
+            width = max(card.width(), card.minimumSizeHint().width())
+            heights.append(layout.totalHeightForWidth(width) if layout.hasHeightForWidth()
+                           else layout.totalSizeHint().height())
+        return max(heights)
+
+    def _fit_height(self) -> None:
+        self.setMinimumHeight(self.needed_height())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.oldSize().width() != event.size().width():
+            QTimer.singleShot(0, self._fit_height)
 
     def has_all_predictions(self, slot: str) -> bool:
         found = self.predictions.get(slot)
@@ -223,3 +239,4 @@ class ImageStrip(QWidget):
     def set_lecture_mode(self, on: bool) -> None:
         for card in self.cards.values():
             card.view.setFixedHeight(210 if on else 132)
+        QTimer.singleShot(0, self._fit_height)

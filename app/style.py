@@ -38,6 +38,17 @@ def short_name(info) -> str:
     return str(info.meta.name).replace("\\", "/").split("/")[-1]
 
 
+def display_label(meta) -> str:
+    """'l2-robust (L2 ε=1.5)', 'linf-robust (L∞ ε=0.1)', 'noise-0.25 (σ=0.25)', 'standard'."""
+    short = str(meta.name).replace("\\", "/").split("/")[-1]
+    if getattr(meta, "kind", None) == "adversarial" and meta.eps is not None:
+        norm = {"linf": "L∞", "l2": "L2"}.get(str(meta.norm).lower(), str(meta.norm or ""))
+        return f"{short} ({norm} ε={meta.eps:g})"
+    if getattr(meta, "kind", None) == "noise" and meta.sigma is not None:
+        return f"{short} (σ={meta.sigma:g})"
+    return short
+
+
 def base_point_size() -> float:
     app = QApplication.instance()
     font = app.property("robustlens_base_font") if app is not None else None

@@ -11,7 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import QModelIndex, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
+                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSplitter,
                                QTabWidget, QTextEdit, QVBoxLayout, QWidget)
 
 from robustlens.engine.data import load_dataset, load_image_file
@@ -133,7 +133,6 @@ class MainWindow(QMainWindow):
             box_layout.setContentsMargins(6, 6, 6, 6)
             box_layout.addWidget(widget)
             left_layout.addWidget(box, stretch)
-        self.model_picker.list.setMaximumHeight(150)
         # centre: banner, strip, tabs
         self.banner = Banner()
         self.strip = ImageStrip(self.ctx)
@@ -147,7 +146,12 @@ class MainWindow(QMainWindow):
         for title, target in self._panel_specs:
             panel = self._make_panel(title, target)
             self.panels[title] = panel
-            self.tabs.addTab(panel, title)
+            # a panel wider or taller than the screen scrolls instead of stretching the window
+            scroll = QScrollArea()
+            scroll.setWidget(panel)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            self.tabs.addTab(scroll, title)
         centre = QWidget()
         centre_layout = QVBoxLayout(centre)
         centre_layout.setContentsMargins(0, 6, 6, 0)
@@ -490,8 +494,12 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- jobs and status
 
+    def current_panel(self) -> QWidget | None:
+        scroll = self.tabs.currentWidget()
+        return scroll.widget() if isinstance(scroll, QScrollArea) else scroll
+
     def request_run(self) -> None:
-        panel = self.tabs.currentWidget()
+        panel = self.current_panel()
         if hasattr(panel, "run"):
             panel.run()
         self.ctx.runRequested.emit()
@@ -555,6 +563,14 @@ class MainWindow(QMainWindow):
         font = QFont(app.font())
         font.setPointSizeF(style.base_point_size() * (style.LECTURE_FONT_SCALE if on else 1.0))
         app.setFont(font)
+        # a style sheet stops the application font from reaching the widgets: setting it again
+        # re-polishes every widget of the window (panels included) with the new font
+        self.setStyleSheet("")
+        self.setStyleSheet(STYLE_SHEET)
+        for bar in (self.menuBar(), self.statusBar()):  # outside the central widget's propagation
+            bar.setFont(font)
+            for child in bar.findChildren(QWidget):
+                child.setFont(font)
         self.strip.set_lecture_mode(on)
         self.gallery.set_thumbnail_size(84 if on else 56)
         if on and full_screen:
