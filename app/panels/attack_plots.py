@@ -1,0 +1,318 @@
+"""The Attack and Experiments tabs' drawings: live PGD curves, robust-accuracy-vs-ε curves, the
+transfer table and the transfer matrix. They only draw numbers the engine computed
+(``engine/attacks.py``, ``engine/experiments.py``); the panels decide what to show when."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+
+from .. import style
+
+LOSS_COLOR = QColor(90, 60, 160)
+TRUE_COLOR = QColor(46, 139, 87)
+TARGET_COLOR = QColor(200, 55, 45)
+RESTART_COLOR = QColor(150, 150, 150)
+
+
+def _font(point_size: float, bold: bool = False) -> QFont:
+    font = QFont()
+    font.setPointSizeF(point_size)
+    font.setBold(bold)
+    return font
+
+
+class Plot(pg.PlotWidget):
+    """A white, static pyqtgraph plot (no mouse panning: a lecture hall clicks, it does not drag)
+    whose axis, title and legend fonts follow lecture mode."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent=parent, background="w")
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).setTextPen("k")
+            self.getAxis(axis).setPen("k")
+        self._point_size = style.base_point_size()
+        self.set_fonts(self._point_size)
+
+    def set_fonts(self, point_size: float) -> None:
+        self._point_size = point_size
+        font = _font(point_size)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).setStyle(tickFont=font)
+            self.getAxis(axis).label.setFont(font)
+        self.getPlotItem().titleLabel.item.setFont(font)
+        legend = self.getPlotItem().legend
+        if legend is not None:
+            for _sample, label in legend.items:
+                label.item.setFont(font)
+            legend.updateSize()
+
+
+class StepCurve(Plot):
+    """One quantity of a running PGD attack against the step, restarts one after another (a gap and a
+    dotted line between them). ``series`` names the curves this plot holds: {key: (legend, colour,
+    dashed)}; the legend is the plot's title line, so it never hides a curve."""
+
+    def __init__(self, y_label: str, series: dict[str, tuple[str, QColor, bool]],
+                 y_range: tuple[float, float] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        item = self.getPlotItem()
+        item.setLabel("bottom", "PGD step")
+        item.setLabel("left", y_label)
+        self.showGrid(x=True, y=True, alpha=0.2)
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self._legend: dict[str, list] = {}   # key -> [text, colour, dashed, shown]
+        for key, (text, color, dashed) in series.items():
+            pen = pg.mkPen(color, width=2.5, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
+            self.curves[key] = self.plot([], [], pen=pen, connect="finite")
+            self._legend[key] = [text, QColor(color), dashed, True]
+        self.marker = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(30, 30, 30), pen=pg.mkPen(None))
+        self.addItem(self.marker)
+        self._fixed_y = y_range
+        self._restart_lines: list[pg.InfiniteLine] = []
+        self.setMinimumSize(220, 150)
+        self.set_fonts(self._point_size)
+        self.prepare(1)
+        self._retitle()
+
+    def prepare(self, total_steps: int, restarts: Sequence[int] = ()) -> None:
+        """Empty curves on an x axis that already spans the whole attack (so the curve grows into it)."""
+        for curve in self.curves.values():
+            curve.setData([], [])
+        self.marker.setData([], [])
+        for line in self._restart_lines:
+            self.removeItem(line)
+        self._restart_lines = []
+        for x in restarts:
+            line = pg.InfiniteLine(x, angle=90, movable=False,
+                                   pen=pg.mkPen(RESTART_COLOR, width=1, style=Qt.PenStyle.DotLine))
+            self.addItem(line)
+            self._restart_lines.append(line)
+        self.setXRange(0, max(1, total_steps), padding=0.02)
+        if self._fixed_y is not None:
+            self.setYRange(*self._fixed_y, padding=0.02)
+        else:
+            self.enableAutoRange(axis="y")
+
+    def set_series(self, key: str, x: np.ndarray, y: np.ndarray) -> None:
+        curve = self.curves.get(key)
+        if curve is not None:
+            curve.setData(x, y)
+
+    def set_legend(self, key: str, text: str) -> None:
+        if key in self._legend:
+            self._legend[key][0] = text
+            self._retitle()
+
+    def legend_text(self, key: str) -> str:
+        return self._legend[key][0]
+
+    def set_visible(self, key: str, visible: bool) -> None:
+        """Show or hide a curve together with its legend entry."""
+        curve = self.curves.get(key)
+        if curve is None:
+            return
+        curve.setVisible(visible)
+        self._legend[key][3] = visible
+        self._retitle()
+
+    def _retitle(self) -> None:
+        parts = []
+        for text, color, dashed, shown in self._legend.values():
+            if shown:
+                line = "╍╍" if dashed else "━━"
+                parts.append(f"<span style='color:{color.name()}'><b>{line}</b></span>&nbsp;{_escape(text)}")
+        self.setTitle("&nbsp;&nbsp;&nbsp;".join(parts), color="k")
+
+    def set_marker(self, x: float | None, y: float | None) -> None:
+        if x is None or y is None or not math.isfinite(y):
+            self.marker.setData([], [])
+        else:
+            self.marker.setData([x], [y])
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class RobustnessPlot(Plot):
+    """Robust accuracy against ε, one curve (with a dot per computed ε) per model, growing as the
+    points arrive."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        item = self.getPlotItem()
+        item.setLabel("left", "robust accuracy")
+        self.showGrid(x=True, y=True, alpha=0.2)
+        self.legend = self.addLegend(offset=(-8, 8), labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 220))
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.setYRange(0, 1.0, padding=0.02)
+        self.setMinimumSize(300, 220)
+        self.set_fonts(self._point_size)
+
+    def prepare(self, models: Sequence[tuple[str, str, QColor]], eps_values: Sequence[float], x_label: str,
+              title: str) -> None:
+        """One empty curve per model: (name as the points call it, legend text, colour)."""
+        for curve in self.curves.values():
+            self.removeItem(curve)
+        self.legend.clear()
+        self.curves = {}
+        for name, text, color in models:
+            self.curves[name] = self.plot([], [], pen=pg.mkPen(color, width=2.5), name=text, symbol="o",
+                                          symbolSize=7, symbolBrush=pg.mkBrush(color), symbolPen=pg.mkPen("w"))
+        self.getPlotItem().setLabel("bottom", x_label)
+        top = max(eps_values) if len(eps_values) else 1.0
+        self.setXRange(min(0.0, min(eps_values, default=0.0)), top if top > 0 else 1.0, padding=0.03)
+        self.setYRange(0, 1.0, padding=0.02)
+        self.setTitle(title, color="k")
+        self.set_fonts(self._point_size)
+
+    def set_curve(self, name: str, eps: Sequence[float], accuracy: Sequence[float]) -> None:
+        curve = self.curves.get(name)
+        if curve is not None:
+            curve.setData(np.asarray(eps, dtype=float), np.asarray(accuracy, dtype=float))
+
+    def curve_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.curves[name].getData()
+        return (np.asarray([]) if x is None else x), (np.asarray([]) if y is None else y)
+
+
+def _item(text: str, tooltip: str = "", bold: bool = False, color: QColor | None = None,
+          background: QColor | None = None, align=Qt.AlignmentFlag.AlignLeft) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setTextAlignment(align | Qt.AlignmentFlag.AlignVCenter)
+    if tooltip:
+        item.setToolTip(tooltip)
+    if bold:
+        font = item.font()
+        font.setBold(True)
+        item.setFont(font)
+    if color is not None:
+        item.setForeground(QBrush(color))
+    if background is not None:
+        item.setBackground(QBrush(background))
+    return item
+
+
+class TransferTable(QTableWidget):
+    """model | clean prediction | adversarial prediction | fooled? — one row per judging model."""
+
+    HEADERS = ("model", "clean\nprediction", "adversarial\nprediction", "fooled?")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setWordWrap(False)
+        self.setColumnCount(len(self.HEADERS))
+        self.setHorizontalHeaderLabels(self.HEADERS)
+        self.verticalHeader().hide()
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        for column in (1, 2):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
+        self.setMinimumWidth(300)
+        self.fit_height()
+
+    def set_rows(self, rows: Sequence[dict]) -> None:
+        """Each row: name, color (QColor), clean, adversarial, fooled (texts), verdict ("yes"/"no"/other),
+        tooltip, bold (the source model)."""
+        self.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            name = _item(row["name"], row.get("tooltip", ""), bold=row.get("bold", False))
+            chip = QColor(row.get("color") or QColor("gray"))
+            name.setData(Qt.ItemDataRole.DecorationRole, chip)
+            self.setItem(r, 0, name)
+            self.setItem(r, 1, _item(row["clean"], row.get("clean_tip", "")))
+            self.setItem(r, 2, _item(row["adversarial"], row.get("adversarial_tip", ""),
+                                     color=style.WRONG if row.get("adversarial_wrong") else None))
+            verdict = row.get("verdict")
+            color = {"yes": style.WRONG, "no": style.CORRECT}.get(verdict)
+            self.setItem(r, 3, _item(row["fooled"], row.get("fooled_tip", ""), bold=verdict in ("yes", "no"),
+                                     color=color))
+        self.resizeRowsToContents()
+        self.fit_height()
+
+    def fit_height(self) -> None:
+        """As tall as its rows (the note below follows right after the last row)."""
+        rows = sum(self.rowHeight(r) for r in range(self.rowCount()))
+        header = self.horizontalHeader().sizeHint().height()
+        self.setFixedHeight(header + rows + 2 * self.frameWidth() + 2)
+
+    def clear_rows(self) -> None:
+        self.setRowCount(0)
+        self.fit_height()
+
+    def row_texts(self) -> list[list[str]]:
+        return [[self.item(r, c).text() if self.item(r, c) else "" for c in range(self.columnCount())]
+                for r in range(self.rowCount())]
+
+
+def success_color(rate: float) -> QColor:
+    """White (0) to deep red (1): how often the attack works."""
+    if rate != rate:  # NaN: no image was eligible
+        return QColor(235, 235, 235)
+    t = min(1.0, max(0.0, float(rate)))
+    low, high = np.array([255, 255, 255]), np.array([190, 30, 45])
+    r, g, b = (low + (high - low) * t).round().astype(int)
+    return QColor(int(r), int(g), int(b))
+
+
+class TransferMatrixTable(QTableWidget):
+    """Rows: the model the adversarial examples were crafted on; columns: the model judging them;
+    each cell the attack success rate, coloured white → red, filled in as the engine computes it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setWordWrap(True)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.horizontalHeader().setDefaultAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(300, 160)
+        self.names: list[str] = []
+        self.rates: dict[tuple[str, str], float] = {}
+
+    def prepare(self, names: Sequence[str], labels: Sequence[str]) -> None:
+        self.names = list(names)
+        self.rates = {}
+        self.clear()
+        self.setRowCount(len(names))
+        self.setColumnCount(len(names))
+        self.setHorizontalHeaderLabels([f"judged by\n{label}" for label in labels])
+        self.setVerticalHeaderLabels([f"crafted on {label}" for label in labels])
+        for r in range(len(names)):
+            for c in range(len(names)):
+                self.setItem(r, c, _item("…", "not computed yet", color=QColor(150, 150, 150),
+                                         align=Qt.AlignmentFlag.AlignCenter))
+
+    def set_cell(self, source: str, target: str, rate: float, fooled: int, eligible: int) -> None:
+        if source not in self.names or target not in self.names:
+            return
+        r, c = self.names.index(source), self.names.index(target)
+        self.rates[(source, target)] = rate
+        text = "—" if rate != rate else f"{rate:.0%}"
+        background = success_color(rate)
+        dark = rate == rate and rate > 0.55
+        where = "white box: the attack's own model" if r == c else "transfer: crafted on another model"
+        tip = (f"{fooled} of {eligible} images that {target} classifies correctly are fooled by examples "
+               f"crafted on {source} ({where})")
+        self.setItem(r, c, _item(text, tip, bold=r == c, color=QColor("white") if dark else QColor(20, 20, 20),
+                                 background=background, align=Qt.AlignmentFlag.AlignCenter))
+
+    def cell_text(self, source: str, target: str) -> str:
+        item = self.item(self.names.index(source), self.names.index(target))
+        return item.text() if item is not None else ""
