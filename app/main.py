@@ -5,8 +5,10 @@
     robustlens --dataset mnist --select 42       start on an image
     robustlens --model my.pt                     add a checkpoint to the loaded models
     robustlens --screenshot out.png [--select 7] [--tab Certify] [--lecture] [--size 1440x920]
-                                                 start offscreen, wait for the first predictions,
-                                                 save the window, exit 0
+                                    [--run] [--settle]
+                                                 start offscreen, wait for the first predictions
+                                                 (--run: then press F5 on the tab; --settle: then
+                                                 wait for every job to end), save the window, exit 0
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also load this model file (repeatable)")
     parser.add_argument("--lecture", action="store_true", help="lecture mode: full screen, large fonts")
     parser.add_argument("--tab", metavar="TITLE", help="show this tab (e.g. Predictions, Certify)")
+    parser.add_argument("--run", action="store_true",
+                        help="with --screenshot: run the shown tab's job (as F5 does) after the first predictions")
+    parser.add_argument("--settle", action="store_true",
+                        help="with --screenshot: wait until every engine job has finished before saving")
     parser.add_argument("--size", default=None, metavar="WxH",
                         help="window size for --screenshot (default 1440x920, 1920x1080 in lecture mode)")
     parser.add_argument("--timeout", type=float, default=300.0, metavar="S",
@@ -120,8 +126,27 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
         app.quit()
 
-    # let late paints (status bar, tabs) settle before grabbing
-    window.firstPredictions.connect(lambda: QTimer.singleShot(400, save))
+    def when_idle(then) -> None:
+        poll = QTimer(window)
+
+        def check() -> None:
+            if not window.engine.active_jobs():
+                poll.stop()
+                then()
+
+        poll.timeout.connect(check)
+        poll.start(100)
+
+    def first_predictions() -> None:
+        if args.run:
+            window.request_run()
+        # let late paints (status bar, tabs) land before grabbing
+        if args.settle:
+            QTimer.singleShot(300, lambda: when_idle(lambda: QTimer.singleShot(400, save)))
+        else:
+            QTimer.singleShot(400, save)
+
+    window.firstPredictions.connect(first_predictions)
     window.engine.jobFailed.connect(failed)
     QTimer.singleShot(int(args.timeout * 1000), timed_out)
     app.exec()

@@ -316,6 +316,8 @@ class MainWindow(QMainWindow):
         choice = self.dataset_picker.choice(key)
         root = self._dataset_roots.get(key)
         if choice[4] and not root:
+            self.banner.show_message("info", f"{choice[1].split(' (')[0]} is read from a folder: choose it with "
+                                             "Dataset → Folder…; showing the built-in Fashion-MNIST meanwhile.")
             key, choice, root = "fashion-mnist:test", self.dataset_picker.choice("fashion-mnist:test"), None
         self.load_dataset(choice[2], choice[3], key, root)
         for title, panel in self.panels.items():
@@ -390,7 +392,7 @@ class MainWindow(QMainWindow):
             self.gallery.select(index, emit=False)
         label = int(dataset.labels[index])
         name = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}.get(dataset.name, dataset.name)
-        selection = Selection(dataset.images[index:index + 1], label, index,
+        selection = Selection(dataset.images[index:index + 1].clone(), label, index,
                               f"{name} {dataset.split} #{dataset.source_index(index)}")
         self._set_selection(selection)
 
