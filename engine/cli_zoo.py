@@ -61,6 +61,9 @@ def run_train(args) -> int:
     return 0
 
 
+NORM_LABELS = {"l2": "L2", "linf": "L∞"}
+
+
 def format_zoo_table(manifest: dict) -> str:
     models = manifest["models"]
     l2 = manifest.get("eval", {}).get("l2_eps", [])
@@ -68,7 +71,7 @@ def format_zoo_table(manifest: dict) -> str:
     header = ["model", "kind", "ε / σ", "clean"] + [f"L2 {e:g}" for e in l2] + [f"L∞ {e:g}" for e in linf]
     rows = []
     for name, m in models.items():
-        param = (f"{m['norm'].upper()} ε={m['eps']:g}" if m["kind"] == "adversarial"
+        param = (f"{NORM_LABELS[m['norm']]} ε={m['eps']:g}" if m["kind"] == "adversarial"
                  else f"σ={m['sigma']:g}" if m["kind"] == "noise" else "-")
         row = [name, m["kind"], param, f"{100 * m['clean_accuracy']:.1f}"]
         row += [f"{100 * m['robust_accuracy']['l2'][str(e)]:.1f}" for e in l2]
