@@ -69,6 +69,7 @@ class AppContext(QObject):
     lectureModeChanged = Signal(bool)
     stripChanged = Signal(str)           # a strip slot's content changed (slot key)
     message = Signal(str, str)           # (level "info"|"error", text): shown in the window's banner
+    exportableAdded = Signal(str, object)  # (name, widget): the window gives it a right-click Export…
 
     def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -147,9 +148,10 @@ class AppContext(QObject):
     # ---------------------------------------------------------------- the window
 
     def register_exportable(self, name: str, widget: QWidget) -> None:
-        """List a plot or image widget in File → Export panel… (pyqtgraph plots export as PNG/SVG
-        through pyqtgraph's exporters, other widgets as rendered PNG/SVG)."""
+        """List a plot or image widget in File → Export panel… and give it a right-click "Export…"
+        (PNG, or SVG with plots kept as vectors)."""
         self._exportables.append((name, widget))
+        self.exportableAdded.emit(name, widget)
 
     def exportables(self) -> list[tuple[str, QWidget]]:
         return [(name, w) for name, w in self._exportables if _alive(w)]

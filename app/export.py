@@ -96,16 +96,22 @@ class ExportDialog(QDialog):
         return (item.text(), item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
 
 
-def ask_and_export(choices: list[tuple[str, QWidget]], parent: QWidget, start_dir: str = "") -> Path | None:
-    """The File → Export panel… flow. Returns the written file, or None when the user cancelled."""
-    dialog = ExportDialog(choices, parent)
-    if dialog.exec() != QDialog.DialogCode.Accepted or dialog.chosen() is None:
-        return None
-    name, widget = dialog.chosen()
-    suggestion = str(Path(start_dir or ".") / (name.lower().replace(" ", "-").replace("/", "-") + ".png"))
+def ask_file_and_export(name: str, widget: QWidget, parent: QWidget, start_dir: str = "") -> Path | None:
+    """Ask for a .png/.svg file name and write ``widget`` there; None when the user cancelled."""
+    suggestion = str(Path(start_dir or ".") / (name.lower().replace(" ", "-").replace("/", "-").replace(":", "")
+                                               + ".png"))
     path, selected = QFileDialog.getSaveFileName(parent, f"Export {name}", suggestion, FORMATS)
     if not path:
         return None
     if not Path(path).suffix:
         path += ".svg" if "svg" in selected.lower() else ".png"
     return export_widget(widget, path)
+
+
+def ask_and_export(choices: list[tuple[str, QWidget]], parent: QWidget, start_dir: str = "") -> Path | None:
+    """The File → Export panel… flow. Returns the written file, or None when the user cancelled."""
+    dialog = ExportDialog(choices, parent)
+    if dialog.exec() != QDialog.DialogCode.Accepted or dialog.chosen() is None:
+        return None
+    name, widget = dialog.chosen()
+    return ask_file_and_export(name, widget, parent, start_dir)

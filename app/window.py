@@ -20,7 +20,7 @@ from robustlens.engine.jobs import Finished, Progress
 from . import style
 from .context import AppContext, ModelInfo, Selection
 from .engine_thread import Engine
-from .export import ask_and_export
+from .export import ask_and_export, ask_file_and_export
 from .gallery import Gallery
 from .panels import PANELS
 from .pickers import DATASET_CHOICES, DatasetPicker, ModelPicker, available_zoo_models
@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         self.engine = Engine(self)
         self.ctx = AppContext(self.engine, self)
         self.ctx.window = self
+        self.ctx.exportableAdded.connect(self._add_export_menu)
         self._dataset_key = "fashion-mnist:test"
         self._dataset_roots: dict[str, str] = {}
         self._models_ready = False
@@ -580,6 +581,23 @@ class MainWindow(QMainWindow):
         elif not on and self.isFullScreen():
             self.showNormal()
         self.ctx.lectureModeChanged.emit(on)
+
+    def _add_export_menu(self, name: str, widget: QWidget) -> None:
+        """Right-click → Export… on a panel (its own menu, if it has one, is replaced)."""
+        act = QAction(f"Export {name}…", widget)
+        act.triggered.connect(lambda: self._export_one(name, widget))
+        widget.addAction(act)
+        widget.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+
+    def _export_one(self, name: str, widget: QWidget) -> None:
+        try:
+            written = ask_file_and_export(name, widget, self, self.settings.value("paths/export", ""))
+        except (OSError, ValueError) as error:
+            self.banner.show_message("error", f"Export failed: {error}")
+            return
+        if written is not None:
+            self.settings.setValue("paths/export", str(written.parent))
+            self.banner.show_message("info", f"Saved {written}")
 
     def export_panel(self) -> None:
         choices = [(name, w) for name, w in self.ctx.exportables() if w.isVisible()]

@@ -178,6 +178,8 @@ def test_export_panels_as_png_and_svg(window, qtbot, tmp_path):
 
     names = [name for name, _ in window.ctx.exportables()]
     assert "Image strip" in names and "Predictions chart" in names
+    for _name, widget in window.ctx.exportables():  # each has a right-click Export…
+        assert any(action.text().startswith("Export") for action in widget.actions())
     strip = export_widget(window.strip, tmp_path / "strip.png")
     image = QImage(str(strip))
     assert image.width() == 2 * window.strip.width() and image.height() == 2 * window.strip.height()
