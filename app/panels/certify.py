@@ -37,9 +37,9 @@ from .certify_plots import (AccuracyPlot, ClassHistogram, NoiseSampleStrip, Nois
 
 SIGMA_CHOICES = (0.25, 0.5, 1.0)        # the built-in noise models' σ
 ALPHA_CHOICES = (0.05, 0.01, 0.001, 0.0001)
-NOISE_SHOWN = 5                          # draws x + ε in the strip
+NOISE_SHOWN = 4                          # draws x + ε in the strip
 NOISE_SEED_OFFSET = 7_919                # the displayed draws use their own generator, apart from CERTIFY's
-ACCURACY_RADII = (0.0, 0.25, 0.5, 1.0, 1.5)
+ACCURACY_RADII = (0.0, 0.25, 0.5, 1.0)
 # distinct hues for the σ curves (the σ trade-off must read at a glance from the back row)
 ACCURACY_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -114,6 +114,7 @@ class CertifyPanel(QWidget):
         self._accuracy_total = 0
         self._accuracy_names: dict[str, str] = {}
         self._accuracy_sigmas: dict[str, str] = {}
+        self._verdict_html = ""
         self._run_id = 0                      # events of an older run (cancelled, not replaced) are ignored
         self._stale = False                   # a selection arrived while the tab was hidden
         self._run_when_loaded = False         # a run waits for its noise model to load
@@ -124,6 +125,7 @@ class CertifyPanel(QWidget):
         self._update_curve()
         self._update_lengths()
         self._show_idle("Click an image in the gallery (or press F5) to certify it.")
+        self._update_accuracy_hint()
 
     # ---------------------------------------------------------------- construction
 
@@ -131,7 +133,7 @@ class CertifyPanel(QWidget):
         self.sigma_box = QComboBox()
         self.sigma_box.setToolTip("Noise level σ of the smoothed classifier: picks the noise model trained at that σ")
         self.sigma_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.sigma_box.setMinimumContentsLength(5)
+        self.sigma_box.setMinimumContentsLength(11)
         self.model_note = QLabel("")
         self.model_note.setObjectName("caption")
         self.load_button = QPushButton("Load")
@@ -163,7 +165,6 @@ class CertifyPanel(QWidget):
         controls.addWidget(self.run_button)
         controls.addWidget(self.cancel_button)
         controls.addStretch(1)
-        self.model_note.setWordWrap(True)
         status = QHBoxLayout()
         status.setSpacing(6)
         status.addWidget(self.model_note, 1)
@@ -173,9 +174,6 @@ class CertifyPanel(QWidget):
         self.verdict = verdict_label()
         self.verdict.setObjectName("certify-verdict")
         self._fit_verdict()
-        self.running = QLabel("")
-        self.running.setObjectName("caption")
-        self.running.setWordWrap(True)
         self.histogram = ClassHistogram()
         self.histogram.setObjectName("certify-histogram")
         evidence = QWidget()
@@ -183,7 +181,6 @@ class CertifyPanel(QWidget):
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(4)
         column.addWidget(self.verdict)
-        column.addWidget(self.running)
         column.addWidget(self.histogram, 1)
 
         # column 2: the noise and the radius
@@ -196,7 +193,7 @@ class CertifyPanel(QWidget):
         column = QVBoxLayout(geometry)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(4)
-        self.noise_box = titled("Noise draws x + ε: the base classifier's class, ‖ε‖₂", self.noise_strip)
+        self.noise_box = titled("Noise draws x + ε, their class and ‖ε‖₂", self.noise_strip)
         column.addWidget(self.noise_box)
         column.addWidget(self.lengths)
         column.addWidget(self.radius_plot, 1)
@@ -208,6 +205,7 @@ class CertifyPanel(QWidget):
                                                               "as above)")
         self.accuracy_run = QToolButton()
         self.accuracy_run.setText("Run")
+        self.accuracy_run.setText("Run all σ")
         self.accuracy_run.setToolTip("Certify the subset with every loaded noise model; the curves grow live")
         self.accuracy_cancel = QToolButton()
         self.accuracy_cancel.setText("Cancel")
@@ -219,7 +217,7 @@ class CertifyPanel(QWidget):
         self.accuracy_status.setWordWrap(True)
         self.accuracy_table = QLabel("")
         self.accuracy_table.setTextFormat(Qt.TextFormat.RichText)
-        accuracy = QGroupBox("Certified accuracy vs radius, every noise model")
+        accuracy = QGroupBox("Certified accuracy vs radius")
         column = QVBoxLayout(accuracy)
         column.setContentsMargins(6, 6, 6, 6)
         column.setSpacing(4)
@@ -227,6 +225,9 @@ class CertifyPanel(QWidget):
         for text, widget in (("images", self.accuracy_images_box), ("n", self.accuracy_n_box)):
             row.addWidget(QLabel(text))
             row.addWidget(widget)
+        row.addStretch(1)
+        column.addLayout(row)
+        row = QHBoxLayout()
         row.addWidget(self.accuracy_run)
         row.addWidget(self.accuracy_cancel)
         row.addStretch(1)
@@ -236,7 +237,7 @@ class CertifyPanel(QWidget):
         column.addWidget(self.accuracy_status)
 
         # text that changes with every run must never widen the panel (the window would grow with it)
-        for label in (self.verdict, self.running, self.model_note, self.accuracy_table, self.accuracy_status):
+        for label in (self.verdict, self.model_note, self.accuracy_table, self.accuracy_status):
             policy = label.sizePolicy()
             policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
             label.setSizePolicy(policy)
@@ -245,7 +246,7 @@ class CertifyPanel(QWidget):
             widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             self.split.addWidget(widget)
         self.split.setChildrenCollapsible(False)
-        self.split.setSizes([330, 400, 370])
+        self.split.setSizes([320, 360, 300])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
@@ -276,6 +277,7 @@ class CertifyPanel(QWidget):
         self.load_button.clicked.connect(self._load_missing_model)
         self.accuracy_run.clicked.connect(self.run_accuracy)
         self.accuracy_cancel.clicked.connect(lambda: self.ctx.cancel("certify-accuracy"))
+        self.accuracy_images_box.valueChanged.connect(lambda _v: self._update_accuracy_hint())
 
     # ---------------------------------------------------------------- σ and its model
 
@@ -348,8 +350,8 @@ class CertifyPanel(QWidget):
             self.load_button.setText(f"Load {zoo.split('/')[-1]}")
             self.load_button.setProperty("model_key", zoo)
         else:
-            self.model_note.setText(f"No noise model with σ = {sigma:g} is loaded, and the built-in one is not "
-                                    "there (yet): open a noise-trained checkpoint.")
+            self.model_note.setText(f"No noise model with σ = {sigma:g} is loaded, and the zoo has none: "
+                                    "open a noise-trained checkpoint.")
             self.load_button.setText("Open model…")
             self.load_button.setProperty("model_key", "")
         self.load_button.show()
@@ -400,7 +402,18 @@ class CertifyPanel(QWidget):
         if self.ctx.selection is not None:
             self.run()  # the shown evidence is for another σ: certify again, latest wins
 
+    def _update_accuracy_hint(self) -> None:
+        if any(self.accuracy_rows.values()) or (self.accuracy_handle is not None and self.accuracy_handle.running):
+            return
+        count = len(self.ctx.models_of_kind("noise"))
+        if count:
+            self.accuracy_plot.set_hint(f"Run all σ: {self.accuracy_images_box.value()} test images\n"
+                                        f"× {count} noise model{'s' if count != 1 else ''}, one curve each")
+        else:
+            self.accuracy_plot.set_hint("no noise model loaded")
+
     def _on_models(self, _models) -> None:
+        self._update_accuracy_hint()
         self._prepare_noise_models()
         self._refresh_sigma_choices()
         self._update_model_status()
@@ -448,7 +461,7 @@ class CertifyPanel(QWidget):
 
     def _mark_outdated(self) -> None:
         if self.certificate is not None and self.params is not None and self.params != self.current_params():
-            self.running.setText("Settings changed since this certificate: press F5 to certify again.")
+            self._set_note("Settings changed since this certificate: F5 certifies again.")
 
     # ---------------------------------------------------------------- selection and runs
 
@@ -481,11 +494,10 @@ class CertifyPanel(QWidget):
     def _reset_evidence(self, selection) -> None:
         classes = self.ctx.classes
         label = selection.label if selection is not None else None
-        self.histogram.set_classes(classes, label)
+        self.histogram.set_classes(classes, label, self.n_box.value())
         self.radius_plot.set_point(None)
         self.radius_plot.set_general(None, None)
         self.noise_strip.set_samples(None, [])
-        self.running.setText("")
         self._update_lengths()
 
     def run(self) -> None:
@@ -527,9 +539,10 @@ class CertifyPanel(QWidget):
         self.certificate = None
         self.certified_selection = selection
         self.model_info = info
-        self.verdict.setText(f"<span style='font-size:large'><b>Certifying…</b></span><br>"
-                             f"{selection.source} · σ = {params.sigma:g} · n0 = {params.n0:,} · n = {params.n:,} · "
-                             f"α = {params.alpha:g}")
+        self._certifying_head = (f"<span style='font-size:x-large'><b>Certifying…</b></span><br>"
+                                 f"{selection.source} · σ = {params.sigma:g} · n0 = {params.n0:,} · "
+                                 f"n = {params.n:,} · α = {params.alpha:g}")
+        self._set_verdict(self._certifying_head)
         self._run_id += 1
         run_id = self._run_id
 
@@ -541,9 +554,18 @@ class CertifyPanel(QWidget):
                                                   label=f"certifying {selection.source} (σ = {params.sigma:g})")
         self.cancel_button.setEnabled(True)
 
+    def _set_verdict(self, html: str, note: str = "") -> None:
+        self._verdict_html = html
+        self._set_note(note)
+
+    def _set_note(self, note: str) -> None:
+        """A grey line under the verdict (running evidence, stale settings, cancellation)."""
+        grey = self.palette().color(self.palette().ColorRole.PlaceholderText).name()
+        self.verdict.setText(self._verdict_html + (f"<br><span style='color:{grey}'>{note}</span>" if note else ""))
+
     def _show_idle(self, text: str, error: bool = False) -> None:
         color = f" style='color:{style.WRONG.name()}'" if error else ""
-        self.verdict.setText(f"<span{color}>{text}</span>")
+        self._set_verdict(f"<span{color}>{text}</span>")
         self.cancel_button.setEnabled(False)
 
     def _show_no_model(self) -> None:
@@ -577,8 +599,8 @@ class CertifyPanel(QWidget):
             self._show_certificate(event.result, label)
             self.cancel_button.setEnabled(False)
         elif isinstance(event, Aborted):
-            self.running.setText("Cancelled: the counts above are partial evidence, not a certificate.")
-            self.verdict.setText("<span style='font-size:large'><b>Cancelled</b></span>")
+            self._set_verdict("<span style='font-size:x-large'><b>Cancelled</b></span>",
+                              "The counts below are partial evidence, not a certificate.")
             self.cancel_button.setEnabled(False)
         elif isinstance(event, Failed):
             self._show_idle(f"Certification failed: {event.message}", error=True)
@@ -593,15 +615,15 @@ class CertifyPanel(QWidget):
     def _show_update(self, update: CertifyUpdate, label: int | None) -> None:
         if update.phase == "selection":
             title = f"Selection (n0): {update.drawn:,} / {update.phase_total:,}"
-            self.running.setText(f"n0 = {update.phase_total:,} samples pick the top class; the estimate uses "
-                                 f"{self.params.n:,} fresh ones.")
+            self._set_note(f"n0 = {update.phase_total:,} samples pick the top class ĉA; "
+                           f"{self.params.n:,} fresh ones then bound pA.")
         else:
             title = f"Estimation: {update.drawn:,} / {update.phase_total:,}"
             n_a = int(update.counts[update.top_class])
             radius = "abstain so far" if update.pA_lower is None or update.pA_lower < 0.5 else \
                 f"R = {update.radius:.3f}"
-            self.running.setText(f"running: nA = {n_a:,} of {update.drawn:,} are {self._class_name(update.top_class)}"
-                                 f" · pA ≥ {update.pA_lower:.4f} · {radius}  (the certificate uses all n)")
+            self._set_note(f"so far: {n_a:,} of {update.drawn:,} are {self._class_name(update.top_class)} → "
+                           f"pA ≥ {update.pA_lower:.4f}, {radius} (the certificate uses all n)")
             self.radius_plot.set_point(update.pA_lower, update.radius, final=update.certificate is not None)
         self.histogram.show_counts(update.counts, update.phase_total, update.top_class, label, title)
 
@@ -626,17 +648,14 @@ class CertifyPanel(QWidget):
             color = style.CORRECT if label is None or cert.prediction == label else style.WRONG
             head = (f"<span style='font-size:x-large; color:{color.name()}'><b>{top}</b> · "
                     f"certified R = {cert.radius:.3f}</span><br>{right}")
-        general = (f"{cert.radius_general:.3f}" if cert.radius_general > 0 else "none")
-        body = ("<table cellspacing='0' cellpadding='0'>"
-                f"<tr><td>evidence&nbsp;</td><td>nA = {cert.nA:,} of {cert.n:,} → pA ≥ {cert.pA_lower:.4f} "
-                f"({confidence} Clopper–Pearson)</td></tr>"
-                f"<tr><td>radius&nbsp;</td><td>{cert.radius:.3f} with pB = 1 − pA · {general} with Bonferroni "
-                f"pB ≤ {cert.pB_upper:.4f}</td></tr>"
-                f"<tr><td>ceiling&nbsp;</td><td>{cert.max_radius:.3f} at n = {cert.n:,}, α = {cert.alpha:g} "
-                f"· {cert.seconds:.1f} s</td></tr></table>")
-        self.verdict.setText(f"{head}{body}")
-        self.running.setText(f"{self.certified_selection.source if self.certified_selection else ''} · "
-                             f"σ = {params.sigma:g}, seed {params.seed}")
+        general = f"R = {cert.radius_general:.3f}" if cert.radius_general > 0 else "nothing certified"
+        paper = "nothing certified" if cert.abstained else f"R = {cert.radius:.3f}"
+        body = (f"<br>nA = {cert.nA:,} of n = {cert.n:,} noise samples"
+                f"<br>pA ≥ {cert.pA_lower:.4f} ({confidence} Clopper–Pearson)"
+                f"<br>paper: {paper} with pB = 1 − pA"
+                f"<br>general: {general}, Bonferroni pB ≤ {cert.pB_upper:.4f}"
+                f"<br>ceiling {cert.max_radius:.3f} · {cert.seconds:.1f} s · seed {params.seed}")
+        self._set_verdict(f"{head}{body}")
         self._update_lengths()
 
     # ---------------------------------------------------------------- the radius curve and the lengths
@@ -666,20 +685,17 @@ class CertifyPanel(QWidget):
         dim = self._image_dim()
         expected = expected_noise_norm(sigma, dim)
         noise_text = f"noise ‖ε‖₂ ≈ σ√d = {sigma:g}·√{dim} = {expected:.2f}"
-        if self.noise is not None and _same_sigma(self.noise.sigma, sigma):
-            norms = self.noise.noise_norms
-            noise_text += f"   (the draws above: {min(norms):.2f} – {max(norms):.2f})"
         ceiling = max_certifiable_radius(sigma, params.n, params.alpha)
         cert = self.certificate
         if cert is None or not _same_sigma(cert.sigma, sigma):
-            radius, radius_text = None, f"certified radius R: —   (at most {ceiling:.2f} with n = {params.n:,})"
+            radius, radius_text = None, f"certified radius R: —  (at most {ceiling:.2f}, dashed)"
             footer = "R = σ Φ⁻¹(pA) = O(σ), while ‖ε‖₂ = O(σ√d)."
         elif cert.abstained:
             radius, radius_text = 0.0, "certified radius R = 0 (abstained)"
             footer = "Abstained: no radius is certified."
         else:
             radius = cert.radius
-            radius_text = f"certified radius R = {radius:.3f}   (dashed: the ceiling {cert.max_radius:.2f})"
+            radius_text = f"certified radius R = {radius:.3f}  (dashed: ceiling {cert.max_radius:.2f})"
             footer = (f"A typical noise draw is {expected / radius:.0f}× longer than R."
                       if radius > 0 else "")
         self.lengths.set_lengths(expected, noise_text, radius, radius_text, ceiling, footer)
@@ -707,16 +723,17 @@ class CertifyPanel(QWidget):
         stride = max(1, len(dataset) // count)
         positions = list(range(0, stride * count, stride))[:count]
         keys = [m.key for m in models]
-        self._accuracy_names = {m.key: f"σ = {m.meta.sigma:g} ({style.short_name(m)})" for m in models}
+        self._accuracy_names = {m.key: f"σ = {m.meta.sigma:g}" for m in models}
         self._accuracy_sigmas = {m.key: f"{m.meta.sigma:g}" for m in models}
         top = max(max_certifiable_radius(m.meta.sigma, n, params.alpha) for m in models)
         self.accuracy_plot.reset([(m.key, self._accuracy_names[m.key], QColor(ACCURACY_COLORS[i % len(ACCURACY_COLORS)]))
                                   for i, m in enumerate(models)], top,
-                                 f"{count} test images, n = {n:,}, α = {params.alpha:g}")
+                                 f"{count} images, n = {n:,}")
         self.accuracy_rows = {key: [] for key in keys}
         self._accuracy_total = count * len(keys)
         self._accuracy_started = time.monotonic()
         self.accuracy_table.setText("")
+        self.accuracy_plot.set_hint("certifying the first image…")
         self.accuracy_status.setText(f"certifying {count} images with {len(keys)} noise model(s)…")
 
         def job(engine, cancel):  # on the engine thread
@@ -753,8 +770,8 @@ class CertifyPanel(QWidget):
             self.accuracy_cancel.setEnabled(False)
 
     def _update_accuracy_table(self) -> None:
-        head = "".join(f"<th align='right'>&nbsp;r={r:g}</th>" for r in ACCURACY_RADII)
-        lines = [f"<tr><th align='left'>σ</th><th align='right'>&nbsp;images</th>{head}</tr>"]
+        head = "".join(f"<th align='right'>&nbsp;&nbsp;{'r = ' if r == 0 else ''}{r:g}</th>" for r in ACCURACY_RADII)
+        lines = [f"<tr><th align='left'>σ</th><th align='right'>&nbsp;&nbsp;images</th>{head}</tr>"]
         for i, (key, rows) in enumerate(self.accuracy_rows.items()):
             if not rows:
                 continue
@@ -777,7 +794,7 @@ class CertifyPanel(QWidget):
 
     def _fit_verdict(self) -> None:
         """Room for the longest verdict, so the histogram below does not jump when it arrives."""
-        self.verdict.setMinimumHeight(int(self.verdict.fontMetrics().height() * 6.4))
+        self.verdict.setMinimumHeight(int(self.verdict.fontMetrics().height() * 7.6))
 
     def save_settings(self, settings) -> None:
         params = self.current_params()

@@ -42,14 +42,21 @@ class _Plot(pg.PlotWidget):
             self.getAxis(axis).setPen("k")
         self._text_items: list[pg.TextItem] = []
         self._point_size = style.base_point_size()
+        self.setMinimumHeight(int(QFontMetrics(_font(self._point_size)).height() * self.MIN_LINES))
+
+    # the plot's minimum height in lines of its font, so labels never overlap (lecture fonts need more)
+    MIN_LINES = 8.0
 
     def set_fonts(self, point_size: float) -> None:
         self._point_size = point_size
         font = _font(point_size)
+        self.setMinimumHeight(int(QFontMetrics(font).height() * self.MIN_LINES))
         for axis in ("left", "bottom"):
             self.getAxis(axis).setStyle(tickFont=font)
             self.getAxis(axis).label.setFont(font)
-        self.getPlotItem().titleLabel.item.setFont(font)
+        title = self.getPlotItem().titleLabel
+        if title.text:
+            self.set_title(title.text)
         for item in self._text_items:
             item.setFont(font)
         legend = self.getPlotItem().legend
@@ -57,6 +64,10 @@ class _Plot(pg.PlotWidget):
             for _sample, label in legend.items:
                 label.item.setFont(font)
             legend.updateSize()
+
+    def set_title(self, text: str) -> None:
+        """The title, a little larger than the axes' text (and scaled with it in lecture mode)."""
+        self.setTitle(text, color="k", size=f"{self._point_size * 1.2:.1f}pt")
 
     def text_item(self, **options) -> pg.TextItem:
         item = pg.TextItem(**options)
@@ -70,6 +81,8 @@ class ClassHistogram(_Plot):
     """Counts of the base classifier's classes on the noise samples drawn so far: horizontal bars,
     class names on the left axis (✓ marks the true class), ĉA highlighted, the count at each bar."""
 
+    MIN_LINES = 16.0  # ten class names, one above the other, plus title and axis
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._classes: tuple[str, ...] = ()
@@ -80,9 +93,9 @@ class ClassHistogram(_Plot):
         self.showGrid(x=True, y=False, alpha=0.2)
         self.bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.72)
         self.addItem(self.bars)
-        self.setMinimumSize(220, 200)
+        self.setMinimumWidth(220)
 
-    def set_classes(self, classes: Sequence[str], true_label: int | None) -> None:
+    def set_classes(self, classes: Sequence[str], true_label: int | None, total: int = 1) -> None:
         self._classes = tuple(classes)
         ticks = [(i, f"{name} ✓" if i == true_label else name) for i, name in enumerate(self._classes)]
         self.getAxis("left").setTicks([ticks])
@@ -91,7 +104,7 @@ class ClassHistogram(_Plot):
             self._text_items.remove(item)
         self._labels = [self.text_item(color=(40, 40, 40), anchor=(0, 0.5)) for _ in self._classes]
         self.setYRange(-0.6, len(self._classes) - 0.4, padding=0)
-        self.show_counts(np.zeros(len(self._classes), dtype=np.int64), 1, None, None, "")
+        self.show_counts(np.zeros(len(self._classes), dtype=np.int64), total, None, None, "")
 
     def show_counts(self, counts, total: int, top_class: int | None, true_label: int | None,
                     title: str) -> None:
@@ -122,7 +135,7 @@ class ClassHistogram(_Plot):
                 item.setAnchor((0, 0.5))
                 item.setPos(value + total * 0.015, i)
         self.setXRange(0, total, padding=0.02)
-        self.setTitle(title, color="k")
+        self.set_title(title)
 
     def counts(self) -> np.ndarray:
         return self._counts.copy()
@@ -134,6 +147,7 @@ class RadiusCurvePlot(_Plot):
     σ/2 (Φ⁻¹(pA) − Φ⁻¹(pB)) with simultaneous (Bonferroni) bounds beside it (▲)."""
 
     X_RANGE = (0.4, 1.01)
+    MIN_LINES = 11.0  # title, axis, the ceiling's two lines, the marks' two lines, the abstain label
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -160,10 +174,9 @@ class RadiusCurvePlot(_Plot):
         self.marker = pg.ScatterPlotItem(size=12, brush=pg.mkBrush(RADIUS_COLOR), pen=pg.mkPen("k", width=1))
         self.addItem(self.marker)
         self.marker_label = self.text_item(color=(30, 30, 30), anchor=(1, 0.5))
-        self.setMinimumSize(240, 200)
+        self.setMinimumWidth(240)
         self._general_text = ""
         self._point_text = ""
-        self._point = None
         self.set_point(None)
         self.set_general(None, None)
 
@@ -172,13 +185,13 @@ class RadiusCurvePlot(_Plot):
         """The engine's R(pA) at ``p_values`` and the ceiling for runs of ``n`` samples at level α."""
         self.curve.setData(p_values, radii)
         self.ceiling.setValue(ceiling)
-        self.ceiling_label.setText(f"ceiling σ Φ⁻¹(α^(1/n)) = {ceiling:.3f}  (n = {n:,}, α = {alpha:g})")
+        self.ceiling_label.setText(f"ceiling σ Φ⁻¹(α^(1/n)) = {ceiling:.3f}\nfor n = {n:,}, α = {alpha:g}")
         self._top = ceiling * 1.3
-        self.ceiling_label.setPos(self.X_RANGE[0] + 0.005, ceiling)
+        self.ceiling_label.setPos(self.X_RANGE[0] + 0.005, ceiling + self._top * 0.01)
         self.abstain_label.setPos((self.X_RANGE[0] + 0.5) / 2, self._top * 0.04)
         self.setXRange(*self.X_RANGE, padding=0)
         self.setYRange(0, self._top, padding=0)
-        self.getPlotItem().setTitle(f"R(pA) = σ Φ⁻¹(pA) at σ = {sigma:g}", color="k")
+        self.set_title(f"R(pA) = σ Φ⁻¹(pA) at σ = {sigma:g}")
         self._place_label()
 
     def set_point(self, p_lower: float | None, radius: float | None = None, final: bool = False) -> None:
@@ -186,7 +199,7 @@ class RadiusCurvePlot(_Plot):
         if p_lower is None:
             self.marker.setData([], [])
             self.marker_line.hide()
-            self._point, self._point_text = None, ""
+            self._point_text = ""
             self._place_label()
             return
         shown = max(p_lower, self.X_RANGE[0] + 0.002)
@@ -194,37 +207,32 @@ class RadiusCurvePlot(_Plot):
         self.marker.setData([shown], [radius])
         self.marker_line.setValue(shown)
         self.marker_line.show()
-        word = "● this image" if final else "● running"
+        word = "" if final else "so far: "
         verdict = f"R = {radius:.3f}" if p_lower >= 0.5 else "abstain"
-        self._point, self._point_text = (shown, radius), f"{word}: pA ≥ {p_lower:.4f}, {verdict}"
+        self._point_text = (f"<span style='color:{RADIUS_COLOR.name()}'>●</span> {word}"
+                            f"pA ≥ {p_lower:.4f} → {verdict}")
         self._place_label()
 
     def set_general(self, p_lower: float | None, radius: float | None) -> None:
         if p_lower is None or radius is None:
             self.general.setData([], [])
             self._general_text = ""
-        elif radius <= 0:
-            self.general.setData([], [])
-            self._general_text = "▲ general bound (Bonferroni pB): nothing certified"
         else:
-            self.general.setData([max(p_lower, self.X_RANGE[0] + 0.002)], [radius])
-            self._general_text = f"▲ general bound (Bonferroni pB): R = {radius:.3f}"
+            if radius > 0:
+                self.general.setData([max(p_lower, self.X_RANGE[0] + 0.002)], [radius])
+            else:
+                self.general.setData([], [])
+            value = f"R = {radius:.3f}" if radius > 0 else "nothing certified"
+            self._general_text = f"<span style='color:{GENERAL_COLOR.name()}'>▲</span> general bound: {value}"
         self._place_label()
 
     def _place_label(self) -> None:
-        text = "\n".join(t for t in (self._point_text, self._general_text) if t)
-        self.marker_label.setText(text)
-        if self._point is None:
-            return
-        x, radius = self._point
+        """The legend of the two marks, in the empty upper middle: above the curve, below the ceiling."""
+        lines = [t for t in (self._point_text, self._general_text) if t]
+        self.marker_label.setHtml("<br>".join(lines))
         top = getattr(self, "_top", 1.0)
-        # beside the marker, on the side with room, between the axis and the ceiling's label
-        if x > 0.7:
-            self.marker_label.setAnchor((1, 0.5))
-            self.marker_label.setPos(x - 0.012, min(max(radius, top * 0.18), top * 0.5))
-        else:
-            self.marker_label.setAnchor((0, 0.5))
-            self.marker_label.setPos(x + 0.012, min(max(radius, top * 0.18), top * 0.5))
+        self.marker_label.setAnchor((0, 0))
+        self.marker_label.setPos(0.515, top / 1.3 * 0.93)
 
 
 class NoiseVsRadius(QWidget):
@@ -352,36 +360,39 @@ class AccuracyPlot(_Plot):
         item.setLabel("bottom", "L2 radius r")
         item.setLabel("left", "certified accuracy")
         self.showGrid(x=True, y=True, alpha=0.2)
-        self.legend = self.addLegend(offset=(-8, 8), labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 220))
+        # no legend inside: the table under the plot names each colour (a legend would cover the curves)
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self.hint = self.text_item(color=(110, 110, 110), anchor=(0.5, 0.5))
+        self.hint.setPos(0.5, 0.5)
+        self.setXRange(0, 1.0, padding=0.02)
         self.setYRange(0, 1.0, padding=0.02)
-        self.setMinimumSize(240, 180)
+        self.setMinimumWidth(220)
 
     def reset(self, names_and_colors: Sequence[tuple[str, str, QColor]], max_radius: float, title: str) -> None:
-        """One empty curve per model: (name as the rows call it, legend text, colour)."""
+        """One empty curve per model: (name as the rows call it, tooltip text, colour)."""
         for curve in self.curves.values():
             self.removeItem(curve)
-        self.legend.clear()
         self.curves = {}
         for name, text, color in names_and_colors:
-            curve = self.plot([], [], pen=pg.mkPen(color, width=2.5), name=text)
+            curve = self.plot([], [], pen=pg.mkPen(color, width=2.5))
+            curve.setToolTip(text)
             self.curves[name] = curve
         self.setXRange(0, max(max_radius, 1e-3), padding=0.02)
         self.setYRange(0, 1.0, padding=0.02)
-        self.setTitle(title, color="k")
+        self.hint.setPos(max(max_radius, 1e-3) / 2, 0.5)
+        self.set_title(title)
         self.set_fonts(self._point_size)
 
+    def set_hint(self, text: str) -> None:
+        """A line in the middle of the empty plot: what to press to fill it."""
+        self.hint.setText(text)
+        self.hint.setVisible(bool(text))
+
     def set_curve(self, name: str, radii, accuracy) -> None:
+        self.hint.hide()
         curve = self.curves.get(name)
         if curve is not None:
             curve.setData(np.asarray(radii), np.asarray(accuracy))
-
-    def set_legend_text(self, name: str, text: str) -> None:
-        curve = self.curves.get(name)
-        for sample, label in self.legend.items:
-            if sample.item is curve:
-                label.setText(text)
-        self.legend.updateSize()
 
 
 def verdict_label() -> QLabel:
