@@ -11,9 +11,10 @@ import torch
 from tqdm import tqdm
 
 from .data import DATASETS, Dataset, load_dataset
-from .features import (DATASET_KINDS, SEED_MODES, STEP_SCHEDULES, STORAGE_DTYPES, ExperimentSettings,
-                       format_experiment_table, load_built_dataset, non_robust_dataset_job,
-                       reconstruct_job, relabeled_dataset_job, robust_dataset_job, run_directly, run_experiment)
+from .features import (DATASET_KINDS, SEED_MODES, STEP_SCHEDULES, STORAGE_DTYPES, ConstructionSettings,
+                       ExperimentSettings, format_experiment_table, load_built_dataset, non_robust_dataset_job,
+                       paper_experiment_job, real_images_of, reconstruct_job, relabeled_dataset_job,
+                       robust_dataset_job, run_directly, run_experiment)
 from .jobs import Partial, Progress
 from .models import default_device, load_model
 
@@ -49,8 +50,8 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     p.add_argument("--data-root", help="folder with the dataset files")
     _inversion_options(p)
-    p.add_argument("--eps", type=float, default=1.0, help="rand/det: L2 ε of the targeted PGD")
-    p.add_argument("--pgd-steps", type=int, default=100, help="rand/det: PGD steps")
+    p.add_argument("--eps", type=float, default=1.5, help="rand/det: L2 ε of the targeted PGD")
+    p.add_argument("--pgd-steps", type=int, default=50, help="rand/det: PGD steps")
     p.add_argument("--pgd-step-size", type=float, help="rand/det: PGD step (default 2.5·ε/steps)")
     p.add_argument("--chunk", type=int, default=500, help="images per chunk (the unit of resuming)")
     p.add_argument("--seed", type=int, default=0, help="selects the images, seeds and targets")
@@ -61,6 +62,15 @@ def register(sub) -> None:
     p = sub.add_parser("experiment", help="train a standard model on each constructed dataset and evaluate "
                                           "it on the real test set (the table of Ilyas et al.)")
     p.add_argument("--data", nargs="+", metavar="DIR", help="dataset folders from build-dataset")
+    p.add_argument("--build-in", metavar="DIR",
+                   help="instead of --data: build (or resume) D_R, D_NR, D_rand, D_det in DIR first, then run "
+                        "the table (with the baseline row D)")
+    p.add_argument("--count", type=int, default=10_000, help="--build-in: training images per dataset")
+    p.add_argument("--robust-model", default=DEFAULT_ROBUST, help="--build-in: model for D_R")
+    p.add_argument("--standard-model", default=DEFAULT_STANDARD, help="--build-in: model for D_NR, D_rand, D_det")
+    _inversion_options(p)
+    p.add_argument("--eps", type=float, default=1.5, help="--build-in: L2 ε of the targeted PGD (D_rand, D_det)")
+    p.add_argument("--pgd-steps", type=int, default=50, help="--build-in: targeted PGD steps")
     p.add_argument("--baseline", action="store_true",
                    help="also train on the real images the first dataset was built from (row 'D')")
     p.add_argument("--out", help="results JSON (rows already there with the same settings are kept)")
@@ -252,25 +262,6 @@ def run_build_dataset(args) -> int:
 
 # ---------------------------------------------------------------- experiment
 
-def _baseline(first: Path, data_root) -> Dataset:
-    """The real training images the dataset in ``first`` was built from, with their true labels."""
-    built = load_built_dataset(first)
-    manifest = json.loads((first / "manifest.json").read_text())
-    source_info = manifest["settings"]["source"]
-    source = load_dataset(source_info["name"], source_info["split"], data_root)
-    if source.indices is None:
-        positions = built.indices
-    else:
-        where = {int(original): position for position, original in enumerate(source.indices.tolist())}
-        missing = [int(i) for i in built.indices if int(i) not in where]
-        if missing:
-            raise ValueError(f"the {source_info['split']} split found here lacks images {first} was built from")
-        positions = torch.tensor([where[int(i)] for i in built.indices])
-    real = source.subset(positions)
-    real.name = "D"
-    return real
-
-
 def run_experiment_command(args) -> int:
     if args.show:
         path = Path(args.show).expanduser()
@@ -278,13 +269,20 @@ def run_experiment_command(args) -> int:
             raise ValueError(f"no such results file: {path}")
         print(format_experiment_table(json.loads(path.read_text()), markdown=args.markdown))
         return 0
-    if not args.data:
-        raise ValueError("name the dataset folders: --data DIR [DIR ...] (or --show RESULTS.json)")
+    if bool(args.data) == bool(args.build_in):
+        raise ValueError("name the dataset folders (--data DIR [DIR ...]) or a folder to build them in "
+                         "(--build-in DIR), one of the two (or --show RESULTS.json)")
     _threads(args)
+    settings = ExperimentSettings(epochs=args.epochs, max_epochs=args.max_epochs, eval_eps=tuple(args.eval_eps),
+                                  eval_steps=args.eval_steps, eval_images=args.eval_images, seed=args.seed)
+    if args.build_in:
+        return _build_and_run(args, settings)
     folders = [Path(d).expanduser() for d in args.data]
     datasets = {}
     if args.baseline:
-        datasets["D"] = _baseline(folders[0], args.data_root)
+        source_info = json.loads((folders[0] / "manifest.json").read_text())["settings"]["source"]
+        datasets["D"] = real_images_of(folders[0], load_dataset(source_info["name"], source_info["split"],
+                                                                 args.data_root))
     for folder in folders:
         name = load_built_dataset(folder).name
         if name in datasets:
@@ -292,8 +290,6 @@ def run_experiment_command(args) -> int:
         datasets[name] = folder
     source_name = json.loads((folders[0] / "manifest.json").read_text())["settings"]["source"]["name"]
     test = load_dataset(source_name, "test", args.data_root)
-    settings = ExperimentSettings(epochs=args.epochs, max_epochs=args.max_epochs, eval_eps=tuple(args.eval_eps),
-                                  eval_steps=args.eval_steps, eval_images=args.eval_images, seed=args.seed)
     bar = _Bar("experiment", unit="row")
     try:
         results = run_experiment(datasets, test, settings=settings, out=args.out, device=default_device(),
@@ -303,4 +299,24 @@ def run_experiment_command(args) -> int:
     print(format_experiment_table(results, markdown=args.markdown))
     if args.out:
         print(f"results written to {args.out}")
+    return 0
+
+
+def _build_and_run(args, settings: ExperimentSettings) -> int:
+    device = default_device()
+    robust, standard = load_model(args.robust_model, device=device), load_model(args.standard_model, device=device)
+    source = load_dataset(standard.meta.dataset, "train", args.data_root)
+    test = load_dataset(standard.meta.dataset, "test", args.data_root)
+    construction = ConstructionSettings(count=args.count, seed=args.seed, seeds=args.seeds, steps=args.steps,
+                                        step_size=args.step_size, schedule=args.schedule, eps=args.eps,
+                                        pgd_steps=args.pgd_steps)
+    bar = _Bar("D_R, D_NR, D_rand, D_det, then training", unit="stage")
+    try:
+        results = run_directly(paper_experiment_job(robust, standard, source, test, args.build_in,
+                                                    construction=construction, settings=settings, out=args.out,
+                                                    device=device), on_event=bar)
+    finally:
+        bar.close()
+    print(format_experiment_table(results, markdown=args.markdown))
+    print(f"results written to {args.out or Path(args.build_in) / 'results.json'}")
     return 0

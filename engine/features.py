@@ -676,8 +676,8 @@ def relabel_targets(labels: torch.Tensor, num_classes: int, mode: str,
     raise ValueError(f"unknown relabelling mode {mode!r}: choose one of {', '.join(RELABEL_MODES)}")
 
 
-def relabeled_dataset_job(model, source: Dataset, out: Path | str, *, mode: str, count: int, eps: float = 1.0,
-                          steps: int = 100, step_size: float | None = None, chunk_size: int = 500, seed: int = 0,
+def relabeled_dataset_job(model, source: Dataset, out: Path | str, *, mode: str, count: int, eps: float = 1.5,
+                          steps: int = 50, step_size: float | None = None, chunk_size: int = 500, seed: int = 0,
                           dtype: str = "float16", batch_size: int = 250) -> JobFactory:
     """D_rand / D_det: targeted L2 PGD on a *standard* model pushes x toward t (min CE(f(x'), t),
     ‖x' − x‖₂ ≤ ε), and the image is stored with label t (the paper keeps every image, reached or not;
@@ -979,6 +979,102 @@ def run_experiment(datasets: Mapping[str, Any], test: Dataset, *, settings: Expe
                    on_event=None) -> dict:
     """The experiment, synchronously (CLI, scripts); see :func:`experiment_job`."""
     return run_directly(experiment_job(datasets, test, settings=settings, out=out, device=device), cancel, on_event)
+
+
+def real_images_of(built: BuiltDataset | Path | str, source: Dataset) -> Dataset:
+    """The real images (with their true labels) that a constructed dataset was made from: the
+    baseline row "D" of the table, trained on exactly the same source images."""
+    path = built.path if isinstance(built, BuiltDataset) else Path(built).expanduser()
+    data = load_built_dataset(path)
+    if source.indices is None:
+        positions = data.indices
+    else:
+        where = {int(original): position for position, original in enumerate(source.indices.tolist())}
+        if any(int(i) not in where for i in data.indices):
+            raise ValueError(f"the {source.split} split given lacks images that {path} was built from")
+        positions = torch.tensor([where[int(i)] for i in data.indices])
+    if len(positions) and int(positions.max()) >= len(source):
+        raise ValueError(f"{path} was built from a larger {source.split} split than the one given")
+    real = source.subset(positions)
+    real.name = "D"
+    return real
+
+
+@dataclass
+class ConstructionSettings:
+    """How the four datasets are built (see the builders): ``count`` source images chosen with
+    ``seed``; inversion ``steps``/``step_size``/``schedule`` from ``seeds``; targeted L2 PGD with ``eps``
+    and ``pgd_steps`` for D_rand and D_det."""
+    count: int = 10_000
+    seed: int = 0
+    chunk_size: int = 500
+    seeds: str = "other-class"
+    steps: int = 1000
+    step_size: float = 0.1
+    schedule: str = "constant"
+    eps: float = 1.5
+    pgd_steps: int = 50
+    pgd_step_size: float | None = None
+    dtype: str = "float16"
+
+
+def paper_experiment_job(robust_model, standard_model, source: Dataset, test: Dataset, workdir: Path | str, *,
+                         construction: ConstructionSettings | None = None,
+                         settings: ExperimentSettings | None = None, baseline: bool = True,
+                         kinds: Sequence[str] = DATASET_KINDS, out: Path | str | None = None,
+                         device=None) -> JobFactory:
+    """The whole of Ilyas et al.'s Sec. 3 experiment behind one button: build (or resume) D_R with the
+    robust model, D_NR, D_rand and D_det with the standard one in ``workdir``, then train a standard
+    model on each (and, with ``baseline``, on the same real images: row "D") and evaluate it on ``test``.
+
+    Events: Partial("stage", {"stage", "index", "stages"}) as each build or the training starts;
+    the stages' own events (Partial "chunk"/"resumed"/"complete" of the builders, "row-started"/"row"
+    of the experiment); Progress over the whole run (each stage one unit); Finished(results) as
+    :func:`experiment_job`. Everything resumes: rerun it after a cancel and it continues.
+    """
+    construction = construction or ConstructionSettings()
+    settings = settings or ExperimentSettings()
+    unknown = [k for k in kinds if k not in DATASET_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown dataset kinds {unknown}: choose from {', '.join(DATASET_KINDS)}")
+    workdir = Path(workdir).expanduser()
+    out = Path(out).expanduser() if out else workdir / "results.json"
+    c = construction
+    common = dict(count=c.count, chunk_size=c.chunk_size, seed=c.seed, dtype=c.dtype)
+    inversion = dict(seeds=c.seeds, steps=c.steps, step_size=c.step_size, schedule=c.schedule)
+    builders = {
+        "robust": lambda: robust_dataset_job(robust_model, source, workdir / "D_R", **inversion, **common),
+        "non-robust": lambda: non_robust_dataset_job(standard_model, source, workdir / "D_NR", **inversion, **common),
+        "rand": lambda: relabeled_dataset_job(standard_model, source, workdir / "D_rand", mode="rand", eps=c.eps,
+                                              steps=c.pgd_steps, step_size=c.pgd_step_size, **common),
+        "det": lambda: relabeled_dataset_job(standard_model, source, workdir / "D_det", mode="det", eps=c.eps,
+                                             steps=c.pgd_steps, step_size=c.pgd_step_size, **common),
+    }
+    stages = [DATASET_NAMES[k] for k in kinds] + ["experiment"]
+
+    def job(cancel: CancelToken):
+        built: dict[str, BuiltDataset] = {}
+        for index, kind in enumerate(kinds):
+            yield Partial("stage", {"stage": stages[index], "index": index, "stages": len(stages)})
+            for event in builders[kind]()(cancel):
+                if isinstance(event, Finished):
+                    built[DATASET_NAMES[kind]] = event.result
+                elif isinstance(event, Progress):
+                    yield Progress(index + event.fraction, len(stages), event.message)
+                else:
+                    yield event
+        datasets: dict[str, Any] = {}
+        if baseline:
+            datasets["D"] = real_images_of(next(iter(built.values())), source)
+        datasets.update(built)
+        yield Partial("stage", {"stage": "experiment", "index": len(kinds), "stages": len(stages)})
+        for event in experiment_job(datasets, test, settings=settings, out=out, device=device)(cancel):
+            if isinstance(event, Progress):
+                yield Progress(len(kinds) + event.fraction, len(stages), event.message)
+            else:
+                yield event
+
+    return job
 
 
 def _percent(value) -> str:

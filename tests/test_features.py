@@ -10,10 +10,10 @@ from PIL import Image
 from robustlens.engine import features
 from robustlens.engine.cli import main
 from robustlens.engine.data import FASHION_MNIST_CLASSES, Dataset
-from robustlens.engine.features import (ExperimentSettings, build_non_robust_dataset, build_relabeled_dataset,
-                                        build_robust_dataset, format_experiment_table, invert, inversion_steps,
-                                        load_built_dataset, make_seeds, relabel_targets, reconstruct_job,
-                                        run_experiment)
+from robustlens.engine.features import (ConstructionSettings, ExperimentSettings, build_non_robust_dataset,
+                                        build_relabeled_dataset, build_robust_dataset, format_experiment_table,
+                                        invert, inversion_steps, load_built_dataset, make_seeds,
+                                        paper_experiment_job, real_images_of, reconstruct_job, relabel_targets)
 from robustlens.engine.jobs import CancelToken, Cancelled, Finished, Partial, Progress, Snapshot, run_to_end
 from robustlens.engine.models import build_model, save_checkpoint
 from robustlens.engine.train import TrainConfig, train
@@ -53,12 +53,13 @@ def relative_distance(model, images, targets):
 
 # ---------------------------------------------------------------- inversion
 
-def test_inversion_lowers_the_distance_and_stays_in_the_unit_box(zoo_model, fmnist_test):
-    model = zoo_model(ROBUST)
+@pytest.mark.parametrize("name", [ROBUST, STANDARD])
+def test_inversion_lowers_the_distance_and_stays_in_the_unit_box(name, zoo_model, fmnist_test):
+    model = zoo_model(name)
     targets, labels = fmnist_test.images[:8], fmnist_test.labels[:8]
     seeds, _ = make_seeds(labels, fmnist_test, "other-class", torch.Generator().manual_seed(0))
     means, best = [], None
-    for state in inversion_steps(model, targets, seeds, steps=60, step_size=0.1):
+    for state in inversion_steps(model, targets, seeds, steps=60, step_size=0.2):
         assert state.images.min() >= 0 and state.images.max() <= 1
         means.append(state.distance.mean().item())
         if best is not None:  # the kept iterate never gets worse
@@ -255,29 +256,38 @@ def test_training_matches_the_zoo_recipe(small_source):
 
 
 def test_small_experiment_end_to_end(zoo_model, fmnist_test, small_source, tmp_path):
-    det = build_relabeled_dataset(zoo_model(STANDARD), small_source, tmp_path / "det", mode="det", count=60,
-                                  eps=1.0, steps=3, chunk_size=30)
-    real = small_source.subset(range(60))
-    real.name = "D"
-    test = fmnist_test.subset(range(200, 400))
+    """The whole pipeline on 40 images: four builds, five trainings (1 epoch), evaluation, resume."""
+    construction = ConstructionSettings(count=40, chunk_size=20, steps=3, step_size=0.5, eps=1.0, pgd_steps=3)
     settings = ExperimentSettings(epochs=1, eval_eps=(0.5, 1.5), eval_steps=2, eval_images=40, eval_batch=20)
-    out = tmp_path / "results.json"
+    test = fmnist_test.subset(range(200, 400))
+    job = paper_experiment_job(zoo_model(ROBUST), zoo_model(STANDARD), small_source, test, tmp_path,
+                               construction=construction, settings=settings)
     events = []
-    results = run_experiment({"D": real, "D_det": det}, test, settings=settings, out=out, on_event=events.append)
+    results = run_to_end(job, on_event=events.append)
+    stages = [e.value["stage"] for e in events if isinstance(e, Partial) and e.kind == "stage"]
+    assert stages == ["D_R", "D_NR", "D_rand", "D_det", "experiment"]
     rows = [e.value for e in events if isinstance(e, Partial) and e.kind == "row"]
-    assert [r["dataset"] for r in rows] == ["D", "D_det"] == [r["dataset"] for r in results["rows"]]
+    names = ["D", "D_R", "D_NR", "D_rand", "D_det"]
+    assert [r["dataset"] for r in rows] == names == [r["dataset"] for r in results["rows"]]
     for row in rows:
         assert 0 <= row["clean_accuracy"] <= 1 and set(row["robust_accuracy"]) == {"0.5", "1.5"}
-        assert row["train_images"] == 60 and row["epochs"] == 1
-    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(results["rows"]))
+        assert row["train_images"] == 40 and row["epochs"] == 1
+    fractions = [e.fraction for e in events if isinstance(e, Progress)]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # the baseline trains on the very images the constructed datasets were made from
+    baseline = real_images_of(tmp_path / "D_R", small_source)
+    assert torch.equal(baseline.indices, load_built_dataset(tmp_path / "D_det").indices)
+    assert torch.equal(baseline.labels, small_source.labels[baseline.indices])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(results["rows"]))
     table = format_experiment_table(results)
-    assert "paper (CIFAR-10)" in table and "44.0" in table and "D_det" in table
+    assert "paper (CIFAR-10)" in table and "44.0" in table and "84.0" in table
     markdown = format_experiment_table(results, markdown=True)
-    assert markdown.count("\n") == 3 and markdown.startswith("| train on")
-    # rerun with the same settings: rows come from the file, nothing is retrained
+    assert markdown.count("\n") == 6 and markdown.startswith("| train on")
+    # rerun: every build and every row is kept, nothing is recomputed
     again = []
-    run_experiment({"D": real, "D_det": det}, test, settings=settings, out=out, on_event=again.append)
-    assert not [e for e in again if isinstance(e, Partial) and e.kind == "row-started"]
+    run_to_end(job, on_event=again.append)
+    assert not [e for e in again if isinstance(e, Partial) and e.kind in ("chunk", "row-started")]
 
 
 def test_epochs_scale_with_dataset_size():
@@ -303,7 +313,14 @@ def test_cli_build_invert_experiment(random_model, tmp_path, capsys):
                  "--standard-model", str(model_path), "--scale", "2", "--out", str(png)]) == 0
     with Image.open(png) as image:
         assert image.width > 3 * 56 and image.height > 3 * 56
+    results = tmp_path / "results.json"
+    assert main(["experiment", "--data", str(out), "--baseline", "--epochs", "1", "--eval-images", "20",
+                 "--eval-steps", "1", "--out", str(results)]) == 0
+    rows = json.loads(results.read_text())["rows"]
+    assert [r["dataset"] for r in rows] == ["D", "D_NR"] and rows[0]["train_images"] == 20
     capsys.readouterr()
+    assert main(["experiment", "--show", str(results), "--markdown"]) == 0
+    assert capsys.readouterr().out.startswith("| train on")
     assert main(["build-dataset", "--kind", "rand", "--count", "0", "--model", str(model_path),
                  "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err.strip()
