@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRect, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter
-from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QLabel,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
@@ -568,24 +567,8 @@ class GeometryPanel(QWidget):
     # ---------------------------------------------------------------- export and settings
 
     def export(self, path: str | Path) -> Path:
-        """Save the figure: PNG through pyqtgraph's ImageExporter, SVG by rendering the view into a
-        QSvgGenerator (pyqtgraph 0.14's SVGExporter cannot parse the path data Qt 6 writes)."""
-        path = Path(path)
-        if path.suffix.lower() != ".svg":
-            return export_widget(self.figure, path)
-        generator = QSvgGenerator()
-        generator.setFileName(str(path))
-        generator.setSize(self.figure.size())
-        generator.setViewBox(QRect(0, 0, self.figure.width(), self.figure.height()))
-        generator.setTitle("robustlens geometry slice")
-        painter = QPainter(generator)
-        try:
-            self.figure.render(painter)
-        finally:
-            painter.end()
-        if not path.exists():
-            raise OSError(f"could not write {path}")
-        return path
+        """Save the figure (both maps and the legend): .png at twice the screen size, or .svg."""
+        return export_widget(self.figure, path)
 
     def export_dialog(self) -> None:
         path, selected = QFileDialog.getSaveFileName(self, "Export the geometry slice", "geometry-slice.png", FORMATS)
