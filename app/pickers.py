@@ -34,14 +34,20 @@ def available_zoo_models() -> list[tuple[str, dict]]:
 
 
 def _zoo_tooltip(name: str, info: dict) -> str:
-    lines = [name]
-    for key, title in (("kind", "kind"), ("clean_accuracy", "clean accuracy"), ("eps", "ε"), ("sigma", "σ")):
-        value = info.get(key)
-        if value is not None:
-            lines.append(f"{title}: {value:.2%}" if key == "clean_accuracy" and isinstance(value, float)
-                         else f"{title}: {value}")
+    """What the zoo manifest says about a model: kind, clean and PGD-robust accuracy."""
     if not info:
-        lines.append("(not yet in the zoo manifest)")
+        return f"{name}\n(not yet in the zoo manifest)"
+    kind = info.get("kind", "")
+    if kind == "adversarial":
+        kind += f", {str(info.get('norm', '')).replace('linf', 'L∞').replace('l2', 'L2')} ε={info.get('eps')}"
+    elif kind == "noise":
+        kind += f", σ={info.get('sigma')}"
+    lines = [name, f"kind: {kind}"]
+    if isinstance(info.get("clean_accuracy"), (int, float)):
+        lines.append(f"clean test accuracy: {info['clean_accuracy']:.1%}")
+    for norm, table in (info.get("robust_accuracy") or {}).items():
+        cells = ", ".join(f"ε={eps}: {acc:.0%}" for eps, acc in table.items() if isinstance(acc, (int, float)))
+        lines.append(f"PGD {norm.replace('linf', 'L∞').replace('l2', 'L2')} robust accuracy: {cells}")
     return "\n".join(lines)
 
 
