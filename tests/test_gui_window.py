@@ -236,3 +236,20 @@ def test_screenshot_command_saves_the_window_and_exits_0(tmp_path):
     assert done.returncode == 0, done.stderr
     image = QImage(str(out))
     assert image.width() >= 1440 and image.height() >= 900
+
+
+def test_gallery_makes_thumbnails_only_for_what_is_shown(window, qtbot):
+    """10,000 images open at once because only the visible thumbnails are ever drawn."""
+    gallery = window.gallery
+    qtbot.waitUntil(lambda: len(gallery.model._cache) > 0, timeout=10_000)
+    visible = len(gallery.model._cache)
+    assert 0 < visible < 300
+    counts = np.bincount(window.ctx.dataset.labels.numpy(), minlength=10)
+    gallery.set_class_filter(7)
+    assert gallery.model.rowCount() == counts[7]
+    shown = {int(window.ctx.dataset.labels[gallery.model.rows[r]]) for r in range(gallery.model.rowCount())}
+    assert shown == {7}
+    gallery.step(1)
+    assert int(window.ctx.selection.label) == 7
+    gallery.set_class_filter(None)
+    assert gallery.model.rowCount() == 10_000
