@@ -275,3 +275,25 @@ def test_geometry_job_events_and_bad_input():
         geometry.geometry_job(model, torch.zeros(2, 1, 28, 28), request)
     with pytest.raises(ValueError, match="α"):
         geometry.smoothed_map_job(model, geometry.plane_through(model, x), 1.0, sigma=SIGMA, alpha=1.5)
+
+
+# ---------------------------------------------------------------- the built-in noise model
+
+def test_certified_disk_holds_on_the_built_in_noise_model(zoo_model, fmnist_test):
+    """Theorem 1 on a real network: wherever PREDICT decides inside the certified disk, it decides
+    the certified class (each decision is wrong with probability ≤ α, the certificate with ≤ α)."""
+    model = zoo_model("fashion-mnist/noise-0.25")
+    totals = {"checked": 0, "agreeing": 0, "abstained": 0}
+    for index in (0, 1, 2):
+        x = fmnist_test.images[index]
+        disk = geometry.certify(model, x, sigma=0.25, n0=100, n=2000, alpha=0.001, seed=index)
+        assert not disk.abstained, f"test image {index} should be certifiable at σ = 0.25"
+        plane = geometry.plane_through(model, x, seed=index)  # u: the loss gradient, the steepest way out
+        smoothed = geometry.smoothed_map(model, plane, 1.5 * disk.radius, sigma=0.25, n=80, alpha=0.001,
+                                         final_size=11, seed=index)
+        check = geometry.check_disk(smoothed, disk)
+        assert check.checked > 20
+        assert check.disagreeing == 0, f"image {index}: a significant PREDICT inside the disk disagrees"
+        for key in totals:
+            totals[key] += getattr(check, key)
+    assert totals["agreeing"] > totals["checked"] // 2  # most in-disk points are decided, not abstained
