@@ -118,6 +118,19 @@ def test_click_certifies_and_matches_the_engine(qtbot, tmp_path, noise_key, refe
     qtbot.waitUntil(lambda: panel.handle.id != first_id and panel.certificate is not None, timeout=120_000)
     assert (panel.certificate.prediction, panel.certificate.radius) == (expected.prediction, expected.radius)
 
+    # a click on a strip image certifies that image (here image 9 standing in for an adversarial example),
+    # with the selection's seed
+    stand_in = window.ctx.dataset.images[9:10]
+    window.ctx.set_strip_image("adversarial", stand_in, "stand-in", live=True)
+    qtbot.mouseClick(window.strip.cards["adversarial"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.certificate is not None
+                    and panel.certified_selection.source.startswith("adversarial of"), timeout=120_000)
+    seed = SMALL["seed"] + window.ctx.dataset.source_index(3)
+    on_strip = Smooth.from_model(reference(noise_key)).certify_detailed(
+        stand_in, SMALL["n0"], SMALL["n"], SMALL["alpha"], SMALL["batch"], generator=seed)
+    np.testing.assert_array_equal(panel.certificate.counts, on_strip.counts)
+    assert panel.certificate.prediction == on_strip.prediction
+
     # lecture mode scales the plots' fonts
     before = panel.histogram.getAxis("left").style["tickFont"]
     window.set_lecture_mode(True, full_screen=False)

@@ -1,6 +1,7 @@
 """The Certify tab: click an image and watch randomized smoothing (Cohen, Rosenfeld, Kolter 2019) certify it.
 
-Every click (every ``selectionChanged``), F5 or the Certify button runs CERTIFY on the engine thread with
+Every click in the gallery (every ``selectionChanged``), a click on a strip image (the adversarial example,
+a reconstruction), F5 or the Certify button runs CERTIFY on the engine thread with
 the noise model trained at the chosen σ: the class histogram of the noise samples grows live, the
 Clopper–Pearson lower bound on pA tightens and moves along the radius curve R(pA) = σ Φ⁻¹(pA), and the
 verdict appears — a class and its certified L2 radius, or ABSTAIN and why. A few draws x + ε and two
@@ -30,7 +31,7 @@ from robustlens.engine.smoothing import (ABSTAIN, Certificate, CertifyUpdate, No
                                          expected_noise_norm, max_certifiable_radius, radius_curve)
 
 from .. import style
-from ..context import AppContext, ModelInfo
+from ..context import STRIP_SLOTS, AppContext, ModelInfo, Selection
 from ..pickers import available_zoo_models
 from .certify_plots import (AccuracyPlot, ClassHistogram, NoiseSampleStrip, NoiseVsRadius, RadiusCurvePlot,
                             titled, verdict_label)
@@ -267,6 +268,8 @@ class CertifyPanel(QWidget):
         ctx.datasetChanged.connect(lambda _d: self._on_selection(ctx.selection, run=False))
         ctx.lectureModeChanged.connect(self.set_lecture_mode)
         ctx.cancelRequested.connect(self._after_cancel)
+        if getattr(ctx, "strip", None) is not None:
+            ctx.strip.slotClicked.connect(self._on_strip_clicked)
         self.sigma_box.activated.connect(self._on_sigma_chosen)
         self.n_box.valueChanged.connect(lambda _v: self._on_parameters_changed())
         self.alpha_box.currentIndexChanged.connect(lambda _i: self._on_parameters_changed())
@@ -484,6 +487,20 @@ class CertifyPanel(QWidget):
             self._stale = True
             self._show_idle("Certifies when this tab is shown.")
 
+    def _on_strip_clicked(self, slot: str) -> None:
+        """A click on a strip card certifies the image shown there (e.g. the adversarial example: is the
+        smoothed classifier still certain of it?). The perturbation card shows δ, not an image."""
+        selection = self.ctx.selection
+        image = self.ctx.strip_images.get(slot)
+        if not self.isVisible() or selection is None or image is None or slot == "perturbation":
+            return
+        if slot == "original":
+            self.run()
+            return
+        title = STRIP_SLOTS[slot][0].lower()
+        self.run(Selection(image=image, label=selection.label, index=selection.index,
+                           source=f"{title} of {selection.source}"))
+
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if self._stale:
@@ -500,9 +517,10 @@ class CertifyPanel(QWidget):
         self.noise_strip.set_samples(None, [])
         self._update_lengths()
 
-    def run(self) -> None:
-        """Certify the selected image (F5, the Certify button, every click): latest wins."""
-        selection = self.ctx.selection
+    def run(self, subject: Selection | None = None) -> None:
+        """Certify the selected image (F5, the Certify button, every click), or ``subject`` (a strip
+        image clicked while this tab shows): latest wins."""
+        selection = subject if subject is not None else self.ctx.selection
         self._stale = False
         if selection is None:
             self._show_idle("Nothing selected: click an image in the gallery first.")
