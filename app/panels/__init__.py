@@ -10,6 +10,7 @@ import or construct becomes a tab showing the error, and the rest of the window 
 PANELS: list[tuple[str, str]] = [
     ("Certify", "robustlens.app.panels.certify:CertifyPanel"),
     ("Attack", "robustlens.app.panels.attack:AttackPanel"),
+    ("Features", "robustlens.app.panels.features:FeaturesPanel"),
     ("Geometry", "robustlens.app.panels.geometry:GeometryPanel"),
     ("Experiments", "robustlens.app.panels.experiments:ExperimentsPanel"),
     ("Predictions", "robustlens.app.panels.predictions:PredictionsPanel"),

@@ -1,0 +1,650 @@
+"""The Features tab: robust and non-robust features (Ilyas et al. 2019), formed live.
+
+For the selected image x, the engine inverts the penultimate representation g of a robust
+(adversarially trained) model and of a standard model from the same seed x₀, in lockstep: each step
+moves x_r by α along −∇d/‖∇d‖₂ with d(x_r) = ‖g(x_r) − g(x)‖₂ / ‖g(x)‖₂ and clamps it to [0,1]
+(Sec. 3.1 of the paper). What remains in the robust reconstruction is what the robust model needs
+to see; the standard model's reconstruction matches g(x) just as well while still looking like the
+seed. The two reconstructions fill the strip's "robust" and "non_robust" slots as they form, and
+every loaded model judges them once they are done. A third column — offered by neither paper —
+inverts a Gaussian-noise-trained model, to ask the lecture's question: is noise training, with no
+attack in its loop, a cheaper route to robust features?
+
+The paper's dataset experiment is a section of the Experiments tab (``features_experiments.py``).
+
+All numbers come from ``engine/features.py``; this module asks for them and draws them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel,
+                               QPushButton, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+
+from robustlens.engine.features import STEP_SCHEDULES, reconstruct_job
+from robustlens.engine.jobs import Aborted, Failed, Finished, Partial, Snapshot
+
+from .. import style
+from ..context import AppContext
+from ..predictions import PredictionRow
+from .features_models import NONE_KEY, choose, display_name, fill_model_box, missing_text, model_status
+from .features_plots import DISTANCE_LABEL, DistancePlot, ImageColumn
+
+JOB_SLOT = "features"
+PREDICT_SLOT = "features-predictions"
+
+# What each inverted model is, the kind of model that plays it, and the zoo model that does by default.
+ROLES = ("robust", "non_robust", "extra")
+ROLE_KIND = {"robust": "adversarial", "non_robust": "standard", "extra": "noise"}
+ROLE_TITLE = {"robust": "Robust", "non_robust": "Non-robust", "extra": "Noise-trained"}
+ROLE_COLOR = {"robust": QColor("#dd8452"), "non_robust": QColor("#4c72b0"), "extra": QColor("#55a868")}
+
+SEED_CHOICES = (
+    ("other-class", "image of another class"),
+    ("random", "any other image (paper)"),
+    ("noise", "gray + N(0, 0.05²)"),
+)
+EXTRA_EXPLANATION = ("3rd column, in neither paper: a Gaussian-noise-trained model. If it reconstructs the garment "
+                     "too, noise training (no attack in the loop) is a cheaper route to robust features.")
+
+METHOD = (f"d(x_r) = {DISTANCE_LABEL}, g = the penultimate layer; each step moves x_r by α along −∇d/‖∇d‖₂ and "
+          "clamps to [0, 1]; shown: the iterate of lowest d (Ilyas et al. 2019, Sec. 3.1).")
+
+
+@dataclass(frozen=True)
+class ReconstructParams:
+    """What one run was asked for (captured when it starts: the widgets may change meanwhile)."""
+    robust: str
+    non_robust: str
+    extra: str
+    seed_mode: str
+    draw: int
+    steps: int
+    step_size: float
+    schedule: str
+
+    def roles(self) -> dict[str, str]:
+        """role -> model key, in column order, without the empty third column."""
+        found = {"robust": self.robust, "non_robust": self.non_robust, "extra": self.extra}
+        return {role: key for role, key in found.items() if key}
+
+
+def _spin(minimum: int, maximum: int, value: int, step: int, tip: str) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(minimum, maximum)
+    box.setValue(value)
+    box.setSingleStep(step)
+    box.setGroupSeparatorShown(True)
+    box.setKeyboardTracking(False)
+    box.setToolTip(tip)
+    return box
+
+
+class FeaturesPanel(QWidget):
+    """Original | robust reconstruction | non-robust reconstruction (| noise-trained), live."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.handle = None
+        self.params: ReconstructParams | None = None
+        self.run_roles: dict[str, str] = {}       # role -> model key of the current / last run
+        self.run_selection = None                  # the Selection the shown reconstructions are of
+        self.metas: dict[str, object] = {}         # model key -> ModelMeta (sent by the job)
+        self.last_images: dict[str, object] = {}   # role -> latest (N,C,H,W) reconstruction shown
+        self.last_step: dict[str, int] = {}
+        self.final: dict[str, object] = {}         # role -> InversionResult of a finished run
+        self.seed_image = None
+        self.seed_index: int | None = None         # position of the seed in the dataset (−1: noise)
+        self.curves: dict[str, list] = {}
+        self.prediction_rows: dict[str, list] = {}  # column -> PredictionRow list shown
+        self._run_id = 0
+        self._stale = False
+        self._build()
+        self._connect()
+        self._refresh_model_choices()
+        self._reset_columns(self.ctx.selection)
+
+    # ---------------------------------------------------------------- construction
+
+    def _build(self) -> None:
+        self.model_boxes: dict[str, QComboBox] = {}
+        for role, tip in (("robust", "Adversarially trained model whose representation is inverted: its "
+                                     "reconstruction keeps only the features it relies on (robust features)"),
+                          ("non_robust", "Standard model whose representation is inverted: its reconstruction "
+                                         "matches g(x) through non-robust features"),
+                          ("extra", EXTRA_EXPLANATION)):
+            box = QComboBox()
+            box.setToolTip(tip)
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+            self.model_boxes[role] = box
+        self.seed_box = QComboBox()
+        for mode, text in SEED_CHOICES:
+            self.seed_box.addItem(text, mode)
+        self.seed_box.setToolTip("Where x_r starts. A dataset image: whatever of the target's class appears in a "
+                                 "reconstruction was put there by the inversion. Gray noise: the paper's other seed.")
+        self.draw_box = _spin(0, 999_999, 0, 1, "Which random seed image / noise: draw number (the selected "
+                                                "image's index is added, so each image gets its own)")
+        self.draw_box.setMaximumWidth(80)
+        self.new_seed_button = QPushButton("New seed")
+        self.new_seed_button.setToolTip("Draw another seed and reconstruct again")
+        self.steps_box = _spin(1, 100_000, 1000, 100, "Inversion steps (the paper: 1000)")
+        self.step_size_box = QDoubleSpinBox()
+        self.step_size_box.setDecimals(3)
+        self.step_size_box.setRange(0.001, 10.0)
+        self.step_size_box.setSingleStep(0.05)
+        self.step_size_box.setValue(0.1)
+        self.step_size_box.setKeyboardTracking(False)
+        self.step_size_box.setToolTip("α: L2 length of each normalised gradient step (the paper: 0.1)")
+        self.schedule_box = QComboBox()
+        for schedule in STEP_SCHEDULES:
+            self.schedule_box.addItem({"constant": "constant α", "cosine": "cosine α"}.get(
+                schedule, schedule), schedule)
+        self.schedule_box.setToolTip("constant α: the paper's. cosine α: α shrinks to 0, settling closer to g(x) "
+                                     "in fewer steps")
+        self.run_button = QPushButton("Reconstruct (F5)")
+        self.run_button.setToolTip("Invert the models' representations of the selected image, live")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the reconstruction (Esc); the images so far stay")
+        self.cancel_button.setEnabled(False)
+        self.auto_box = QCheckBox("on click")
+        self.auto_box.setChecked(True)
+        self.auto_box.setToolTip("Reconstruct whenever another image is selected (while this tab is shown)")
+
+        models_row = QHBoxLayout()
+        models_row.setSpacing(4)
+        for text, role in (("Robust", "robust"), ("Standard", "non_robust"), ("3rd column", "extra")):
+            label = QLabel(text)
+            label.setBuddy(self.model_boxes[role])
+            models_row.addWidget(label)
+            models_row.addWidget(self.model_boxes[role])
+            models_row.addSpacing(10)
+        models_row.addWidget(self.run_button)
+        models_row.addWidget(self.cancel_button)
+        models_row.addStretch(1)
+        run_row = QHBoxLayout()
+        run_row.setSpacing(4)
+        for text, widget in (("Seed", self.seed_box), ("draw", self.draw_box), (None, self.new_seed_button),
+                             ("steps", self.steps_box), ("α", self.step_size_box),
+                             (None, self.schedule_box)):
+            if text:
+                label = QLabel(text)
+                label.setBuddy(widget)
+                run_row.addWidget(label)
+            run_row.addWidget(widget)
+            run_row.addSpacing(6)
+        run_row.addWidget(self.auto_box)
+        run_row.addStretch(1)
+        self.model_note = QLabel("")
+        self.model_note.setWordWrap(True)
+        self.model_note.setTextFormat(Qt.TextFormat.RichText)
+        self.model_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.extra_note = QLabel(EXTRA_EXPLANATION)
+        self.extra_note.setObjectName("caption")
+        self.extra_note.setWordWrap(True)
+
+        # the images, one column each, and the distance curves beside them
+        self.columns: dict[str, ImageColumn] = {
+            "seed": ImageColumn("Seed x₀\nwhere x_r starts", "The seed appears here when a run starts"),
+            "original": ImageColumn("Original x\ntarget: g(x)", "Click a thumbnail"),
+            "robust": ImageColumn(f"{ROLE_TITLE['robust']}\nreconstruction", "Press F5 to reconstruct",
+                                  ROLE_COLOR["robust"]),
+            "non_robust": ImageColumn(f"{ROLE_TITLE['non_robust']}\nreconstruction", "Press F5 to reconstruct",
+                                      ROLE_COLOR["non_robust"]),
+            "extra": ImageColumn(f"{ROLE_TITLE['extra']}\nreconstruction", "Press F5 to reconstruct",
+                                 ROLE_COLOR["extra"]),
+        }
+        for name, column in self.columns.items():
+            column.setObjectName(f"features-column-{name}")
+        self.images = QWidget()
+        self.images.setObjectName("features-reconstructions")
+        grid = QGridLayout(self.images)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(5)
+        for i, column in enumerate(self.columns.values()):
+            grid.addWidget(column, 0, i)
+            grid.setColumnStretch(i, 1)
+        self.plot = DistancePlot()
+        self.plot.setObjectName("features-distance")
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.addWidget(self.images)
+        self.split.addWidget(self.plot)
+        self.split.setChildrenCollapsible(False)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
+        self.split.setSizes([640, 330])
+        self.status = QLabel("")
+        self.status.setObjectName("caption")
+        self.status.setWordWrap(True)
+        self.plot.setToolTip(METHOD)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(3)
+        layout.addLayout(models_row)
+        layout.addLayout(run_row)
+        layout.addWidget(self.model_note)
+        layout.addWidget(self.extra_note)
+        layout.addWidget(self.split, 1)
+        layout.addWidget(self.status)
+
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+        self.ctx.register_exportable("Features: distance curves", self.plot)
+        self.ctx.register_exportable("Features: seed, original and reconstructions", self.images)
+
+    def _connect(self) -> None:
+        ctx = self.ctx
+        ctx.selectionChanged.connect(self._on_selection)
+        ctx.modelsChanged.connect(lambda _m: self._refresh_model_choices())
+        ctx.datasetChanged.connect(lambda _d: self._refresh_model_choices())
+        ctx.lectureModeChanged.connect(self.set_lecture_mode)
+        ctx.cancelRequested.connect(self._after_cancel)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.new_seed_button.clicked.connect(self._new_seed)
+        for box in self.model_boxes.values():
+            box.activated.connect(lambda _i: self._update_model_note())
+        self.model_boxes["extra"].activated.connect(lambda _i: self._show_extra_column())
+
+    # ---------------------------------------------------------------- models for each role
+
+    def model_status(self, key: str) -> str:
+        return model_status(self.ctx, key)
+
+    def _display_name(self, key: str) -> str:
+        return display_name(self.ctx, key, self.metas)
+
+    def _refresh_model_choices(self) -> None:
+        for role, box in self.model_boxes.items():
+            fill_model_box(box, self.ctx, ROLE_KIND[role], optional=(role == "extra"), metas=self.metas)
+        self._update_model_note()
+        self._show_extra_column()
+
+    def set_model(self, role: str, key: str) -> None:
+        """Choose the model of a role (tests, presets, settings); a key not listed yet is added."""
+        choose(self.model_boxes[role], self.ctx, key, self.metas)
+        self._update_model_note()
+        self._show_extra_column()
+
+    def missing_models(self) -> dict[str, str]:
+        """role -> key of the chosen models that cannot be loaded (no file)."""
+        return {role: key for role, key in self.current_params().roles().items()
+                if self.model_status(key) == "missing"}
+
+    def _update_model_note(self) -> None:
+        missing = self.missing_models()
+        if missing:
+            text = "<br>".join(missing_text(ROLE_KIND[role], key) for role, key in missing.items())
+            self.model_note.setText(f"<span style='color:{style.WRONG.name()}'>{text}</span>")
+            self.model_note.show()
+        else:
+            self.model_note.setText("")
+            self.model_note.hide()
+
+    def _show_extra_column(self) -> None:
+        on = bool(self.model_boxes["extra"].currentData())
+        self.columns["extra"].setVisible(on or "extra" in self.run_roles)
+
+    # ---------------------------------------------------------------- parameters
+
+    def current_params(self) -> ReconstructParams:
+        return ReconstructParams(
+            robust=self.model_boxes["robust"].currentData() or NONE_KEY,
+            non_robust=self.model_boxes["non_robust"].currentData() or NONE_KEY,
+            extra=self.model_boxes["extra"].currentData() or NONE_KEY,
+            seed_mode=self.seed_box.currentData(), draw=self.draw_box.value(), steps=self.steps_box.value(),
+            step_size=float(self.step_size_box.value()), schedule=self.schedule_box.currentData())
+
+    def set_params(self, *, steps: int | None = None, step_size: float | None = None, seed_mode: str | None = None,
+                   draw: int | None = None, schedule: str | None = None, auto: bool | None = None) -> None:
+        """Set the controls (tests, presets); takes effect at the next run."""
+        if steps is not None:
+            self.steps_box.setValue(int(steps))
+        if step_size is not None:
+            if not step_size > 0:
+                raise ValueError(f"step size must be positive, got {step_size}")
+            self.step_size_box.setValue(float(step_size))
+        if seed_mode is not None:
+            position = self.seed_box.findData(seed_mode)
+            if position < 0:
+                raise ValueError(f"unknown seed {seed_mode!r}: choose one of "
+                                 f"{', '.join(m for m, _ in SEED_CHOICES)}")
+            self.seed_box.setCurrentIndex(position)
+        if draw is not None:
+            self.draw_box.setValue(int(draw))
+        if schedule is not None:
+            position = self.schedule_box.findData(schedule)
+            if position < 0:
+                raise ValueError(f"unknown step schedule {schedule!r}")
+            self.schedule_box.setCurrentIndex(position)
+        if auto is not None:
+            self.auto_box.setChecked(bool(auto))
+
+    # ---------------------------------------------------------------- selection
+
+    def _on_selection(self, selection) -> None:
+        self._run_id += 1
+        self.ctx.cancel(JOB_SLOT)
+        self.ctx.cancel(PREDICT_SLOT)
+        self.run_roles = {}
+        self._reset_columns(selection)
+        if selection is None or not self.auto_box.isChecked():
+            return
+        if self.isVisible():
+            self.run()
+        else:
+            self._stale = True
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._refresh_model_choices()  # zoo files may have appeared meanwhile
+        if self._stale:
+            self._stale = False
+            if self.ctx.selection is not None and self.auto_box.isChecked() and not self.final:
+                self.run()
+
+    def _reset_columns(self, selection) -> None:
+        self.final = {}
+        self.last_images = {}
+        self.last_step = {}
+        self.seed_image = None
+        self.seed_index = None
+        self.curves = {}
+        self.prediction_rows = {}
+        for name, column in self.columns.items():
+            column.clear()
+        if selection is None:
+            self.columns["original"].view.set_hint("Click a thumbnail")
+        else:
+            label = selection.label
+            classes = self.ctx.classes
+            true = f" · {classes[label]}" if label is not None and 0 <= label < len(classes) else ""
+            self.columns["original"].set_image(selection.image, f"{selection.source}{true}")
+        self.plot.reset([], max(1, self.steps_box.value()))
+        self._show_extra_column()
+        self.status.setText("Press F5 (or Reconstruct) to invert the models' representations of this image. " + METHOD
+                            if selection is not None else "Click an image in the gallery first.")
+
+    # ---------------------------------------------------------------- running
+
+    def run(self) -> None:
+        """Reconstruct the selected image with the chosen models (F5, the button, a click): latest wins."""
+        self._stale = False
+        selection = self.ctx.selection
+        if selection is None:
+            self.status.setText("Nothing selected: click an image in the gallery first.")
+            return
+        self._refresh_model_choices()
+        params = self.current_params()
+        roles = params.roles()
+        if "robust" not in roles or "non_robust" not in roles:
+            self.status.setText("Choose a robust and a standard model above.")
+            return
+        missing = self.missing_models()
+        if missing:
+            self._run_id += 1
+            self.ctx.cancel(JOB_SLOT)
+            self.status.setText("Cannot reconstruct: " + "; ".join(f"{key} is missing" for key in missing.values())
+                                + " (see above).")
+            return
+        if len(set(roles.values())) != len(roles):
+            self.status.setText("Choose different models for the columns.")
+            return
+        dataset = self.ctx.dataset
+        mode = params.seed_mode
+        note = ""
+        if mode == "other-class" and selection.label is None:
+            mode, note = "random", " (no class known for this file: a random image instead)"
+        if mode != "noise" and (dataset is None or len(dataset) < 2):
+            mode, note = "noise", " (no dataset to draw a seed image from: noise instead)"
+        image = selection.image
+        shape = tuple(image.shape[1:])
+        own = selection.index
+        source_index = dataset.source_index(own) if (dataset is not None and own is not None) else 0
+        generator_seed = params.draw * 1_000_003 + source_index
+        label = selection.label if selection.label is not None else 0
+        pool = dataset
+
+        def job(engine, cancel):  # on the engine thread
+            import torch
+
+            models = {}
+            for role, key in roles.items():
+                model = engine.model(key)
+                model_shape = tuple(model.meta.input_shape)
+                if model_shape != shape:
+                    raise ValueError(f"{key} takes {'×'.join(map(str, model_shape))} images, this one is "
+                                     f"{'×'.join(map(str, shape))}: choose models of this dataset")
+                models[key] = model
+            yield Partial("models", {key: model.meta for key, model in models.items()})
+            generator = torch.Generator().manual_seed(generator_seed)
+            inner = reconstruct_job(models, image, mode, steps=params.steps, step_size=params.step_size,
+                                    schedule=params.schedule, generator=generator,
+                                    pool=pool if mode != "noise" else None, labels=torch.tensor([label]),
+                                    own_indices=torch.tensor([own]) if own is not None else None)
+            curves = {key: [] for key in models}
+            for event in inner(cancel):
+                if isinstance(event, Partial) and event.kind == "distance":
+                    curves[event.value["model"]].append(event.value["mean"])
+                    # a complete state, not a delta: the engine thread keeps only the latest per 40 ms
+                    yield Partial("curves", {key: list(values) for key, values in curves.items()})
+                elif isinstance(event, Snapshot) and event.kind == "seed":
+                    indices = event.info.get("seed_indices") or [-1]
+                    yield Partial("seed", {"image": event.image, "index": int(indices[0]), "mode": mode})
+                elif isinstance(event, Snapshot):
+                    # one kind per model, so coalescing keeps every model's latest image
+                    yield Snapshot(f"reconstruction:{event.info['model']}", event.image, event.info)
+                else:
+                    yield event
+
+        self._run_id += 1
+        run_id = self._run_id
+        self.ctx.cancel(PREDICT_SLOT)
+        self._reset_columns(selection)
+        self.params = params
+        self.run_roles = dict(roles)
+        self.run_selection = selection
+        self.seed_note = note
+        self._prepare_run(params)
+        self.handle = self.ctx.submit_with_models(
+            JOB_SLOT, job, on_event=lambda event: self._on_event(event, run_id),
+            label=f"reconstructing {selection.source}")
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"Inverting {len(roles)} representations of {selection.source}, {params.steps} steps of "
+                            f"α = {params.step_size:g}…")
+
+    def cancel(self) -> None:
+        self.ctx.cancel(JOB_SLOT)
+
+    def _after_cancel(self) -> None:
+        self.cancel_button.setEnabled(False)
+
+    def _new_seed(self) -> None:
+        self.draw_box.setValue(self.draw_box.value() + 1)
+        self.run()
+
+    def _role_color(self, role: str, key: str) -> QColor:
+        """The strip's colour for a loaded model (one model, one colour everywhere), else the role's."""
+        colors = style.model_colors(self.ctx.models)
+        return QColor(colors[key]) if key in colors else QColor(ROLE_COLOR[role])
+
+    def _prepare_run(self, params: ReconstructParams) -> None:
+        series = []
+        for role, key in self.run_roles.items():
+            color = self._role_color(role, key)
+            self.columns[role].set_color(color)
+            self.columns[role].set_title(f"{ROLE_TITLE[role]}\n{self._display_name(key).split(' (')[0]}")
+            self.columns[role].view.set_hint("starting…")
+            series.append((key, f"{ROLE_TITLE[role].lower()}: {self._display_name(key)}", color))
+        self.plot.reset(series, params.steps)
+        self._show_extra_column()
+
+    # ---------------------------------------------------------------- events (GUI thread: draw only)
+
+    def _role_of(self, key: str) -> str | None:
+        return next((role for role, k in self.run_roles.items() if k == key), None)
+
+    def _on_event(self, event, run_id: int) -> None:
+        if run_id != self._run_id:
+            return  # an older run (cancelled, its last events in flight)
+        if isinstance(event, Partial) and event.kind == "models":
+            self.metas.update(event.value)
+            self._prepare_run(self.params)
+        elif isinstance(event, Partial) and event.kind == "seed":
+            self._show_seed(event.value)
+        elif isinstance(event, Partial) and event.kind == "curves":
+            self.curves = event.value
+            for key, values in event.value.items():
+                self.plot.set_curve(key, values)
+            step = max((len(v) for v in event.value.values()), default=1) - 1
+            self.status.setText(f"step {step} / {self.params.steps} · " + " · ".join(
+                f"{self._display_name(key)}: d = {values[-1]:.3g}" for key, values in event.value.items() if values))
+        elif isinstance(event, Snapshot) and event.kind.startswith("reconstruction:"):
+            self._show_snapshot(event)
+        elif isinstance(event, Finished):
+            self._show_final(event.result)
+        elif isinstance(event, Aborted):
+            self._show_cancelled()
+        elif isinstance(event, Failed):
+            self.cancel_button.setEnabled(False)
+            self.status.setText(f"Reconstruction failed: {event.message}")
+            for role in self.run_roles:
+                self.columns[role].view.set_hint("failed: see the message above")
+
+    def _show_seed(self, value: dict) -> None:
+        self.seed_image = value["image"]
+        self.seed_index = value["index"]
+        dataset = self.ctx.dataset
+        if value["mode"] == "noise":
+            caption = "gray 0.5 + N(0, 0.05²)"
+        else:
+            index = value["index"]
+            cls = self.ctx.classes[int(dataset.labels[index])] if dataset is not None else "?"
+            caption = f"{dataset.split} #{dataset.source_index(index)} · {cls}"
+        self.columns["seed"].set_image(value["image"], caption + getattr(self, "seed_note", ""))
+
+    def _show_snapshot(self, event: Snapshot) -> None:
+        key = event.kind.split(":", 1)[1]
+        role = self._role_of(key)
+        if role is None:
+            return
+        info = event.info
+        distance = info["distance"][0]
+        self.last_images[role] = event.image
+        self.last_step[role] = info["step"]
+        self.columns[role].set_image(event.image, f"step {info['step']} / {info['steps']} · d = {distance:.3g}")
+        if role in ("robust", "non_robust") and not info.get("final"):
+            self.ctx.set_strip_image(role, event.image, f"{self._display_name(key)} · step {info['step']}/"
+                                                        f"{info['steps']} · d = {distance:.3g}", live=True)
+
+    def _show_final(self, result: dict) -> None:
+        self.cancel_button.setEnabled(False)
+        params = self.params
+        images = {}
+        parts = []
+        for role, key in self.run_roles.items():
+            inversion = result.results[key]
+            self.final[role] = inversion
+            images[role] = inversion.images
+            distance = float(inversion.distances[0])
+            start = inversion.curve[0] if inversion.curve else float("nan")
+            self.plot.set_curve(key, inversion.curve)
+            self.columns[role].set_image(inversion.images, f"d = {distance:.3g} (seed: {start:.3g})")
+            if role in ("robust", "non_robust"):
+                self.ctx.set_strip_image(role, inversion.images, f"{self._display_name(key)} · {params.steps} steps"
+                                                                 f" · d = {distance:.3g}")
+            parts.append(f"{self._display_name(key)}: d {start:.3g} → {distance:.3g}")
+        self.status.setText(f"Done: the iterate of lowest d in {params.steps} steps of α = {params.step_size:g} · "
+                            + " · ".join(parts) + ". Under each image: the inverted models' predictions (the strip "
+                            "above: every loaded model's).")
+        self._predict_columns(images)
+
+    def _show_cancelled(self) -> None:
+        self.cancel_button.setEnabled(False)
+        step = max(self.last_step.values(), default=0)
+        self.status.setText(f"Cancelled at step {step} of {self.params.steps if self.params else '?'}: the images "
+                            "are the iterates reached so far.")
+        images = {}
+        for role, key in self.run_roles.items():
+            image = self.last_images.get(role)
+            if image is None:
+                self.columns[role].view.set_hint("cancelled")
+                continue
+            images[role] = image
+            if role in ("robust", "non_robust"):
+                self.ctx.set_strip_image(role, image, f"{self._display_name(key)} · cancelled at step "
+                                                      f"{self.last_step.get(role, 0)}")
+        if images:
+            self._predict_columns(images)
+
+    def _predict_columns(self, reconstructions: dict) -> None:
+        """The inverted models' class probabilities on the seed, the original and each reconstruction."""
+        selection = self.run_selection
+        images = dict(reconstructions)
+        if selection is not None:
+            images["original"] = selection.image
+        if self.seed_image is not None:
+            images["seed"] = self.seed_image
+        keys = list(self.run_roles.values())
+        run_id = self._run_id
+        for name in images:
+            self.columns[name].set_prediction_note("predictions: computing…")
+
+        def on_result(result: dict) -> None:
+            if run_id != self._run_id:
+                return
+            classes = self.ctx.classes
+            label = selection.label if selection is not None else None
+            for name, per_model in result.items():
+                rows = []
+                for role, key in self.run_roles.items():
+                    probs = per_model.get(key, "—")
+                    probs = probs if isinstance(probs, str) else probs[0]
+                    rows.append(PredictionRow(self._display_name(key).split(" (")[0], self._display_name(key),
+                                              probs, self._role_color(role, key)))
+                self.prediction_rows[name] = rows
+                self.columns[name].set_predictions(rows, classes, label)
+
+        self.ctx.predict(PREDICT_SLOT, images, on_result, keys=keys, label="predictions on the reconstructions")
+
+    # ---------------------------------------------------------------- lecture mode and settings
+
+    def set_lecture_mode(self, on: bool) -> None:
+        size = style.base_point_size() * (style.LECTURE_FONT_SCALE if on else 1.0)
+        self.plot.set_fonts(size)
+        for column in self.columns.values():
+            column.set_image_minimum(168 if on else 112)
+
+    def save_settings(self, settings) -> None:
+        params = self.current_params()
+        for key, value in (("robust_model", params.robust), ("standard_model", params.non_robust),
+                           ("extra_model", params.extra), ("seed", params.seed_mode), ("draw", params.draw),
+                           ("steps", params.steps), ("step_size", params.step_size), ("schedule", params.schedule),
+                           ("auto", int(self.auto_box.isChecked()))):
+            settings.setValue(key, value)
+
+    def restore_settings(self, settings) -> None:
+        """Restore the controls; a value that does not parse raises ValueError (the window reports it)."""
+        def number(key, kind):
+            value = settings.value(key)
+            if value is None:
+                return None
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key} = {value!r} is not a number") from None
+
+        for role, name in (("robust", "robust_model"), ("non_robust", "standard_model"), ("extra", "extra_model")):
+            key = settings.value(name)
+            if key is not None and (key or role == "extra"):
+                self.set_model(role, str(key))
+        seed = settings.value("seed")
+        auto = number("auto", int)
+        self.set_params(steps=number("steps", int), step_size=number("step_size", float),
+                        seed_mode=str(seed) if seed is not None else None, draw=number("draw", int),
+                        schedule=settings.value("schedule"), auto=bool(auto) if auto is not None else None)

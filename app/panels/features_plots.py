@@ -1,0 +1,166 @@
+"""The Features panel's drawings: one column per image (seed, original, reconstructions) and the
+representation-distance curves. They only draw what ``engine/features.py`` computed; the panel
+(``features.py``) decides what to show when."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from .. import style
+from ..imaging import ImageView, to_qimage
+from ..predictions import PredictionBars, PredictionRow
+
+DISTANCE_LABEL = "‖g(x_r) − g(x)‖₂ / ‖g(x)‖₂"
+SMALLEST_SHOWN = 1e-6   # a log axis cannot show 0; a distance this small is "reached" for the eye
+
+
+def _font(point_size: float, bold: bool = False) -> QFont:
+    font = QFont()
+    font.setPointSizeF(point_size)
+    font.setBold(bold)
+    return font
+
+
+class ImageColumn(QFrame):
+    """A titled image (crisp pixels, as large as the column allows), a caption and, for a
+    reconstruction, the inverted models' predictions on it."""
+
+    def __init__(self, title: str, hint: str, color: QColor | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.title = QLabel(title)
+        self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        self.title.setWordWrap(True)
+        self._title_style = "font-weight: bold;"  # a style sheet keeps the window's (lecture) font size
+        self.view = ImageView(hint, minimum=84)
+        self.caption = QLabel("")
+        self.caption.setObjectName("caption")
+        self.caption.setWordWrap(True)
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+        self.bars = PredictionBars()
+        self.bars.setObjectName("features-column-bars")
+        self.bars.setMinimumWidth(72)  # five columns must fit beside the plot; the bars elide their text
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(5, 5, 5, 5)
+        layout.setSpacing(3)
+        layout.addWidget(self.title)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.bars)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.set_color(color)
+
+    def set_color(self, color: QColor | None) -> None:
+        """A coloured rule under the title ties the column to its curve in the distance plot."""
+        rule = "" if color is None else f" border-bottom: 3px solid {QColor(color).name()}; padding-bottom: 2px;"
+        self.title.setStyleSheet(self._title_style + rule)
+
+    def set_title(self, title: str) -> None:
+        self.title.setText(title)
+
+    def set_image(self, image, caption: str | None = None) -> None:
+        self.view.set_image(None if image is None else to_qimage(image))
+        if caption is not None:
+            self.caption.setText(caption)
+
+    def clear(self, hint: str | None = None) -> None:
+        self.view.set_image(None)
+        if hint is not None:
+            self.view.set_hint(hint)
+        self.caption.setText("")
+        self.bars.set_rows([], (), None)
+        self.bars.set_empty_text("")
+
+    def set_predictions(self, rows: list[PredictionRow], classes: Sequence[str], true_label: int | None) -> None:
+        self.bars.set_rows(rows, classes, true_label)
+
+    def set_prediction_note(self, text: str) -> None:
+        self.bars.set_rows([], (), None)
+        self.bars.set_empty_text(text)
+
+    def has_image(self) -> bool:
+        return self.view.has_image
+
+    def set_image_minimum(self, side: int) -> None:
+        self.view.setMinimumSize(side, side)
+
+
+class DistancePlot(pg.PlotWidget):
+    """d(x_r) against the step, one curve per inverted model, on a log axis (the distance falls by
+    orders of magnitude for a standard model and far less for a robust one)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent=parent, background="w")
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        item = self.getPlotItem()
+        item.setLogMode(x=False, y=True)
+        item.showGrid(x=True, y=True, alpha=0.2)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).setTextPen("k")
+            self.getAxis(axis).setPen("k")
+        item.setLabel("bottom", "step")
+        item.setLabel("left", DISTANCE_LABEL)
+        self.setTitle("Representation distance d", color="k")  # short: a long title widens the plot
+        # top right: the curves start near 1 and fall to the right, so that corner is empty by then
+        self.legend = item.addLegend(offset=(-8, 8), labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 220))
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.names: dict[str, str] = {}
+        self._steps = 1
+        self.setMinimumSize(220, 200)
+        self._point_size = style.base_point_size()
+
+    def sizeHint(self) -> QSize:
+        # modest: the tab sits in a scroll area, which gives a panel at least its preferred height
+        return QSize(340, 240)
+
+    def reset(self, series: list[tuple[str, str, QColor]], steps: int) -> None:
+        """New curves ``(key, legend name, colour)`` for a run of ``steps`` steps (the x axis spans them
+        from the start, so the curves grow to the right)."""
+        for curve in self.curves.values():
+            self.removeItem(curve)
+        self.legend.clear()
+        self.curves, self.names = {}, {}
+        for key, name, color in series:
+            curve = self.plot([], [], pen=pg.mkPen(QColor(color), width=2.5), name=name)
+            self.curves[key] = curve
+            self.names[key] = name
+        self._steps = max(1, int(steps))
+        self.setXRange(0, self._steps, padding=0.02)
+        self.enableAutoRange(axis="y")
+        self._apply_legend_font()
+
+    def set_curve(self, key: str, values: Sequence[float]) -> None:
+        curve = self.curves.get(key)
+        if curve is None:
+            return
+        y = np.maximum(np.asarray(values, dtype=np.float64), SMALLEST_SHOWN)
+        curve.setData(np.arange(len(y)), y)
+
+    def curve_data(self, key: str) -> np.ndarray:
+        curve = self.curves.get(key)
+        if curve is None or curve.yData is None:
+            return np.zeros(0)
+        return np.asarray(curve.yData)
+
+    def set_fonts(self, point_size: float) -> None:
+        self._point_size = point_size
+        font = _font(point_size)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).setStyle(tickFont=font)
+            self.getAxis(axis).label.setFont(font)
+        self.getPlotItem().titleLabel.item.setFont(font)
+        self._apply_legend_font()
+
+    def _apply_legend_font(self) -> None:
+        font = _font(self._point_size)
+        for _sample, label in self.legend.items:
+            label.item.setFont(font)
+        self.legend.updateSize()

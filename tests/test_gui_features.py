@@ -1,0 +1,233 @@
+"""The Features tab on Qt's offscreen platform: a reconstruction fills the strip's robust and non-robust
+slots (checked against the engine's representation distance, computed apart from the window), the
+distance falls, a cancelled run ends and the app carries on, a missing model is said, settings come
+back, and the Ilyas et al. experiment section fills its table. Few steps: these tests check behaviour,
+not pictures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QSettings
+
+from robustlens.app.panels.features import FeaturesPanel
+from robustlens.app.panels.features_experiments import DatasetExperiments
+from robustlens.app.window import MainWindow
+from robustlens.engine.features import representation_distance
+from robustlens.engine.models import zoo_file
+
+ROBUST, STANDARD, NOISE = "fashion-mnist/l2-robust", "fashion-mnist/standard", "fashion-mnist/noise-0.50"
+
+pytestmark = pytest.mark.skipif(not (zoo_file(ROBUST).exists() and zoo_file(STANDARD).exists()),
+                                reason="needs the built-in l2-robust and standard models")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # one image at a time is tiny work: on a busy CPU a second intra-op thread only adds waiting
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                     models=[ROBUST, STANDARD], select=0, use_settings=False)
+    qtbot.addWidget(win)
+    win.resize(1440, 920)
+    win.show()
+    qtbot.waitUntil(lambda: win._models_ready and win.ctx.dataset is not None, timeout=60_000)
+    win.tabs.setCurrentIndex(list(win.panels).index("Features"))
+    win.cancel_jobs()  # the first tab's automatic run for the first image is not what these tests look at
+    panel = win.panels["Features"]
+    panel.set_params(auto=False, steps=25, step_size=0.1, seed_mode="other-class", draw=0, schedule="constant")
+    panel.set_model("robust", ROBUST)
+    panel.set_model("non_robust", STANDARD)
+    panel.set_model("extra", "")
+    yield win
+    win.close()
+
+
+def wait_for_run(qtbot, panel, timeout=60_000):
+    qtbot.waitUntil(lambda: panel.handle is not None and not panel.handle.running, timeout=timeout)
+
+
+def test_reconstruction_fills_both_strip_slots_and_the_distance_falls(window, qtbot, zoo_model):
+    panel, strip = window.panels["Features"], window.strip
+    window.select_index(7)
+    assert "robust" not in window.ctx.strip_images and "non_robust" not in window.ctx.strip_images
+    panel.run()
+    wait_for_run(qtbot, panel)
+    assert panel.handle.state == "finished"
+    qtbot.waitUntil(lambda: strip.has_all_predictions("robust") and strip.has_all_predictions("non_robust"),
+                    timeout=30_000)
+    original = window.ctx.dataset.images[7:8]
+    for slot, key in (("robust", ROBUST), ("non_robust", STANDARD)):
+        image = torch.from_numpy(np.asarray(window.ctx.strip_images[slot], dtype=np.float32))
+        assert image.shape == original.shape and image.min() >= 0 and image.max() <= 1
+        model = zoo_model(key)
+        with torch.no_grad():
+            target = model.representation(original)
+            distance = representation_distance(model, image, target).item()
+            seed = torch.from_numpy(np.asarray(panel.seed_image, dtype=np.float32))
+            from_seed = representation_distance(model, seed, target).item()
+        reported = float(panel.final[slot].distances[0])
+        assert distance == pytest.approx(reported, rel=1e-3, abs=1e-4)  # the strip shows what was measured
+        assert distance < 0.95 * from_seed  # the inversion moved towards g(x) (slowly, for a robust model)
+        curve = panel.plot.curve_data(key)
+        assert len(curve) == 26 and curve[-1] < curve[0]
+        assert curve[0] == pytest.approx(from_seed, rel=1e-3)
+        # every loaded model judged the final reconstruction, and its probabilities sum to one
+        for probs in strip.predictions[slot].values():
+            assert abs(float(np.sum(probs)) - 1) < 1e-4
+    # the seed is an image of another class (the default seed) and not the target itself
+    seed_index = panel.seed_index
+    assert seed_index != 7 and int(window.ctx.dataset.labels[seed_index]) != int(window.ctx.dataset.labels[7])
+    # the panel's own columns show the inverted models' predictions on each image
+    qtbot.waitUntil(lambda: {"seed", "original", "robust", "non_robust"} <= set(panel.prediction_rows),
+                    timeout=30_000)
+    assert [row.probs.shape for row in panel.prediction_rows["robust"]] == [(10,), (10,)]
+
+
+def test_cancel_ends_the_job_and_a_new_run_works(window, qtbot):
+    panel, strip = window.panels["Features"], window.strip
+    panel.set_params(steps=100_000)
+    panel.run()
+    qtbot.waitUntil(lambda: len(panel.curves.get(ROBUST, [])) >= 3, timeout=30_000)
+    assert panel.cancel_button.isEnabled()
+    panel.cancel_button.click()
+    qtbot.waitUntil(lambda: panel.handle.state == "aborted", timeout=10_000)
+    assert not panel.cancel_button.isEnabled() and "Cancelled" in panel.status.text()
+    # the partial iterates stay in the strip, now judged by every model
+    qtbot.waitUntil(lambda: strip.has_all_predictions("robust") and strip.has_all_predictions("non_robust"),
+                    timeout=30_000)
+    # the app is responsive: another image gets its predictions, and a new run finishes
+    window.select_index(3)
+    qtbot.waitUntil(lambda: strip.has_all_predictions("original")
+                    and strip.predicted_for.get("original") == strip._generation["original"], timeout=30_000)
+    assert "robust" not in window.ctx.strip_images  # a new selection clears the reconstructions
+    panel.set_params(steps=10)
+    panel.run()
+    wait_for_run(qtbot, panel)
+    assert panel.handle.state == "finished"
+    assert {"robust", "non_robust"} <= set(window.ctx.strip_images)
+    assert len(panel.plot.curve_data(ROBUST)) == 11
+
+
+def test_esc_cancels_and_a_newer_run_replaces_an_older_one(window, qtbot):
+    panel = window.panels["Features"]
+    panel.set_params(steps=100_000)
+    panel.run()
+    first = panel.handle
+    qtbot.waitUntil(lambda: len(panel.curves.get(ROBUST, [])) >= 2, timeout=30_000)
+    panel.set_params(steps=8, seed_mode="noise")
+    panel.run()  # latest wins: the first run is cancelled
+    qtbot.waitUntil(lambda: not first.running, timeout=10_000)
+    assert first.state == "aborted"
+    wait_for_run(qtbot, panel)
+    assert panel.handle.state == "finished" and len(panel.plot.curve_data(STANDARD)) == 9
+    assert panel.columns["seed"].caption.text().startswith("gray 0.5")
+    panel.set_params(steps=100_000)
+    panel.run()
+    qtbot.waitUntil(lambda: len(panel.curves.get(ROBUST, [])) >= 2, timeout=30_000)
+    window.cancel_action.trigger()  # Esc
+    qtbot.waitUntil(lambda: panel.handle.state == "aborted", timeout=10_000)
+
+
+def test_noise_trained_third_column(window, qtbot):
+    if not zoo_file(NOISE).exists():
+        pytest.skip("needs the built-in noise-0.50 model")
+    panel = window.panels["Features"]
+    panel.set_model("extra", NOISE)
+    assert panel.columns["extra"].isVisibleTo(panel)
+    panel.set_params(steps=12)
+    panel.run()
+    wait_for_run(qtbot, panel)
+    assert panel.handle.state == "finished"
+    assert set(panel.final) == {"robust", "non_robust", "extra"}
+    assert panel.columns["extra"].has_image()
+    assert "extra" not in window.ctx.strip_images  # the strip has no third reconstruction slot
+    curve = panel.plot.curve_data(NOISE)
+    assert len(curve) == 13 and curve[-1] < curve[0]
+
+
+def test_missing_model_is_named_and_nothing_runs(window, qtbot):
+    panel = window.panels["Features"]
+    missing = "fashion-mnist/l2-robust-that-was-never-trained"
+    panel.set_model("robust", missing)
+    assert panel.missing_models() == {"robust": missing}
+    assert missing in panel.model_note.text() and "Open model" in panel.model_note.text()
+    handle_before = panel.handle
+    panel.run()
+    assert panel.handle is handle_before and missing in panel.status.text()
+    panel.set_model("robust", ROBUST)
+    assert not panel.missing_models() and panel.model_note.isHidden()
+
+
+def test_settings_are_saved_and_restored(window, tmp_path):
+    panel = window.panels["Features"]
+    panel.set_params(steps=321, step_size=0.25, seed_mode="noise", draw=4, schedule="cosine", auto=False)
+    settings = QSettings(str(tmp_path / "panel.ini"), QSettings.Format.IniFormat)
+    settings.beginGroup("panels/Features")
+    panel.save_settings(settings)
+    settings.endGroup()
+    settings.sync()
+    fresh = FeaturesPanel(window.ctx)
+    settings = QSettings(str(tmp_path / "panel.ini"), QSettings.Format.IniFormat)
+    settings.beginGroup("panels/Features")
+    fresh.restore_settings(settings)
+    params = fresh.current_params()
+    assert (params.steps, params.step_size, params.seed_mode, params.draw, params.schedule) == \
+        (321, 0.25, "noise", 4, "cosine")
+    assert (params.robust, params.non_robust, params.extra) == (ROBUST, STANDARD, "")
+    assert not fresh.auto_box.isChecked()
+    settings.setValue("steps", "many")
+    with pytest.raises(ValueError, match="steps"):
+        fresh.restore_settings(settings)
+    fresh.deleteLater()
+
+
+def test_experiment_section_fills_the_table_row_by_row(window, qtbot, tmp_path):
+    section = DatasetExperiments(window.ctx)
+    qtbot.addWidget(section)
+    section.data_root = tmp_path / "features"
+    section.set_models(ROBUST, STANDARD)
+    section.count_box.setValue(20)
+    section.steps_box.setValue(3)
+    section.test_box.setValue(200)
+    # a tiny run: one batch of training per model, a short attack on a few test images
+    section.extra_settings = {"epochs": 1, "max_batches": 1, "eval_images": 20, "eval_steps": 2, "eval_batch": 20}
+    section.build_options = {"chunk_size": 10, "pgd_steps": 2}
+    rows_seen = []
+    section.run()
+    qtbot.waitUntil(lambda: section.handle is not None and not section.handle.running, timeout=120_000)
+    assert section.handle.state == "finished", section.status.text()
+    names = [section.table.item(r, 0).text() for r in range(section.table.rowCount())]
+    assert names == ["D", "D_R", "D_NR", "D_rand", "D_det"]
+    for r, name in enumerate(names):
+        row = section.row_values(name)
+        rows_seen.append(row)
+        assert row["train_images"] == 20 and 0 <= row["clean_accuracy"] <= 1
+        assert set(row["robust_accuracy"]) == {"0.5", "1.5"}
+        assert section.table.item(r, 4).text() == f"{100 * row['clean_accuracy']:.1f} %"
+    # the paper's columns are theirs, not ours: D_R 84 % / 48 %, D_det 44 %
+    assert section.table.item(names.index("D_R"), section.paper_columns[0]).text() == "84.0 %"
+    assert section.table.item(names.index("D_R"), section.paper_columns[1]).text() == "48.0 %"
+    assert section.table.item(names.index("D_det"), section.paper_columns[0]).text() == "44.0 %"
+    assert "Ilyas" in section.table.horizontalHeaderItem(section.paper_columns[0]).text()
+    saved = json.loads(section.results_path.read_text())
+    assert [r["dataset"] for r in saved["rows"]] == names and saved["test"]["images"] == 200
+    # a saved file loads into a fresh section; a file that is not one is refused, the table stays
+    other = DatasetExperiments(window.ctx)
+    qtbot.addWidget(other)
+    assert other.load_results(section.results_path)
+    assert other.row_values("D_NR")["clean_accuracy"] == section.row_values("D_NR")["clean_accuracy"]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rows": []}')
+    assert not other.load_results(bad)
+    assert other.results_path == section.results_path
