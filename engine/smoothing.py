@@ -247,7 +247,8 @@ class Smooth:
     """The smoothed classifier g of a base classifier f (``model``: [0,1] images -> logits).
 
     ``optimize`` (CPU only) runs f as a frozen, oneDNN-optimized TorchScript trace when that trace
-    reproduces f on a probe batch; otherwise f runs as is. ``backend`` says which is in use.
+    reproduces f on a probe batch; otherwise f runs as is. ``backend`` says which is in use. The frozen
+    copy holds the weights as they were at first use: make a new Smooth after changing the model.
     """
 
     def __init__(self, model: nn.Module, num_classes: int, sigma: float, *, optimize: bool = True,
