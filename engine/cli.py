@@ -13,6 +13,7 @@ import sys
 # modules that define register(subparsers); each subcommand sets `func` via set_defaults
 COMMAND_MODULES = (
     "robustlens.engine.cli_zoo",
+    "robustlens.engine.cli_attack",
     "robustlens.engine.cli_smoothing",
     "robustlens.engine.cli_features",
 )

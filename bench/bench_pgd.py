@@ -1,0 +1,154 @@
+"""PGD throughput and strength: robustlens against torchattacks, same models, same inputs, one process.
+
+1. Speed: PGD steps per second (one step = one forward + one input-gradient pass over the batch) at
+   batch 1, 64 and 512, L∞ (torchattacks.PGD) and L2 (torchattacks.PGDL2), on the built-in standard
+   and L2-robust models. Runs alternate between the two libraries and the best of a few repeats is
+   kept; time is the process's CPU time by default (``--clock cpu``), which a busy shared machine
+   disturbs far less than wall-clock time (with one thread the two agree on an idle machine).
+   "ours" is ``pgd(...)`` (last iterate, as torchattacks); "ours·best" is ``attack(...)``, which
+   also tracks the best iterate per sample.
+2. Strength: robust accuracy on the first test images under both attacks at the same ε, steps, step
+   size and random start (lower = stronger). Ours must be no weaker.
+
+    .venv/bin/python bench/bench_pgd.py [--threads N] [--images 500] [--models NAME_OR_PATH ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from robustlens.engine.attacks import AttackConfig, attack, pgd
+from robustlens.engine.data import load_dataset
+from robustlens.engine.models import load_model, zoo_names
+
+try:
+    import torchattacks
+except ImportError:  # pragma: no cover - the "dev" extra installs it
+    sys.exit("torchattacks is not installed: pip install -e '.[dev]'")
+
+DEFAULT_MODELS = ("fashion-mnist/standard", "fashion-mnist/l2-robust")
+SETTINGS = {"linf": 0.1, "l2": 1.5}  # ε for the speed runs (the robust models' training radii)
+# ε for the strength runs: where accuracy is neither ~100% nor ~0%, so differences show
+STRENGTH_EPS = {"standard": {"linf": 0.02, "l2": 0.5}, "robust": {"linf": 0.1, "l2": 1.5}}
+STEPS_AT_BATCH = {1: 40, 64: 10, 512: 3}
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = time.process_time
+
+
+def short(name: str) -> str:
+    return name.replace("__", "/").rsplit("/", 1)[-1].removesuffix(".pt")
+
+
+def theirs(model, norm: str, eps: float, steps: int, random_start: bool = True):
+    cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
+    return cls(model, eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=random_start)
+
+
+def ours(model, norm, eps, steps, images, labels):
+    return pgd(model, images, labels, norm=norm, eps=eps, step_size=2.5 * eps / steps, steps=steps,
+               random_start=True)
+
+
+def ours_best(model, norm, eps, steps, images, labels):
+    config = AttackConfig(norm=norm, eps=eps, steps=steps, random_start="uniform", keep="best", seed=None)
+    return attack(model, images, labels, config).adversarial
+
+
+def timed(fn) -> float:
+    began = clock()
+    fn()
+    return clock() - began
+
+
+def speed(models: dict, test, repeats: int) -> None:
+    print(f"\nPGD steps per second of {'CPU' if clock is time.process_time else 'wall-clock'} time "
+          f"(higher is better; best of {repeats} runs)")
+    header = f"{'model':<14}{'norm':<6}{'batch':>6}{'ours':>10}{'ours·best':>11}{'torchattacks':>14}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    ratios = []
+    for name, model in models.items():
+        for norm, eps in SETTINGS.items():
+            for batch, steps in STEPS_AT_BATCH.items():
+                x, y = test.images[:batch], test.labels[:batch]
+                their = theirs(model, norm, eps, steps)
+                runs = {"ours": lambda: ours(model, norm, eps, steps, x, y),
+                        "best": lambda: ours_best(model, norm, eps, steps, x, y),
+                        "theirs": lambda: their(x, y)}
+                for fn in runs.values():  # warm-up (allocator, first-call overheads)
+                    fn()
+                timings = {k: float("inf") for k in runs}
+                for _ in range(repeats):  # interleaved, so load changes hit every contender alike
+                    for key, fn in runs.items():
+                        timings[key] = min(timings[key], timed(fn))
+                rate = {k: steps / t for k, t in timings.items()}
+                ratio = rate["ours"] / rate["theirs"]
+                ratios.append(ratio)
+                print(f"{short(name):<14}{norm:<6}{batch:>6}{rate['ours']:>10.1f}{rate['best']:>11.1f}"
+                      f"{rate['theirs']:>14.1f}{ratio:>8.2f}")
+    print(f"speed ratio ours/torchattacks: min {min(ratios):.2f}, geometric mean "
+          f"{torch.tensor(ratios).log().mean().exp().item():.2f}")
+
+
+def strength(models: dict, test, images: int, steps: int) -> bool:
+    x, y = test.images[:images], test.labels[:images]
+    print(f"\nRobust accuracy (%) on the first {images} test images, {steps} steps, step 2.5·ε/steps, "
+          "random start (lower = stronger attack)")
+    header = f"{'model':<14}{'norm':<6}{'ε':>6}{'ours':>8}{'ours·best':>11}{'torchattacks':>14}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    no_weaker = True
+    for name, model in models.items():
+        kind = "robust" if getattr(model.meta, "kind", "standard") == "adversarial" else "standard"
+        for norm, eps in STRENGTH_EPS[kind].items():
+            torch.manual_seed(0)
+            accuracy = {}
+            with torch.no_grad():
+                for key, make in (("ours", lambda: ours(model, norm, eps, steps, x, y)),
+                                  ("best", lambda: ours_best(model, norm, eps, steps, x, y)),
+                                  ("theirs", lambda: theirs(model, norm, eps, steps)(x, y))):
+                    with torch.enable_grad():
+                        adversarial = make()
+                    accuracy[key] = 100 * (model(adversarial).argmax(1) == y).float().mean().item()
+            ratio = accuracy["best"] / max(accuracy["theirs"], 1e-9)
+            no_weaker &= accuracy["best"] <= accuracy["theirs"]
+            print(f"{short(name):<14}{norm:<6}{eps:>6g}{accuracy['ours']:>8.1f}{accuracy['best']:>11.1f}"
+                  f"{accuracy['theirs']:>14.1f}{ratio:>8.2f}")
+    print("ours·best is " + ("no weaker than torchattacks everywhere" if no_weaker else
+                              "WEAKER than torchattacks somewhere"))
+    return no_weaker
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=20, help="PGD steps for the strength runs")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--clock", choices=CLOCKS, default="cpu", help="time measure for the speed table")
+    args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    missing = [m for m in args.models if "/" in m and m not in zoo_names() and not m.endswith(".pt")]
+    if missing:
+        print(f"bench_pgd: models not built yet: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    models = {name: load_model(name, device="cpu") for name in args.models}
+    test = load_dataset("fashion-mnist", "test")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, torchattacks {torchattacks.__version__}")
+    began = time.perf_counter()
+    speed(models, test, args.repeats)
+    ok = strength(models, test, args.images, args.steps)
+    print(f"\n({time.perf_counter() - began:.0f} s)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

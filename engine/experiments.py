@@ -1,0 +1,264 @@
+"""Experiments over a test subset, as streaming jobs (engine/jobs.py): robust accuracy against ε for
+several models, and the transfer matrix of PGD adversarial examples between models (Ilyas et al.
+2019, Sec. 5: adversarial examples transfer because models share non-robust features).
+
+Models are passed in already loaded (a mapping name -> model), so a caller with a model cache
+reuses it. Every (model, ε) point and every matrix cell is attacked with its own generator seeded
+with ``seed``, so a result does not depend on the order of the models or the ε grid.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .attacks import AttackConfig, _model_device, attack, choose_targets
+from .jobs import Finished, JobFactory, Partial, Progress, run_to_end
+
+
+# ---------------------------------------------------------------- helpers
+
+def _check_inputs(models: Mapping[str, nn.Module], images: torch.Tensor, labels: torch.Tensor) -> None:
+    if not models:
+        raise ValueError("no models to evaluate")
+    if images.dim() != 4 or len(images) != len(labels):
+        raise ValueError(f"expected (N, C, H, W) images with N labels, got {tuple(images.shape)} and {len(labels)}")
+    if len(images) == 0:
+        raise ValueError("no images to evaluate")
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    device = _model_device(model)
+    return torch.cat([model(images[i:i + batch_size].to(device)).argmax(1).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def _config(norm: str, eps: float, steps: int, relative_step: float, restarts: int, random_start: str,
+            loss: str, keep: str, target: str, target_class: int | None, seed: int) -> AttackConfig:
+    return AttackConfig(norm=norm, eps=float(eps), steps=int(steps),
+                        step_size=relative_step * float(eps) / max(1, int(steps)), restarts=int(restarts),
+                        random_start=random_start, loss=loss, keep=keep, target=target,
+                        target_class=target_class, seed=seed).validate()
+
+
+def _craft(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None,
+           config: AttackConfig, batch_size: int, cancel, done: int, total: int, message: str):
+    """Adversarial examples for all images, batch by batch, from one generator seeded by the config.
+    Yields a Progress event per batch; ``adversarial = yield from _craft(...)`` gets the images."""
+    if config.eps == 0:  # the ball is a point: nothing to attack
+        yield Progress(done + len(images), total, message)
+        return images.clone()
+    device = _model_device(model)
+    generator = torch.Generator(device=device).manual_seed(int(config.seed))
+    out = []
+    for i in range(0, len(images), batch_size):
+        cancel.check()
+        part = None if targets is None else targets[i:i + batch_size]
+        result = attack(model, images[i:i + batch_size], labels[i:i + batch_size], config, targets=part,
+                        generator=generator)
+        out.append(result.adversarial)
+        yield Progress(done + i + len(result.adversarial), total, message)
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------- robust accuracy against ε
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Robust accuracy of one model at one ε: ``correct`` of ``total`` images are classified
+    correctly both clean and after the attack."""
+    model: str
+    eps: float
+    accuracy: float
+    correct: int
+    total: int
+
+
+@dataclass
+class RobustnessCurves:
+    """Robust accuracy against ε: ``accuracy[model][j]`` at ``eps[j]`` (fractions in [0, 1])."""
+    norm: str
+    eps: list[float]
+    models: list[str]
+    accuracy: dict[str, list[float]]
+    images: int
+    settings: dict = field(default_factory=dict)
+
+    def to_tsv(self) -> str:
+        lines = ["model\t" + "\t".join(f"eps={e:g}" for e in self.eps)]
+        lines += [name + "\t" + "\t".join(f"{a:.4f}" for a in self.accuracy[name]) for name in self.models]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        return json.dumps({"experiment": "robust-accuracy-vs-eps", **asdict(self)}, indent=2)
+
+
+def robustness_curves_job(models: Mapping[str, nn.Module], images: torch.Tensor, labels: torch.Tensor, *,
+                          norm: str, eps_values: Sequence[float], steps: int = 20, relative_step: float = 2.5,
+                          restarts: int = 1, random_start: str = "none", loss: str = "ce", keep: str = "best",
+                          batch_size: int = 250, seed: int = 0) -> JobFactory:
+    """Robust accuracy against ε for every model (Madry et al. 2018, Fig. 4 style curves).
+
+    An image counts as robust at ε when the model classifies it correctly clean *and* on its
+    untargeted PGD adversarial example (``steps`` steps of size ``relative_step``·ε/steps, the best
+    iterate kept by default), so the curve starts at the clean accuracy at ε = 0 and never exceeds it.
+    No random start by default: with a budget of 20 steps, starting at x is the stronger attack on
+    these models (an L2 start uniform in a 784-dimensional ball lies almost on its sphere and costs
+    steps to undo; bench/bench_pgd.py measures it), and the result then needs no seed.
+
+    Events: ``Progress`` per attacked batch; ``Partial("curve_point", CurvePoint)`` per (model, ε),
+    ε in the outer loop so all curves grow together; ``Finished(RobustnessCurves)``.
+    """
+    eps_values = [float(e) for e in eps_values]
+    if not eps_values:
+        raise ValueError("no ε values given")
+    for eps in eps_values:
+        _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep, "untargeted", None, seed)
+    _check_inputs(models, images, labels)
+    names = list(models)
+    settings = dict(steps=steps, relative_step=relative_step, restarts=restarts, random_start=random_start,
+                    loss=loss, keep=keep, seed=seed, attack="PGD, untargeted")
+
+    def run(cancel):
+        n = len(images)
+        clean = {name: _predict(model, images, batch_size).eq(labels) for name, model in models.items()}
+        accuracy = {name: [] for name in names}
+        total = len(eps_values) * len(names) * n
+        done = 0
+        for eps in eps_values:
+            config = _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep,
+                             "untargeted", None, seed)
+            for name in names:
+                model = models[name]
+                adversarial = yield from _craft(model, images, labels, None, config, batch_size, cancel,
+                                                done, total, f"{name}: {norm.upper()} ε={eps:g}")
+                done += n
+                robust = clean[name] & _predict(model, adversarial, batch_size).eq(labels)
+                point = CurvePoint(name, eps, robust.float().mean().item(), int(robust.sum()), n)
+                accuracy[name].append(point.accuracy)
+                yield Partial("curve_point", point)
+        yield Finished(RobustnessCurves(norm, eps_values, names, accuracy, n, settings))
+
+    return run
+
+
+def robustness_curves(models, images, labels, **kwargs) -> RobustnessCurves:
+    """:func:`robustness_curves_job` run to its end (no events)."""
+    return run_to_end(robustness_curves_job(models, images, labels, **kwargs))
+
+
+# ---------------------------------------------------------------- transfer matrix
+
+@dataclass(frozen=True)
+class TransferCell:
+    """Adversarial examples crafted on ``source`` judged by ``target``: ``fooled`` of the
+    ``eligible`` images (those the target classifies correctly when clean) are misclassified by the
+    target (untargeted), or classified as the attack's target class (targeted)."""
+    source: str
+    target: str
+    success_rate: float
+    fooled: int
+    eligible: int
+
+
+@dataclass
+class TransferMatrix:
+    """``success_rate[i][j]``: adversarial examples of source ``models[i]`` against target
+    ``models[j]`` (see :func:`transfer_matrix_job` for the precise definition); NaN where no image was
+    eligible."""
+    norm: str
+    eps: float
+    models: list[str]
+    success_rate: list[list[float]]
+    fooled: list[list[int]]
+    eligible: list[list[int]]
+    images: int
+    settings: dict = field(default_factory=dict)
+
+    def to_tsv(self) -> str:
+        lines = ["source\\target\t" + "\t".join(self.models)]
+        lines += [src + "\t" + "\t".join(f"{r:.4f}" for r in row) for src, row in zip(self.models, self.success_rate)]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["success_rate"] = [[None if r != r else r for r in row] for row in self.success_rate]  # NaN -> null
+        return json.dumps({"experiment": "transfer-matrix", **data}, indent=2)
+
+
+def transfer_matrix_job(models: Mapping[str, nn.Module], images: torch.Tensor, labels: torch.Tensor, *,
+                        norm: str, eps: float, steps: int = 20, relative_step: float = 2.5, restarts: int = 1,
+                        random_start: str = "none", loss: str = "ce", keep: str = "best",
+                        target: str = "untargeted", target_class: int | None = None,
+                        batch_size: int = 250, seed: int = 0) -> JobFactory:
+    """Transfer matrix of PGD adversarial examples (rows: source model, columns: target model).
+
+    For source s, x_i^s is the PGD adversarial example of image x_i crafted on s alone (white box on
+    s, ‖x_i^s − x_i‖ ≤ ε). The cell (s, t) is the attack success rate on t
+
+        S[s, t] = |{i ∈ E_t : t(x_i^s) ≠ y_i}| / |E_t|,   E_t = {i : t(x_i) = y_i}
+
+    i.e. among the images the target classifies correctly when clean, the fraction whose
+    source-adversarial example the target misclassifies. Targeted (``target`` = "random" (D_rand),
+    "next" (D_det) or "class"): t(x_i^s) = t_i counts instead, and E_t also excludes images whose
+    target class is their label. The diagonal is the white-box success rate, 1 − robust/clean
+    accuracy. The same targets (seeded) are used for every source.
+
+    Events: ``Progress`` per attacked batch; ``Partial("transfer_cell", TransferCell)`` per cell,
+    row by row; ``Finished(TransferMatrix)``.
+    """
+    config = _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep, target, target_class, seed)
+    _check_inputs(models, images, labels)
+    names = list(models)
+    settings = dict(steps=steps, relative_step=relative_step, restarts=restarts, random_start=random_start,
+                    loss=loss, keep=keep, target=target, target_class=target_class, seed=seed)
+
+    def run(cancel):
+        n = len(images)
+        targets = None
+        if config.targeted:
+            with torch.no_grad():
+                num_classes = models[names[0]](images[:1].to(_model_device(models[names[0]]))).shape[1]
+            targets = choose_targets(labels, num_classes, target, torch.Generator().manual_seed(seed),
+                                     target_class=target_class)
+        clean = {name: _predict(model, images, batch_size) for name, model in models.items()}
+        eligible = {name: clean[name].eq(labels) & (targets.ne(labels) if targets is not None else True)
+                    for name in names}
+        rate = [[float("nan")] * len(names) for _ in names]
+        fooled = [[0] * len(names) for _ in names]
+        count = [[0] * len(names) for _ in names]
+        for i, source in enumerate(names):
+            adversarial = yield from _craft(models[source], images, labels, targets, config, batch_size, cancel,
+                                            i * n, len(names) * n, f"crafting on {source}")
+            for j, target_name in enumerate(names):
+                cancel.check()
+                predicted = _predict(models[target_name], adversarial, batch_size)
+                hit = predicted.eq(targets) if targets is not None else predicted.ne(labels)
+                mask = eligible[target_name]
+                fooled[i][j], count[i][j] = int((hit & mask).sum()), int(mask.sum())
+                rate[i][j] = fooled[i][j] / count[i][j] if count[i][j] else float("nan")
+                yield Partial("transfer_cell", TransferCell(source, target_name, rate[i][j], fooled[i][j], count[i][j]))
+        yield Finished(TransferMatrix(norm, float(eps), names, rate, fooled, count, n, settings))
+
+    return run
+
+
+def transfer_matrix(models, images, labels, **kwargs) -> TransferMatrix:
+    """:func:`transfer_matrix_job` run to its end (no events)."""
+    return run_to_end(transfer_matrix_job(models, images, labels, **kwargs))
+
+
+def save_result(result: RobustnessCurves | TransferMatrix, stem: Path | str) -> list[Path]:
+    """Write ``stem.tsv`` and ``stem.json``; returns the paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(stem.name + ".tsv"), stem.with_name(stem.name + ".json")]
+    paths[0].write_text(result.to_tsv())
+    paths[1].write_text(result.to_json() + "\n")
+    return paths

@@ -1,0 +1,150 @@
+"""Robust accuracy against ε and the transfer matrix, checked against direct computations."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from robustlens.engine.attacks import AttackConfig, attack, choose_targets
+from robustlens.engine.experiments import (CurvePoint, TransferCell, robustness_curves, robustness_curves_job,
+                                           save_result, transfer_matrix, transfer_matrix_job)
+from robustlens.engine.jobs import Aborted, CancelToken, Finished, Partial, Progress, run_job
+
+N = 24
+SETTINGS = dict(steps=5, relative_step=2.5, random_start="uniform", batch_size=10, seed=3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: on a shared, busy CPU two OpenMP threads wait on each other and small
+    batches run orders of magnitude slower; one thread keeps the file fast everywhere."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models(zoo_model):
+    return {"standard": zoo_model("fashion-mnist/standard"), "l2-robust": zoo_model("fashion-mnist/l2-robust")}
+
+
+@pytest.fixture(scope="module")
+def batch(fmnist_test):
+    return fmnist_test.images[:N], fmnist_test.labels[:N]
+
+
+def _direct_adversarial(model, x, y, eps, norm, targets=None, target="untargeted"):
+    """The same attack by hand: batches of 10 from one generator seeded with the seed."""
+    generator = torch.Generator().manual_seed(SETTINGS["seed"])
+    config = AttackConfig(norm=norm, eps=eps, steps=5, step_size=2.5 * eps / 5, random_start="uniform",
+                          target=target)
+    parts = []
+    for i in range(0, len(x), 10):
+        t = None if targets is None else targets[i:i + 10]
+        parts.append(attack(model, x[i:i + 10], y[i:i + 10], config, targets=t, generator=generator).adversarial)
+    return torch.cat(parts)
+
+
+def test_curve_matches_direct_computation(models, batch):
+    x, y = batch
+    eps_values = [0.0, 0.5, 2.0]
+    events = list(run_job(robustness_curves_job(models, x, y, norm="l2", eps_values=eps_values, **SETTINGS),
+                          CancelToken()))
+    points = [e.value for e in events if isinstance(e, Partial)]
+    assert all(isinstance(p, CurvePoint) for p in points)
+    assert [(p.eps, p.model) for p in points] == [(e, m) for e in eps_values for m in models]
+    assert any(isinstance(e, Progress) for e in events) and isinstance(events[-1], Finished)
+    curves = events[-1].result
+    for name, model in models.items():
+        with torch.no_grad():
+            clean = model(x).argmax(1).eq(y)
+        for j, eps in enumerate(eps_values):
+            adversarial = _direct_adversarial(model, x, y, eps, "l2")
+            with torch.no_grad():
+                robust = clean & model(adversarial).argmax(1).eq(y)
+            assert curves.accuracy[name][j] == pytest.approx(robust.float().mean().item())
+        assert curves.accuracy[name][0] == pytest.approx(clean.float().mean().item())
+        assert curves.accuracy[name] == sorted(curves.accuracy[name], reverse=True)  # never above clean
+    # the robust model keeps more at ε = 2 than the standard one, as it was trained to
+    assert curves.accuracy["l2-robust"][2] > curves.accuracy["standard"][2]
+
+
+def test_transfer_matrix_matches_definition(models, batch):
+    x, y = batch
+    events = list(run_job(transfer_matrix_job(models, x, y, norm="l2", eps=1.5, **SETTINGS), CancelToken()))
+    cells = [e.value for e in events if isinstance(e, Partial)]
+    assert all(isinstance(c, TransferCell) for c in cells)
+    names = list(models)
+    assert [(c.source, c.target) for c in cells] == [(s, t) for s in names for t in names]
+    matrix = events[-1].result
+    for i, source in enumerate(names):
+        adversarial = _direct_adversarial(models[source], x, y, 1.5, "l2")
+        for j, target in enumerate(names):
+            with torch.no_grad():
+                eligible = models[target](x).argmax(1).eq(y)
+                fooled = eligible & models[target](adversarial).argmax(1).ne(y)
+            assert matrix.eligible[i][j] == int(eligible.sum())
+            assert matrix.fooled[i][j] == int(fooled.sum())
+            assert matrix.success_rate[i][j] == pytest.approx(fooled.sum().item() / eligible.sum().item())
+    # white box on the standard model nearly always succeeds; the robust model resists more
+    assert matrix.success_rate[0][0] > 0.8
+    assert matrix.success_rate[1][1] < matrix.success_rate[0][0]
+
+
+def test_targeted_transfer_counts_hits_on_the_target(models, batch):
+    x, y = batch
+    matrix = transfer_matrix(models, x, y, norm="l2", eps=3.0, target="next", **SETTINGS)
+    targets = choose_targets(y, 10, "next")
+    source = models["standard"]
+    adversarial = _direct_adversarial(source, x, y, 3.0, "l2", targets=targets, target="next")
+    with torch.no_grad():
+        eligible = source(x).argmax(1).eq(y)
+        hits = eligible & source(adversarial).argmax(1).eq(targets)
+    assert matrix.fooled[0][0] == int(hits.sum()) and matrix.eligible[0][0] == int(eligible.sum())
+
+
+def test_results_save_as_tsv_and_json(models, batch, tmp_path):
+    x, y = batch
+    curves = robustness_curves({"standard": models["standard"]}, x[:10], y[:10], norm="linf",
+                               eps_values=[0.0, 0.05], steps=2)
+    tsv, js = save_result(curves, tmp_path / "curve")
+    rows = tsv.read_text().splitlines()
+    assert rows[0] == "model\teps=0\teps=0.05" and rows[1].startswith("standard\t")
+    assert float(rows[1].split("\t")[1]) == pytest.approx(curves.accuracy["standard"][0], abs=1e-4)
+    data = json.loads(js.read_text())
+    assert data["experiment"] == "robust-accuracy-vs-eps" and data["accuracy"] == curves.accuracy
+    matrix = transfer_matrix({"standard": models["standard"]}, x[:10], y[:10], norm="linf", eps=0.05, steps=2)
+    tsv, js = save_result(matrix, tmp_path / "transfer")
+    assert json.loads(js.read_text())["success_rate"][0][0] == pytest.approx(matrix.success_rate[0][0])
+
+
+def test_no_eligible_images_gives_nan(models, batch):
+    x, _ = batch
+    with torch.no_grad():
+        wrong = (models["standard"](x[:8]).argmax(1) + 1) % 10  # labels the model never predicts
+    matrix = transfer_matrix({"standard": models["standard"]}, x[:8], wrong, norm="l2", eps=0.1, steps=1)
+    assert matrix.eligible[0][0] == 0 and math.isnan(matrix.success_rate[0][0])
+    assert json.loads(matrix.to_json())["success_rate"][0][0] is None
+
+
+def test_experiment_jobs_cancel_and_reject_bad_input(models, batch):
+    x, y = batch
+    cancel = CancelToken()
+    events = []
+    for event in run_job(robustness_curves_job(models, x, y, norm="l2", eps_values=[0.5, 1.0, 2.0], steps=3,
+                                               batch_size=8), cancel):
+        events.append(event)
+        if isinstance(event, Partial):
+            cancel.cancel()
+    assert isinstance(events[-1], Aborted)
+    assert sum(isinstance(e, Partial) for e in events) == 1
+    with pytest.raises(ValueError):
+        robustness_curves_job({}, x, y, norm="l2", eps_values=[1.0])
+    with pytest.raises(ValueError):
+        robustness_curves_job(models, x, y, norm="l2", eps_values=[])
+    with pytest.raises(ValueError):
+        transfer_matrix_job(models, x, y, norm="l7", eps=1.0)
+    with pytest.raises(ValueError):
+        transfer_matrix_job(models, x, y[:3], norm="l2", eps=1.0)
