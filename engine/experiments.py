@@ -137,7 +137,7 @@ def robustness_curves_job(models: Mapping[str, nn.Module], images: torch.Tensor,
             for name in names:
                 model = models[name]
                 adversarial = yield from _craft(model, images, labels, None, config, batch_size, cancel,
-                                                done, total, f"{name}: {norm.upper()} ε={eps:g}")
+                                                done, total, f"{name}: {'L∞' if norm == 'linf' else 'L2'} ε={eps:g}")
                 done += n
                 robust = clean[name] & _predict(model, adversarial, batch_size).eq(labels)
                 point = CurvePoint(name, eps, robust.float().mean().item(), int(robust.sum()), n)

@@ -148,3 +148,31 @@ def test_experiment_jobs_cancel_and_reject_bad_input(models, batch):
         transfer_matrix_job(models, x, y, norm="l7", eps=1.0)
     with pytest.raises(ValueError):
         transfer_matrix_job(models, x, y[:3], norm="l2", eps=1.0)
+
+
+def test_cli_attack_images_curve_and_transfer(tmp_path, capsys):
+    from PIL import Image
+
+    from robustlens.engine.cli import main
+
+    out = tmp_path / "out"
+    assert main(["attack", "--model", "fashion-mnist/standard", "--index", "0", "5", "--norm", "linf",
+                 "--eps", "0.1", "--steps", "5", "--out", str(out)]) == 0
+    for idx in (0, 5):
+        for part in ("original", "adversarial", "perturbation"):
+            image = Image.open(out / f"{idx:05d}-{part}.png")
+            assert image.size == (28 * 8, 28 * 8)
+    record = json.loads((out / "attack.json").read_text())["images"][0]
+    assert record["index"] == 0 and record["perturbation_norm"] <= 0.1 + 1e-6
+    assert main(["attack", "--curve", "--model", "fashion-mnist/standard", "--norm", "l2", "--eps", "0", "1",
+                 "--max", "6", "--steps", "2", "--out", str(out)]) == 0
+    assert (out / "curve-l2.tsv").read_text().startswith("model\teps=0\teps=1")
+    assert main(["attack", "--transfer", "--model", "fashion-mnist/standard", "fashion-mnist/l2-robust",
+                 "--eps", "1", "--max", "6", "--steps", "2", "--out", str(out)]) == 0
+    assert len(json.loads((out / "transfer-l2-eps1.json").read_text())["success_rate"]) == 2
+    capsys.readouterr()
+    for bad in (["--model", "no/such-model"], ["--transfer", "--eps", "1", "2"], ["--index", "99999"],
+                ["--curve", "--step-size", "0.1"], ["--eps", "-1"]):
+        assert main(["attack", "--out", str(out), *bad]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("robustlens attack: error:") and "\n" not in err
