@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
                                QPushButton, QSizePolicy, QSlider, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from robustlens.engine.attacks import AttackConfig, attack_job, judge, perturbation_norm
@@ -32,15 +32,16 @@ from ..context import AppContext
 from .attack_plots import LOSS_COLOR, TARGET_COLOR, TRUE_COLOR, StepCurve, TransferTable
 
 NORM_NAMES = {"linf": "L∞", "l2": "L2"}
+NBSP = "\u00a0"  # keeps "‖δ‖ = 0.10" on one line in wrapped captions
 NORM_SUBSCRIPTS = {"linf": "∞", "l2": "₂"}
 # the ε slider in each norm's own units: (step, positions). L∞ 0 – 77/255 ≈ 0.30 in 1/255 steps (one
 # grey level of an 8-bit image), L2 0 – 5 in steps of 0.05 (28×28 images have ‖x‖₂ up to 28).
 EPS_SLIDER = {"linf": (1 / 255, 77), "l2": (0.05, 100)}
 DEFAULT_EPS = {"linf": 0.1, "l2": 1.5}   # the ε the built-in robust models were trained at
-RANDOM_STARTS = (("none", "none (start at x)"), ("uniform", "uniform in the ball"), ("sphere", "on the sphere"))
+RANDOM_STARTS = (("none", "none"), ("uniform", "uniform"), ("sphere", "sphere"))
 TARGETS = (("untargeted", "untargeted"), ("class", "a chosen class"),
-           ("random", "random other class (D_rand)"), ("next", "(y + 1) mod C (D_det)"))
-LOSSES = (("ce", "cross-entropy"), ("cw", "CW margin"))
+           ("random", "random other (D_rand)"), ("next", "(y + 1) mod C (D_det)"))
+LOSSES = (("ce", "CE"), ("cw", "CW"))
 LOSS_NAMES = {"ce": "cross-entropy", "cw": "CW margin"}
 # the smoothed classifiers' verdicts: CERTIFY (Cohen et al.) on the clean and on the adversarial image
 SMOOTH_N0, SMOOTH_N, SMOOTH_ALPHA, SMOOTH_SEED = 100, 1000, 0.001, 0
@@ -182,12 +183,14 @@ class EpsControl(QWidget):
         self.units = QLabel("")
         self.units.setObjectName("caption")
         self.units.setMinimumWidth(self.units.fontMetrics().horizontalAdvance("= 25.5/255") + 4)
-        layout = QHBoxLayout(self)
+        layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(4)
-        layout.addWidget(self.slider, 1)
-        layout.addWidget(self.spin)
-        layout.addWidget(self.units)
+        layout.setHorizontalSpacing(4)
+        layout.setVerticalSpacing(2)
+        layout.addWidget(self.spin, 0, 0)
+        layout.addWidget(self.units, 0, 1)
+        layout.addWidget(self.slider, 1, 0, 1, 2)
+        layout.setColumnStretch(1, 1)
         self.slider.valueChanged.connect(self._from_slider)
         self.spin.valueChanged.connect(self._from_spin)
         self.set_norm("linf", DEFAULT_EPS["linf"])
@@ -232,6 +235,14 @@ class EpsControl(QWidget):
         self.units.setText(f"= {value * 255:.3g}/255" if self.norm == "linf" else "")
 
 
+class _Column(QWidget):
+    """A column whose wrapped texts do not ask for height-for-width layout: inside the window's scroll
+    area that would lay the panel out at its preferred height and scroll, where the minimum fits."""
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+
 def _spin(minimum: int, maximum: int, value: int, tip: str) -> QSpinBox:
     box = QSpinBox()
     box.setRange(minimum, maximum)
@@ -242,10 +253,18 @@ def _spin(minimum: int, maximum: int, value: int, tip: str) -> QSpinBox:
 
 
 def _combo(choices, tip: str) -> QComboBox:
-    box = QComboBox()
+    box = _shrinking_combo()
     for key, text in choices:
         box.addItem(text, key)
     box.setToolTip(tip)
+    return box
+
+
+def _shrinking_combo() -> QComboBox:
+    """A combo box that may be narrower than its longest entry (the list still shows it in full)."""
+    box = QComboBox()
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(10)
     return box
 
 
@@ -288,11 +307,11 @@ class AttackPanel(QWidget):
     # ---------------------------------------------------------------- construction
 
     def _build(self) -> None:
-        self.source_box = QComboBox()
+        self.source_box = _shrinking_combo()
         self.source_box.setToolTip("The model PGD attacks (white box). A smoothed classifier is attacked through "
                                    "the Monte-Carlo average of its softmax over Gaussian noise (EOT).")
         self.samples_box = _spin(1, 512, 32, "noise draws per PGD step for the smoothed classifier's gradient")
-        self.norm_box = _combo((("linf", "L∞  (every pixel by at most ε)"), ("l2", "L2  (Euclidean length ≤ ε)")),
+        self.norm_box = _combo((("linf", "L∞ (each pixel ≤ ε)"), ("l2", "L2 (length ≤ ε)")),
                                "the threat model: the ball ‖δ‖ ≤ ε")
         self.eps = EpsControl()
         self.step_box = QDoubleSpinBox()
@@ -305,12 +324,16 @@ class AttackPanel(QWidget):
         self.step_auto.setChecked(True)
         self.step_auto.setToolTip("Madry et al.'s choice: enough to cross the ball from a random start")
         self.steps_box = _spin(1, 2000, 20, "gradient steps per restart")
-        self.start_box = _combo(RANDOM_STARTS, "where each restart begins")
+        self.start_box = _combo(RANDOM_STARTS, "random start of each restart: none (at x), uniform in the ε-ball, "
+                                               "or on its sphere")
+        self.start_box.setMinimumContentsLength(7)
         self.restarts_box = _spin(1, 50, 1, "independent runs; per image the best iterate of all is kept")
         self.target_box = _combo(TARGETS, "untargeted: any wrong class; targeted: push towards a target class t")
-        self.class_box = QComboBox()
+        self.class_box = _shrinking_combo()
         self.class_box.setToolTip("the target class")
-        self.loss_box = _combo(LOSSES, "the loss PGD climbs (untargeted) or descends (targeted)")
+        self.loss_box = _combo(LOSSES, "CE: cross-entropy; CW: Carlini–Wagner margin max_{j≠c} z_j − z_c. PGD climbs "
+                                       "it (untargeted) or descends it (targeted)")
+        self.loss_box.setMinimumContentsLength(3)
         self.run_button = QPushButton("Attack (F5)")
         self.run_button.setToolTip("Run PGD on the selected image with these settings")
         self.cancel_button = QPushButton("Cancel")
@@ -337,27 +360,36 @@ class AttackPanel(QWidget):
         steps_row.addWidget(QLabel("restarts"))
         steps_row.addWidget(self.restarts_box, 1)
         form.addRow("Steps", steps_row)
-        form.addRow("Random start", self.start_box)
+        start_row = QHBoxLayout()
+        start_row.setSpacing(4)
+        start_row.addWidget(self.start_box, 3)
+        start_row.addWidget(QLabel("loss"))
+        start_row.addWidget(self.loss_box, 2)
+        form.addRow("Start", start_row)
         form.addRow("Target", self.target_box)
         self.class_label = QLabel("Target class")
         form.addRow(self.class_label, self.class_box)
-        form.addRow("Loss", self.loss_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 1)
         buttons.addWidget(self.cancel_button)
+        self.table_note = QLabel("")
+        self.table_note.setObjectName("caption")
+        self.table_note.setWordWrap(True)
+        self.table_note.setTextFormat(Qt.TextFormat.RichText)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextFormat(Qt.TextFormat.RichText)
         self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.status.setObjectName("attack-status")
-        controls = QWidget()
+        controls = _Column()
         column = QVBoxLayout(controls)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(6)
         column.addLayout(form)
         column.addLayout(buttons)
-        column.addWidget(self.status, 1)
-        controls.setMinimumWidth(300)
+        column.addWidget(self.status)
+        column.addWidget(self.table_note)
+        column.addStretch(1)
 
         self.loss_plot = StepCurve("loss", {"loss": ("loss", LOSS_COLOR, False)})
         self.loss_plot.setObjectName("attack-loss")
@@ -366,7 +398,7 @@ class AttackPanel(QWidget):
                                           y_range=(0.0, 1.0))
         self.probability_plot.setObjectName("attack-probability")
         self.probability_plot.set_visible("target", False)
-        curves = QSplitter(Qt.Orientation.Vertical)
+        curves = QSplitter(Qt.Orientation.Horizontal)
         curves.addWidget(self.loss_plot)
         curves.addWidget(self.probability_plot)
         curves.setChildrenCollapsible(False)
@@ -374,28 +406,30 @@ class AttackPanel(QWidget):
         self.table = TransferTable()
         self.table.setObjectName("attack-transfer")
         self.table_title = QLabel("<b>Every loaded model judges the adversarial image</b>")
-        self.table_note = QLabel("")
-        self.table_note.setObjectName("caption")
-        self.table_note.setWordWrap(True)
-        self.table_note.setTextFormat(Qt.TextFormat.RichText)
         verdicts = QWidget()
         column = QVBoxLayout(verdicts)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(4)
         column.addWidget(self.table_title)
-        column.addWidget(self.table)
-        column.addWidget(self.table_note)
-        column.addStretch(1)
+        column.addWidget(self.table, 1)
 
-        self.split = QSplitter(Qt.Orientation.Horizontal)
-        for widget in (controls, curves, verdicts):
-            widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-            self.split.addWidget(widget)
-        self.split.setChildrenCollapsible(False)
-        self.split.setSizes([320, 380, 420])
-        layout = QVBoxLayout(self)
+        # controls | (curves side by side, over the verdicts)
+        self.results = QSplitter(Qt.Orientation.Vertical)
+        self.results.addWidget(curves)
+        self.results.addWidget(verdicts)
+        self.results.setChildrenCollapsible(False)
+        self.results.setStretchFactor(0, 2)
+        self.results.setStretchFactor(1, 3)
+        self.results.setSizes([190, 260])
+        # a layout, not a splitter: it keeps the controls at least as wide as they need when lecture
+        # mode enlarges the fonts
+        controls.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Expanding)
+        self.results.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self.split, 1)
+        layout.setSpacing(8)
+        layout.addWidget(controls)
+        layout.addWidget(self.results, 1)
 
         self.ctx.register_exportable("Attack: loss per step", self.loss_plot)
         self.ctx.register_exportable("Attack: probability per step", self.probability_plot)
@@ -451,19 +485,21 @@ class AttackPanel(QWidget):
         try:
             self.source_box.clear()
             for info in self.ctx.models:
-                self.source_box.addItem(f"{style.short_name(info)}  ({_kind_text(info.meta)})", (info.key, False))
+                kind = _kind_text(info.meta)
+                self.source_box.addItem(style.short_name(info) + (f"  ({kind})" if kind else ""), (info.key, False))
             for info in self.ctx.models_of_kind("noise"):
                 if info.meta.sigma is not None:
-                    self.source_box.addItem(f"smoothed g of {style.short_name(info)}  (σ = {info.meta.sigma:g}, EOT)",
-                                            (info.key, True))
+                    self.source_box.addItem(f"smoothed g of {style.short_name(info)} (EOT)", (info.key, True))
             if not self.ctx.models:
                 self.source_box.addItem("no model loaded", None)
             if wanted is not None and _select(self.source_box, tuple(wanted)):
                 if self._wanted_source is not None and tuple(self._wanted_source) == tuple(wanted):
                     self._wanted_source = None
             else:
-                standard = [i for i in range(self.source_box.count())
-                            if self.source_box.itemData(i) and "(standard" in self.source_box.itemText(i)]
+                kinds = {m.key: m.meta.kind for m in self.ctx.models}
+                standard = [i for i in range(self.source_box.count()) if self.source_box.itemData(i)
+                            and not self.source_box.itemData(i)[1]
+                            and kinds.get(self.source_box.itemData(i)[0]) == "standard"]
                 self.source_box.setCurrentIndex(standard[0] if standard else 0)
         finally:
             self.source_box.blockSignals(False)
@@ -630,7 +666,7 @@ class AttackPanel(QWidget):
         self.ctx.set_strip_image("adversarial", event.image, f"step {info['step']}/{params.steps}{restart} · live",
                                  live=True)
         self.ctx.set_strip_image("perturbation", info["perturbation"],
-                                 f"‖δ‖{sub} = {norm_value:.3f} (ε = {params.eps:.4g})", live=True)
+                                 f"‖δ‖{sub}{NBSP}={NBSP}{norm_value:.3f} (ε{NBSP}={NBSP}{params.eps:.4g})", live=True)
         self._last_snapshot = (event.image, info)
 
     def _reset_curves(self, params: AttackParams | None) -> None:
@@ -649,14 +685,15 @@ class AttackPanel(QWidget):
         smoothed = "smoothed " if params.smoothed else ""
         true_name = classes[label] if label is not None and label < len(classes) else "its class"
         loss_name = LOSS_NAMES[params.loss]
-        towards = "target" if params.target != "untargeted" else "true class"
-        direction = "PGD lowers it" if params.target != "untargeted" else "PGD raises it"
-        self.loss_plot.set_legend("loss", f"{smoothed}{loss_name} w.r.t. the {towards} ({direction})")
-        self.probability_plot.set_legend("true", f"{smoothed}P({true_name}) (true class)")
+        towards = "to the target" if params.target != "untargeted" else "of the true class"
+        direction = "minimised" if params.target != "untargeted" else "maximised"
+        self.loss_plot.set_legend("loss", f"{smoothed}{loss_name} {towards}")
+        self.loss_plot.setLabel("left", f"loss ({direction})")
+        self.probability_plot.set_legend("true", f"{smoothed}P({true_name}), true")
         targeted = params.target != "untargeted"
         self.probability_plot.set_visible("target", targeted)
         if targeted:
-            text = (f"{smoothed}P({classes[params.target_class]}) (target)" if params.target == "class"
+            text = (f"{smoothed}P({classes[params.target_class]}), target" if params.target == "class"
                     and params.target_class is not None and params.target_class < len(classes) else
                     f"{smoothed}P(target)")
             self.probability_plot.set_legend("target", text)
@@ -729,13 +766,13 @@ class AttackPanel(QWidget):
         self.ctx.set_strip_image("adversarial", outcome.adversarial,
                                  f"PGD {NORM_NAMES[outcome.norm]} ε = {outcome.eps:.4g} on {self._source_text}",
                                  predictions=predictions)
-        other = f" · ‖δ‖₂ = {outcome.l2_value:.2f}" if outcome.norm != "l2" else ""
+        other = f" · ‖δ‖₂{NBSP}={NBSP}{outcome.l2_value:.2f}" if outcome.norm != "l2" else ""
         self.ctx.set_strip_image("perturbation", outcome.perturbation,
-                                 f"‖δ‖{sub} = {outcome.norm_value:.3f} ≤ ε{other}")
+                                 f"‖δ‖{sub}{NBSP}={NBSP}{outcome.norm_value:.3f}{NBSP}≤{NBSP}ε{other}")
         self._fill_table(outcome)
         if outcome.target is not None:
             smoothed = "smoothed " if params.smoothed else ""
-            self.probability_plot.set_legend("target", f"{smoothed}P({self._class_name(outcome.target)}) (target)")
+            self.probability_plot.set_legend("target", f"{smoothed}P({self._class_name(outcome.target)}), target")
         predicted = int(np.argmax(outcome.source_probability))
         if outcome.target is not None:
             verdict = (f"reached the target <b>{self._class_name(outcome.target)}</b>" if outcome.success
@@ -746,9 +783,9 @@ class AttackPanel(QWidget):
                        else f"<span style='color:{style.CORRECT.name()}'><b>not fooled</b></span>: still "
                             f"<b>{self._class_name(predicted)}</b>")
         self._show_status(f"Done: <b>{self._source_text}</b> {verdict} "
-                          f"({100 * float(outcome.source_probability[predicted]):.0f}%).<br>"
-                          f"‖δ‖{sub} = {outcome.norm_value:.4f} (ε = {outcome.eps:.4g}) · the best iterate of "
-                          f"{params.restarts * params.steps} steps<br>{self._settings_text(params)}")
+                          f"({100 * float(outcome.source_probability[predicted]):.0f}%) · "
+                          f"‖δ‖{sub}{NBSP}={NBSP}{outcome.norm_value:.4f}, the best of "
+                          f"{params.restarts * (params.steps + 1)} iterates.")
 
     def _end(self, state: str, message: str = "") -> None:
         self.state = state
@@ -797,9 +834,9 @@ class AttackPanel(QWidget):
             attacked = params.smoothed and key == params.source
             name = f"smoothed g, σ = {v.sigma:g}" + ("  (attacked)" if attacked else "")
             clean = "abstain" if v.clean_prediction == ABSTAIN else \
-                f"{self._class_name(v.clean_prediction)}\ncertified R = {v.clean_radius:.2f}"
+                f"{self._class_name(v.clean_prediction)}, R = {v.clean_radius:.2f}"
             adversarial = "abstain" if v.adversarial_prediction == ABSTAIN else \
-                f"{self._class_name(v.adversarial_prediction)}\ncertified R = {v.adversarial_radius:.2f}"
+                f"{self._class_name(v.adversarial_prediction)}, R = {v.adversarial_radius:.2f}"
             fooled, verdict, tip = self._smoothed_fooled(v, outcome, label, target)
             rows.append(dict(name=name, color=colors.get(key) if info else None, bold=attacked,
                              tooltip=f"Cohen et al.'s CERTIFY with n0 = {SMOOTH_N0}, n = {SMOOTH_N:,}, "
@@ -811,13 +848,13 @@ class AttackPanel(QWidget):
         self.table.set_rows(rows)
         fooled_count = sum(r["verdict"] == "yes" for r in rows)
         true = f"true class <b>{self._class_name(label)}</b>" if outcome.label_known else \
-            f"no true class (a file): the source's clean answer <b>{self._class_name(label)}</b> stands in"
+            f"no true class: the source's clean answer <b>{self._class_name(label)}</b> stands in"
         goal = f" · target <b>{self._class_name(target)}</b>" if target is not None else ""
-        smooth = (f"<br>Smoothed rows: CERTIFY (n = {SMOOTH_N:,}, α = {SMOOTH_ALPHA:g}); g cannot change within the "
-                  f"certified radius R of the clean image, and here ‖δ‖₂ = {outcome.l2_value:.3f}."
+        smooth = (f" Smoothed g: CERTIFY, n{NBSP}={NBSP}{SMOOTH_N:,}, α{NBSP}={NBSP}{SMOOTH_ALPHA:g}; within its "
+                  f"certified L2 radius R, g cannot change (here ‖δ‖₂{NBSP}={NBSP}{outcome.l2_value:.2f})."
                   if outcome.smoothed else "")
-        self.table_note.setText(f"{true}{goal} · fooled: <b>{fooled_count} of {len(rows)}</b>. Crafted on one model, "
-                                f"an adversarial image often fools others: they share non-robust features.{smooth}")
+        self.table_note.setText(f"{true}{goal} · fooled: <b>{fooled_count} of {len(rows)}</b>. An example crafted "
+                                f"on one model often fools others: they share non-robust features.{smooth}")
 
     def _fooled(self, clean: int, adversarial: int, label: int, label_known: bool, target: int | None):
         """The fooled? cell: (text, verdict "yes"/"no"/"other", tooltip)."""
@@ -868,7 +905,7 @@ class AttackPanel(QWidget):
         size = style.base_point_size() * (style.LECTURE_FONT_SCALE if on else 1.0)
         for plot in (self.loss_plot, self.probability_plot):
             plot.set_fonts(size)
-        self.table.resizeRowsToContents()
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
 
     def save_settings(self, settings) -> None:
         params = self.current_params()
@@ -922,8 +959,10 @@ class AttackPanel(QWidget):
 
 
 def _kind_text(meta) -> str:
+    """What a model's name may not say: how it was trained."""
     if meta.kind == "adversarial":
-        return f"robust, {NORM_NAMES.get(meta.norm, meta.norm)} ε = {meta.eps:g}" if meta.eps is not None else "robust"
+        return f"PGD-trained, {NORM_NAMES.get(meta.norm, meta.norm)} ε = {meta.eps:g}" if meta.eps is not None \
+            else "PGD-trained"
     if meta.kind == "noise":
-        return f"noise σ = {meta.sigma:g}" if meta.sigma is not None else "noise"
-    return meta.kind
+        return f"noise σ = {meta.sigma:g}" if meta.sigma is not None else "noise-trained"
+    return ""

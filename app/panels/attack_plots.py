@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
@@ -42,6 +42,11 @@ class Plot(pg.PlotWidget):
             self.getAxis(axis).setPen("k")
         self._point_size = style.base_point_size()
         self.set_fonts(self._point_size)
+
+    def sizeHint(self) -> QSize:
+        # modest: a panel inside a scroll area is laid out at its preferred height, and the plots
+        # should share a 1440×920 window with the strip rather than push the panel into scrolling
+        return QSize(400, 240)
 
     def set_fonts(self, point_size: float) -> None:
         self._point_size = point_size
@@ -206,7 +211,7 @@ def _item(text: str, tooltip: str = "", bold: bool = False, color: QColor | None
 class TransferTable(QTableWidget):
     """model | clean prediction | adversarial prediction | fooled? — one row per judging model."""
 
-    HEADERS = ("model", "clean\nprediction", "adversarial\nprediction", "fooled?")
+    HEADERS = ("model", "clean prediction", "adversarial prediction", "fooled?")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -217,13 +222,14 @@ class TransferTable(QTableWidget):
         self.setColumnCount(len(self.HEADERS))
         self.setHorizontalHeaderLabels(self.HEADERS)
         self.verticalHeader().hide()
+        # compact rows: every loaded model and smoothed classifier should fit without scrolling
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         header = self.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         for column in (1, 2):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
-        self.setMinimumWidth(300)
-        self.fit_height()
+        self.setMinimumSize(300, 90)
 
     def set_rows(self, rows: Sequence[dict]) -> None:
         """Each row: name, color (QColor), clean, adversarial, fooled (texts), verdict ("yes"/"no"/other),
@@ -241,18 +247,9 @@ class TransferTable(QTableWidget):
             color = {"yes": style.WRONG, "no": style.CORRECT}.get(verdict)
             self.setItem(r, 3, _item(row["fooled"], row.get("fooled_tip", ""), bold=verdict in ("yes", "no"),
                                      color=color))
-        self.resizeRowsToContents()
-        self.fit_height()
-
-    def fit_height(self) -> None:
-        """As tall as its rows (the note below follows right after the last row)."""
-        rows = sum(self.rowHeight(r) for r in range(self.rowCount()))
-        header = self.horizontalHeader().sizeHint().height()
-        self.setFixedHeight(header + rows + 2 * self.frameWidth() + 2)
 
     def clear_rows(self) -> None:
         self.setRowCount(0)
-        self.fit_height()
 
     def row_texts(self) -> list[list[str]]:
         return [[self.item(r, c).text() if self.item(r, c) else "" for c in range(self.columnCount())]
@@ -286,14 +283,22 @@ class TransferMatrixTable(QTableWidget):
         self.names: list[str] = []
         self.rates: dict[tuple[str, str], float] = {}
 
-    def prepare(self, names: Sequence[str], labels: Sequence[str]) -> None:
+    def prepare(self, names: Sequence[str], labels: Sequence[str], tooltips: Sequence[str] = ()) -> None:
+        """An empty matrix for these models (``names`` as the cells call them, short ``labels`` for the
+        headers, ``tooltips`` saying more)."""
         self.names = list(names)
         self.rates = {}
         self.clear()
         self.setRowCount(len(names))
         self.setColumnCount(len(names))
-        self.setHorizontalHeaderLabels([f"judged by\n{label}" for label in labels])
-        self.setVerticalHeaderLabels([f"crafted on {label}" for label in labels])
+        tips = list(tooltips) or list(labels)
+        for i, label in enumerate(labels):
+            column = QTableWidgetItem(f"judged by\n{label}")
+            column.setToolTip(f"judged by {tips[i]}")
+            self.setHorizontalHeaderItem(i, column)
+            row = QTableWidgetItem(f"crafted on\n{label}")
+            row.setToolTip(f"adversarial examples crafted on {tips[i]}")
+            self.setVerticalHeaderItem(i, row)
         for r in range(len(names)):
             for c in range(len(names)):
                 self.setItem(r, c, _item("…", "not computed yet", color=QColor(150, 150, 150),

@@ -44,8 +44,8 @@ SECTIONS: list[tuple[str, str]] = [
 
 DEFAULT_EPS_GRID = {"linf": "0, 0.02, 0.05, 0.1, 0.15, 0.2", "l2": "0, 0.5, 1, 1.5, 2, 3"}
 SYMBOLS = ("o", "s", "t", "d", "star", "p", "h", "t1")
-TRANSFER_TARGETS = (("untargeted", "untargeted"), ("random", "random other class (D_rand)"),
-                    ("next", "(y + 1) mod C (D_det)"))
+TRANSFER_TARGETS = (("untargeted", "untargeted"), ("random", "random other (D_rand)"),
+                    ("next", "(y+1) mod C (D_det)"))
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -138,12 +138,13 @@ class _Section(QWidget):
         self.run_button = QPushButton("Run (F5)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.save_button = QPushButton("Save results…")
+        self.save_button = QPushButton("Save…")
         self.save_button.setToolTip("Write the numbers as TSV and JSON (as the CLI does)")
         self.save_button.setEnabled(False)
         self.status = QLabel("")
         self.status.setObjectName("caption")
         self.status.setWordWrap(True)
+        self.status.setMinimumWidth(200)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(lambda: self.ctx.cancel(self.slot))
         self.save_button.clicked.connect(self._ask_and_save)
@@ -256,7 +257,7 @@ class RobustnessSection(_Section):
         self.norm_box = _norm_box()
         self.eps_edit = QLineEdit(self._grids["linf"])
         self.eps_edit.setToolTip("the ε values to attack at, in [0,1]-pixel units of the norm, e.g. 0, 0.05, 0.1")
-        self.eps_edit.setMinimumWidth(200)
+        self.eps_edit.setMinimumWidth(150)
         self.steps_box = _spin(1, 500, 10, 5, "PGD steps per attack (step size 2.5·ε/steps, uniform random start)")
         self.images_box = _spin(1, 10_000, 100, 50, "test images, spread evenly through the dataset")
         self.plot = RobustnessPlot()
@@ -269,15 +270,27 @@ class RobustnessSection(_Section):
         layout.setSpacing(4)
         layout.addLayout(self._controls((("Norm", self.norm_box), ("ε values", self.eps_edit),
                                          ("Steps", self.steps_box), ("Images", self.images_box))))
-        layout.addWidget(self.plot, 1)
-        layout.addWidget(self.table)
-        layout.addWidget(self.status)
+        # the plot, and beside it the numbers as they arrive
+        side = QVBoxLayout()
+        side.setSpacing(6)
+        side.addWidget(self.table)
+        side.addWidget(self.status)
+        side.addStretch(1)
+        side_widget = QWidget()
+        side_widget.setLayout(side)
+        side_widget.setMaximumWidth(420)
+        body = QHBoxLayout()
+        body.setSpacing(8)
+        body.addWidget(self.plot, 1)
+        body.addWidget(side_widget)
+        layout.addLayout(body, 1)
         self.norm_box.currentIndexChanged.connect(self._on_norm)
         self.eps_edit.editingFinished.connect(lambda: self._grids.__setitem__(self.norm_box.currentData(),
                                                                                 self.eps_edit.text()))
         ctx.register_exportable("Experiments: robust accuracy vs ε", self.plot)
         self.points: dict[str, list] = {}
         self._names: dict[str, str] = {}
+        self._short: dict[str, str] = {}
         self._total = 0
         self._say("Every loaded model is attacked at every ε (untargeted PGD); a point is the fraction of the "
                   "images it classifies correctly both clean and attacked. Press F5 (or Run).")
@@ -307,6 +320,7 @@ class RobustnessSection(_Section):
         keys = [m.key for m in models]
         colors = style.model_colors(self.ctx.models)
         self._names = {m.key: _model_text(m) for m in models}
+        self._short = {m.key: style.short_name(m) for m in models}
         self.plot.prepare([(m.key, self._names[m.key], colors[m.key]) for m in models], eps_values,
                         f"ε ({NORM_NAMES[norm]} radius, [0,1]-pixel units)",
                         f"Robust accuracy under PGD-{steps} ({NORM_NAMES[norm]}), {len(subset)} "
@@ -347,15 +361,15 @@ class RobustnessSection(_Section):
 
     def _update_table(self) -> None:
         eps_values = getattr(self, "_eps_values", [])
-        head = "".join(f"<th align='right'>&nbsp;&nbsp;ε={e:g}</th>" for e in eps_values)
-        lines = [f"<tr><th align='left'>model</th>{head}</tr>"]
+        head = "".join(f"<th align='right'>&nbsp;&nbsp;{e:g}</th>" for e in eps_values)
+        lines = [f"<tr><th align='left'>robust acc. at ε =</th>{head}</tr>"]
         colors = style.model_colors(self.ctx.models)
         for key, rows in self.points.items():
             found = {p.eps: p for p in rows}
             cells = "".join(f"<td align='right'>&nbsp;&nbsp;{found[e].accuracy:.0%}</td>" if e in found
                             else "<td align='right'>&nbsp;&nbsp;…</td>" for e in eps_values)
             color = colors[key].name() if key in colors else "#888"
-            lines.append(f"<tr><td><span style='color:{color}'>■</span> {self._names.get(key, key)}</td>{cells}</tr>")
+            lines.append(f"<tr><td><span style='color:{color}'>■</span> {self._short.get(key, key)}</td>{cells}</tr>")
         self.table.setText("<table cellspacing='0' cellpadding='1'>" + "".join(lines) + "</table>")
 
     def set_lecture_mode(self, on: bool) -> None:
@@ -404,6 +418,8 @@ class TransferSection(_Section):
         self.steps_box = _spin(1, 500, 10, 5, "PGD steps per attack (step size 2.5·ε/steps, uniform random start)")
         self.images_box = _spin(1, 10_000, 100, 50, "test images, spread evenly through the dataset")
         self.target_box = QComboBox()
+        self.target_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.target_box.setMinimumContentsLength(10)
         for key, text in TRANSFER_TARGETS:
             self.target_box.addItem(text, key)
         self.target_box.setToolTip("untargeted: success = misclassified; targeted: success = the target class")
@@ -457,11 +473,11 @@ class TransferSection(_Section):
         steps, count, target = self.steps_box.value(), self.images_box.value(), self.target_box.currentData()
         subset, _positions = evaluation_subset(self.ctx, count)
         keys = [m.key for m in models]
-        self.matrix.prepare(keys, [_model_text(m) for m in models])
+        self.matrix.prepare(keys, [style.short_name(m) for m in models], [_model_text(m) for m in models])
         self._cells, self._total = 0, len(keys) ** 2
         target_text = dict(TRANSFER_TARGETS)[target]
-        self.title.setText(f"Attack success rate · PGD-{steps} {NORM_NAMES[norm]} ε = {eps:g}, {target_text}, "
-                           f"{len(subset)} {self.ctx.dataset.split} images")
+        self.title.setText(f"Attack success rate — rows: crafted on, columns: judged by · PGD-{steps} "
+                           f"{NORM_NAMES[norm]} ε = {eps:g}, {target_text}, {len(subset)} {self.ctx.dataset.split} images")
         success = ("misclassifies" if target == "untargeted" else "gives the target class for")
         self.caption.setText(f"Cell: of the images the column model classifies correctly, the fraction whose adversarial "
                              f"example crafted on the row model it {success}. Diagonal (bold): white box. Off the "
@@ -525,6 +541,14 @@ class TransferSection(_Section):
 
 # ---------------------------------------------------------------- the tab
 
+class _SectionTabs(QTabWidget):
+    """The sections' tabs. Their wrapped texts do not ask for height-for-width layout: inside the
+    window's scroll area that would lay the tab out at its preferred height and scroll."""
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+
 class ExperimentsPanel(QWidget):
     """The sections of :data:`SECTIONS` as inner tabs; F5 runs the one on screen."""
 
@@ -532,7 +556,7 @@ class ExperimentsPanel(QWidget):
         super().__init__()
         self.ctx = ctx
         self.sections: dict[str, QWidget] = {}
-        self.tabs = QTabWidget()
+        self.tabs = _SectionTabs()
         self.tabs.setDocumentMode(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
