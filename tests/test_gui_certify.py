@@ -117,6 +117,10 @@ def test_click_certifies_and_matches_the_engine(qtbot, tmp_path, noise_key, refe
     window.request_run()
     qtbot.waitUntil(lambda: panel.handle.id != first_id and panel.certificate is not None, timeout=120_000)
     assert (panel.certificate.prediction, panel.certificate.radius) == (expected.prediction, expected.radius)
+    second_id = panel.handle.id
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)  # and so does the Certify button
+    qtbot.waitUntil(lambda: panel.handle.id != second_id and panel.certificate is not None, timeout=120_000)
+    np.testing.assert_array_equal(panel.certificate.counts, expected.counts)
 
     # a click on a strip image certifies that image (here image 9 standing in for an adversarial example),
     # with the selection's seed

@@ -275,7 +275,7 @@ class CertifyPanel(QWidget):
         self.alpha_box.currentIndexChanged.connect(lambda _i: self._on_parameters_changed())
         for box in (self.n0_box, self.batch_box, self.seed_box):
             box.valueChanged.connect(lambda _v: self._mark_outdated())
-        self.run_button.clicked.connect(self.run)
+        self.run_button.clicked.connect(lambda: self.run())  # clicked(bool) must not reach run(subject)
         self.cancel_button.clicked.connect(lambda: self.ctx.cancel("certify"))
         self.load_button.clicked.connect(self._load_missing_model)
         self.accuracy_run.clicked.connect(self.run_accuracy)

@@ -66,8 +66,13 @@ class _Plot(pg.PlotWidget):
             legend.updateSize()
 
     def set_title(self, text: str) -> None:
-        """The title, a little larger than the axes' text (and scaled with it in lecture mode)."""
-        self.setTitle(text, color="k", size=f"{self._point_size * 1.2:.1f}pt")
+        """The title, a little larger than the axes' text (and scaled with it in lecture mode); lines
+        separated by <br> get the room they need."""
+        size = self._point_size * 1.2
+        self.setTitle(text, color="k", size=f"{size:.1f}pt")
+        height = int(QFontMetrics(_font(size)).height() * (text.count("<br>") + 1) + 10)
+        self.getPlotItem().titleLabel.setMaximumHeight(height)
+        self.getPlotItem().layout.setRowFixedHeight(0, height)
 
     def text_item(self, **options) -> pg.TextItem:
         item = pg.TextItem(**options)
@@ -360,7 +365,7 @@ class AccuracyPlot(_Plot):
         item.setLabel("bottom", "L2 radius r")
         item.setLabel("left", "certified accuracy")
         self.showGrid(x=True, y=True, alpha=0.2)
-        # no legend inside: the table under the plot names each colour (a legend would cover the curves)
+        # the colour key is the title's second line: a legend inside the plot would cover some curve
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.hint = self.text_item(color=(110, 110, 110), anchor=(0.5, 0.5))
         self.hint.setPos(0.5, 0.5)
@@ -369,18 +374,18 @@ class AccuracyPlot(_Plot):
         self.setMinimumWidth(220)
 
     def reset(self, names_and_colors: Sequence[tuple[str, str, QColor]], max_radius: float, title: str) -> None:
-        """One empty curve per model: (name as the rows call it, tooltip text, colour)."""
+        """One empty curve per model: (name as the rows call it, its text in the colour key, colour)."""
         for curve in self.curves.values():
             self.removeItem(curve)
         self.curves = {}
+        key = []
         for name, text, color in names_and_colors:
-            curve = self.plot([], [], pen=pg.mkPen(color, width=2.5))
-            curve.setToolTip(text)
-            self.curves[name] = curve
+            self.curves[name] = self.plot([], [], pen=pg.mkPen(color, width=2.5))
+            key.append(f"<span style='color:{QColor(color).name()}'>━ {text}</span>")
         self.setXRange(0, max(max_radius, 1e-3), padding=0.02)
         self.setYRange(0, 1.0, padding=0.02)
         self.hint.setPos(max(max_radius, 1e-3) / 2, 0.5)
-        self.set_title(title)
+        self.set_title(title + "<br>" + "&nbsp;&nbsp;".join(key))
         self.set_fonts(self._point_size)
 
     def set_hint(self, text: str) -> None:
