@@ -40,11 +40,12 @@ def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.T
 
 
 def _config(norm: str, eps: float, steps: int, relative_step: float, restarts: int, random_start: str,
-            loss: str, keep: str, target: str, target_class: int | None, seed: int) -> AttackConfig:
+            loss: str, keep: str, target: str, target_class: int | None, seed: int,
+            stop_at_success: bool = False) -> AttackConfig:
     return AttackConfig(norm=norm, eps=float(eps), steps=int(steps),
                         step_size=relative_step * float(eps) / max(1, int(steps)), restarts=int(restarts),
                         random_start=random_start, loss=loss, keep=keep, target=target,
-                        target_class=target_class, seed=seed).validate()
+                        target_class=target_class, seed=seed, stop_at_success=stop_at_success).validate()
 
 
 def _craft(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None,
@@ -132,8 +133,9 @@ def robustness_curves_job(models: Mapping[str, nn.Module], images: torch.Tensor,
         total = len(eps_values) * len(names) * n
         done = 0
         for eps in eps_values:
+            # an image once fooled stays non-robust (keep="best"): stop attacking it, same verdicts
             config = _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep,
-                             "untargeted", None, seed)
+                             "untargeted", None, seed, stop_at_success=keep == "best")
             for name in names:
                 model = models[name]
                 adversarial = yield from _craft(model, images, labels, None, config, batch_size, cancel,

@@ -320,3 +320,27 @@ def test_model_parameters_get_no_gradients():
     attack(model, random_images(2, 0), torch.tensor([0, 1]), AttackConfig(steps=3))
     pgd(model, random_images(2, 0), torch.tensor([0, 1]), eps=0.1, step_size=0.01, steps=3)
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("norm,eps,start", [("linf", 0.03, "none"), ("l2", 0.6, "uniform")])
+def test_stopping_at_success_keeps_the_verdicts(standard, test_batch, norm, eps, start):
+    x, y = test_batch
+    config = AttackConfig(norm=norm, eps=eps, steps=8, random_start=start, restarts=2)
+    full = attack(standard, x, y, config)
+    fast = attack(standard, x, y, config, stop_at_success=True)
+    assert torch.equal(full.success, fast.success)
+    assert torch.equal(fast.predicted, standard(fast.adversarial).argmax(1))
+    assert fast.perturbation_norm.max() <= eps + TOL
+    assert fast.adversarial.min() >= 0 and fast.adversarial.max() <= 1
+    # a frozen image stays put: after its first success every streamed iterate repeats it
+    events = list(run_job(attack_job(standard, x, y, AttackConfig(norm=norm, eps=eps, steps=8, random_start=start,
+                                                                  stop_at_success=True), snapshot_every=1),
+                          CancelToken()))
+    snaps = [e.image for e in events if isinstance(e, Snapshot)]
+    steps = [e.value for e in events if isinstance(e, Partial)]
+    assert len(snaps) == len(steps) == 9
+    for k in range(1, 9):
+        fooled = steps[k - 1].success
+        assert fooled.any() or k < 3
+        assert np.array_equal(snaps[k][fooled], snaps[k - 1][fooled])
+        assert (steps[k].success >= fooled).all()
