@@ -11,9 +11,10 @@ The lecture figure of randomized smoothing (Cohen et al. 2019, Fig. 1), computed
 - the base classifier f on a grid of the plane (one batched forward pass per chunk of points);
 - the smoothed classifier g(p) = argmax_c P[f(p + ε) = c], ε ~ N(0, σ²I), on a grid refined
   progressively (11×11, 21×21, 41×41, ...: each grid holds the previous one, so no point is ever
-  sampled twice) with n noise samples per point. Each point gets Cohen et al.'s PREDICT (Sec. 3.2,
-  Prop. 1): the top class, its count, and whether the two-sided binomial test of the top two counts
-  is significant at α (otherwise g abstains there);
+  sampled twice) with n noise samples per point, drawn by engine/smoothing.py's ``Smooth`` (the same
+  sampler CERTIFY uses). Each point gets Cohen et al.'s PREDICT (Sec. 3.2, Prop. 1): the top class,
+  its count, and whether the two-sided binomial test of the top two counts is significant at α
+  (otherwise g abstains there);
 - the noise cloud: samples x + ε projected onto the plane, at (⟨ε, u⟩, ⟨ε, v⟩), coloured by f(x + ε).
   In the plane the cloud has standard deviation σ, while ‖ε‖₂ ≈ σ√d: the projection hides almost all
   of the noise's length (the lecture point R = O(σ) ≪ ‖ε‖₂ = O(σ√d));
@@ -31,6 +32,7 @@ ImageItem expects.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -129,6 +131,16 @@ class Plane:
         return replace(self, origin=self.origin.to(device), u=self.u.to(device), v=self.v.to(device))
 
 
+@contextlib.contextmanager
+def _gradients_on():
+    """Autograd on, whatever the caller's mode: a job runs between other jobs' steps on the engine
+    thread, and a generator suspended inside ``torch.inference_mode()`` (which ``enable_grad`` does
+    not override) leaves that mode on for whoever runs next. Inputs are cloned inside, so they are
+    never inference tensors."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
 def _unit(t: torch.Tensor) -> tuple[torch.Tensor, float]:
     length = float(t.double().norm())
     return (t / length if length > _TINY else t), length
@@ -137,8 +149,8 @@ def _unit(t: torch.Tensor) -> tuple[torch.Tensor, float]:
 def loss_gradient(model, x: torch.Tensor, label: int) -> torch.Tensor:
     """∇_x of the cross-entropy of ``model`` at x for ``label`` (the direction the loss rises fastest)."""
     device = _device_of(model)
-    image = x.to(device).unsqueeze(0).requires_grad_(True)
-    with torch.enable_grad():
+    with _gradients_on():
+        image = x.to(device).unsqueeze(0).clone().requires_grad_(True)
         loss = F.cross_entropy(model(image), torch.tensor([int(label)], device=device))
         (grad,) = torch.autograd.grad(loss, image)
     return grad[0].detach().cpu()
@@ -466,7 +478,10 @@ class CertifiedDisk:
 def certify_job(model, image, *, sigma: float, n0: int = 100, n: int = 10_000, alpha: float = 0.001,
                 batch_size: int = 1000, seed: int = 0, smooth: Smooth | None = None):
     """CERTIFY (Cohen et al. 2019, Sec. 3.2) at x with engine/smoothing.py's ``Smooth``, as a job:
-    Progress per chunk, Finished(CertifiedDisk)."""
+    Progress before and after, Finished(CertifiedDisk); cancellable between chunks.
+
+    It does not yield between chunks: ``certify_steps`` is suspended inside ``torch.inference_mode()``
+    there, and yielding would hand that mode to the engine thread's other jobs."""
     _check_positive("σ", sigma)
     _check_alpha(alpha)
     x = _as_image(image)
@@ -474,11 +489,13 @@ def certify_job(model, image, *, sigma: float, n0: int = 100, n: int = 10_000, a
     def job(cancel: CancelToken):
         smoother = smooth or smoothing_of(model, sigma, x)
         generator = _generator(smoother.device, stream_seed(seed, "certify"))
+        yield Progress(0, n0 + n, f"certifying x (n = {n:,})")
+        certificate = None
         for update in smoother.certify_steps(x, n0, n, alpha, batch_size, generator):
-            cancel.check()
-            yield Progress(update.done, update.total, f"certifying x: {update.phase}")
-            if update.certificate is not None:
-                yield Finished(CertifiedDisk.from_certificate(update.certificate))
+            cancel.check()  # raising here closes certify_steps, ending its inference mode
+            certificate = update.certificate
+        yield Progress(n0 + n, n0 + n, f"certifying x (n = {n:,})")
+        yield Finished(CertifiedDisk.from_certificate(certificate))
 
     return job
 
@@ -546,9 +563,10 @@ def pgd_adversarial(model, image, label: int, *, eps: float, steps: int = 40, se
     _check_positive("ε", eps)
     x = _as_image(image)
     device = _device_of(model)
-    adversarial = pgd(model, x.to(device).unsqueeze(0), torch.tensor([int(label)], device=device), norm="l2",
-                      eps=float(eps), step_size=2.5 * eps / steps, steps=steps, random_start=False,
-                      generator=_generator(device, seed))
+    with _gradients_on():
+        adversarial = pgd(model, x.to(device).unsqueeze(0).clone(), torch.tensor([int(label)], device=device),
+                          norm="l2", eps=float(eps), step_size=2.5 * eps / steps, steps=steps, random_start=False,
+                          generator=_generator(device, seed))
     return adversarial[0].detach().cpu()
 
 

@@ -297,3 +297,28 @@ def test_certified_disk_holds_on_the_built_in_noise_model(zoo_model, fmnist_test
         for key in totals:
             totals[key] += getattr(check, key)
     assert totals["agreeing"] > totals["checked"] // 2  # most in-disk points are decided, not abstained
+
+
+def test_geometry_job_runs_while_another_job_holds_inference_mode():
+    """On the engine thread jobs take turns between yields; a generator suspended inside
+    ``torch.inference_mode()`` (a chunked sampler between chunks) leaves that mode on for the next
+    job. The slice still needs gradients (the plane's u, PGD) and must not fail."""
+    x, model, _ = linear_case(0.5)
+
+    def other_job():
+        with torch.inference_mode():
+            yield
+            yield
+
+    held = other_job()
+    next(held)
+    try:
+        assert torch.is_inference_mode_enabled()
+        request = geometry.GeometryRequest(sigma=SIGMA, base_size=11, smooth_size=11, n=20, certify_n=200,
+                                           attack_eps=0.8, cloud_samples=20, attack_n=50)
+        result = run_to_end(geometry.geometry_job(model, x, request))
+        assert result.plane.u_source == "attack" and result.attack.distance == pytest.approx(0.8, abs=1e-3)
+        assert geometry.plane_through(model, x).u_source == "gradient"
+    finally:
+        held.close()
+    assert not torch.is_inference_mode_enabled()
