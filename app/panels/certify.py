@@ -113,8 +113,7 @@ class CertifyPanel(QWidget):
         self.accuracy_rows: dict[str, list] = {}
         self._accuracy_started = 0.0
         self._accuracy_total = 0
-        self._accuracy_names: dict[str, str] = {}
-        self._accuracy_sigmas: dict[str, str] = {}
+        self._accuracy_sigmas: dict[str, str] = {}   # model key -> its σ as text (colour key, table)
         self._verdict_html = ""
         self._run_id = 0                      # events of an older run (cancelled, not replaced) are ignored
         self._stale = False                   # a selection arrived while the tab was hidden
@@ -650,7 +649,7 @@ class CertifyPanel(QWidget):
         params = self.params
         top = self._class_name(cert.top_class)
         self.histogram.show_counts(cert.counts, cert.n, cert.top_class, label,
-                                   f"All n = {cert.n:,} noise samples")
+                                   f"n = {cert.n:,} noise samples")
         self.radius_plot.set_point(cert.pA_lower, cert.radius, final=True)
         self.radius_plot.set_general(cert.pA_lower_simultaneous, cert.radius_general)
         confidence = f"{100 * (1 - cert.alpha):.6g}%"
@@ -741,12 +740,14 @@ class CertifyPanel(QWidget):
         stride = max(1, len(dataset) // count)
         positions = list(range(0, stride * count, stride))[:count]
         keys = [m.key for m in models]
-        self._accuracy_names = {m.key: f"σ = {m.meta.sigma:g}" for m in models}
-        self._accuracy_sigmas = {m.key: f"{m.meta.sigma:g}" for m in models}
+        sigmas = [f"{m.meta.sigma:g}" for m in models]
+        # two models at one σ (a built-in one and a file) are told apart by name
+        self._accuracy_sigmas = {m.key: text if sigmas.count(text) == 1 else f"{text} ({style.short_name(m)})"
+                                 for m, text in zip(models, sigmas)}
         top = max(max_certifiable_radius(m.meta.sigma, n, params.alpha) for m in models)
-        self.accuracy_plot.reset([(m.key, self._accuracy_names[m.key], QColor(ACCURACY_COLORS[i % len(ACCURACY_COLORS)]))
-                                  for i, m in enumerate(models)], top,
-                                 f"{count} images, n = {n:,}")
+        colors = [QColor(ACCURACY_COLORS[i % len(ACCURACY_COLORS)]) for i in range(len(models))]
+        self.accuracy_plot.reset([(m.key, self._accuracy_sigmas[m.key], color) for m, color in zip(models, colors)],
+                                 top, f"{count} images, n = {n:,}")
         self.accuracy_rows = {key: [] for key in keys}
         self._accuracy_total = count * len(keys)
         self._accuracy_started = time.monotonic()

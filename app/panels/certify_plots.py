@@ -191,7 +191,8 @@ class RadiusCurvePlot(_Plot):
         self.curve.setData(p_values, radii)
         self.ceiling.setValue(ceiling)
         self.ceiling_label.setText(f"ceiling σ Φ⁻¹(α^(1/n)) = {ceiling:.3f}\nfor n = {n:,}, α = {alpha:g}")
-        self._top = ceiling * 1.3
+        self._ceiling = ceiling
+        self._top = ceiling * 1.45  # room above the ceiling for its two-line label, lecture fonts included
         self.ceiling_label.setPos(self.X_RANGE[0] + 0.005, ceiling + self._top * 0.01)
         self.abstain_label.setPos((self.X_RANGE[0] + 0.5) / 2, self._top * 0.04)
         self.setXRange(*self.X_RANGE, padding=0)
@@ -235,9 +236,9 @@ class RadiusCurvePlot(_Plot):
         """The legend of the two marks, in the empty upper middle: above the curve, below the ceiling."""
         lines = [t for t in (self._point_text, self._general_text) if t]
         self.marker_label.setHtml("<br>".join(lines))
-        top = getattr(self, "_top", 1.0)
+        ceiling = getattr(self, "_ceiling", 1.0)
         self.marker_label.setAnchor((0, 0))
-        self.marker_label.setPos(0.515, top / 1.3 * 0.93)
+        self.marker_label.setPos(0.515, ceiling * 0.93)
 
 
 class NoiseVsRadius(QWidget):
@@ -381,11 +382,11 @@ class AccuracyPlot(_Plot):
         key = []
         for name, text, color in names_and_colors:
             self.curves[name] = self.plot([], [], pen=pg.mkPen(color, width=2.5))
-            key.append(f"<span style='color:{QColor(color).name()}'>━ {text}</span>")
+            key.append(f"<span style='color:{QColor(color).name()}'>━ {text}</span>")  # ━ 0.25
         self.setXRange(0, max(max_radius, 1e-3), padding=0.02)
         self.setYRange(0, 1.0, padding=0.02)
         self.hint.setPos(max(max_radius, 1e-3) / 2, 0.5)
-        self.set_title(title + "<br>" + "&nbsp;&nbsp;".join(key))
+        self.set_title(title + "<br>σ:&nbsp;" + "&nbsp;&nbsp;".join(key))
         self.set_fonts(self._point_size)
 
     def set_hint(self, text: str) -> None:
