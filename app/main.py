@@ -5,7 +5,7 @@
     robustlens --dataset mnist --select 42       start on an image
     robustlens --model my.pt                     add a checkpoint to the loaded models
     robustlens --screenshot out.png [--select 7] [--tab Certify] [--lecture] [--size 1440x920]
-                                    [--run] [--settle]
+                                    [--run] [--settle] [--delay S]
                                                  start offscreen, wait for the first predictions
                                                  (--run: then press F5 on the tab; --settle: then
                                                  wait for every job to end), save the window, exit 0
@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --screenshot: run the shown tab's job (as F5 does) after the first predictions")
     parser.add_argument("--settle", action="store_true",
                         help="with --screenshot: wait until every engine job has finished before saving")
+    parser.add_argument("--delay", type=float, default=0.0, metavar="S",
+                        help="with --screenshot: wait this many more seconds before saving (a job mid-run)")
     parser.add_argument("--size", default=None, metavar="WxH",
                         help="window size for --screenshot (default 1440x920, 1920x1080 in lecture mode)")
     parser.add_argument("--timeout", type=float, default=300.0, metavar="S",
@@ -122,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         app.quit()
 
     def timed_out() -> None:
-        print(f"robustlens: error: no predictions after {args.timeout:g} s", file=sys.stderr)
+        running = ", ".join(h.label for h in window.engine.active_jobs())
+        what = f"jobs still running after {args.timeout:g} s: {running}" if running and window._first_done \
+            else f"no predictions after {args.timeout:g} s"
+        print(f"robustlens: error: {what}", file=sys.stderr)
         window.close()
         app.quit()
 
@@ -141,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.run:
             window.request_run()
         # let late paints (status bar, tabs) land before grabbing
+        pause = 400 + int(1000 * args.delay)
         if args.settle:
-            QTimer.singleShot(300, lambda: when_idle(lambda: QTimer.singleShot(400, save)))
+            QTimer.singleShot(300, lambda: when_idle(lambda: QTimer.singleShot(pause, save)))
         else:
-            QTimer.singleShot(400, save)
+            QTimer.singleShot(pause, save)
 
     window.firstPredictions.connect(first_predictions)
     window.engine.jobFailed.connect(failed)

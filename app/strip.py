@@ -144,7 +144,7 @@ class ImageStrip(QWidget):
                 self.predictions[slot] = dict(predictions)
                 self._refresh_bars(slot)
             elif live:
-                self.predictions[slot] = {key: "predictions when the job finishes" for key in self.ctx.model_keys()}
+                self.predictions[slot] = {key: "predicted when done" for key in self.ctx.model_keys()}
                 self._refresh_bars(slot)
             else:
                 self._request_predictions(slot)

@@ -27,6 +27,7 @@ from PySide6.QtCore import QElapsedTimer, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 import robustlens.app  # noqa: E402,F401 - the app's process-wide fixes
+from robustlens.app import engine_thread  # noqa: E402
 from robustlens.app.window import MainWindow  # noqa: E402
 from robustlens.engine.attacks import pgd_steps  # noqa: E402
 from robustlens.engine.jobs import Finished, Partial, Progress, Snapshot  # noqa: E402
@@ -127,7 +128,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each heavy job")
     parser.add_argument("--batch", type=int, default=1000, help="noise samples per batch (certify)")
     parser.add_argument("--images", type=int, default=256, help="images attacked at once (pgd)")
+    parser.add_argument("--niceness", type=int, default=None,
+                        help="the engine thread's added niceness (default: the app's, "
+                             f"{engine_thread.ENGINE_NICENESS}); 0 to compare without it")
+    parser.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads before starting")
     args = parser.parse_args()
+    if args.niceness is not None:
+        engine_thread.ENGINE_NICENESS = args.niceness
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     import tempfile
 
@@ -156,7 +165,7 @@ def main() -> None:
                 window.ctx.set_strip_image("adversarial", event.image, "PGD (benchmark)", live=True)
 
         print(f"device {window.engine.device}, torch threads {torch.get_num_threads()}, "
-              f"CPU cores {os.cpu_count()}, model {key}")
+              f"CPU cores {os.cpu_count()}, engine niceness +{engine_thread.ENGINE_NICENESS}, model {key}")
         print(f"{'job':<34}{'ticks':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}   throughput")
         runs = [("idle (no job)", None),
                 (f"certify-like, batch {args.batch}", certify_like(key, dataset.images[:1], args.seconds, args.batch)),
