@@ -256,10 +256,11 @@ class AttackResult:
     """Outcome of an attack on N images (tensors on the CPU).
 
     ``logits`` are the attacked classifier's on the adversarial images (for a smoothed attack: log of
-    the Monte-Carlo mean softmax, so ``probabilities`` are the smoothed soft scores). ``classes`` are
-    what the loss referred to: the true labels, or the targets when targeted. ``success``: predicted
-    ≠ label (untargeted) or predicted = target (targeted). ``judgments``: predictions of other models
-    on the adversarial images, when asked for (:func:`judge`).
+    the Monte-Carlo mean softmax, so ``probabilities`` are the smoothed soft scores). ``targets``:
+    the target classes (None when untargeted); ``loss`` the attack loss of the returned iterate,
+    w.r.t. the target when targeted. ``success``: predicted ≠ label (untargeted) or predicted =
+    target (targeted). ``judgments``: name -> :class:`Judgment` of other models on the adversarial
+    images, when asked for (:func:`judge`).
     """
     original: torch.Tensor
     adversarial: torch.Tensor
