@@ -657,6 +657,10 @@ class MainWindow(QMainWindow):
             finally:
                 self._status_timer.stop()
                 self._stop_engine()
+                if self.ctx.lecture_mode:  # the application font is process-wide: hand it back unscaled
+                    font = QFont(QApplication.instance().font())
+                    font.setPointSizeF(style.base_point_size())
+                    QApplication.instance().setFont(font)
         super().closeEvent(event)
 
     def _stop_engine(self) -> None:
