@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-                               QPushButton, QSizePolicy, QSlider, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout,
+                               QLabel, QPushButton, QScrollArea, QSizePolicy, QSlider, QSpinBox, QSplitter,
+                               QVBoxLayout, QWidget)
 
 from robustlens.engine.attacks import AttackConfig, attack_job, judge, perturbation_norm
 from robustlens.engine.jobs import Aborted, Failed, Finished, Partial, Progress, Snapshot
@@ -387,9 +388,22 @@ class AttackPanel(QWidget):
         column.setSpacing(6)
         column.addLayout(form)
         column.addLayout(buttons)
-        column.addWidget(self.status)
-        column.addWidget(self.table_note)
-        column.addStretch(1)
+        # the running numbers and the verdict's explanation take the room left under the controls and
+        # scroll there when it is short (lecture mode), rather than squeezing the controls
+        texts = QWidget()
+        texts_column = QVBoxLayout(texts)
+        texts_column.setContentsMargins(0, 0, 4, 0)
+        texts_column.setSpacing(6)
+        texts_column.addWidget(self.status)
+        texts_column.addWidget(self.table_note)
+        texts_column.addStretch(1)
+        self.texts = QScrollArea()
+        self.texts.setWidget(texts)
+        self.texts.setWidgetResizable(True)
+        self.texts.setFrameShape(QFrame.Shape.NoFrame)
+        self.texts.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.texts.setMinimumHeight(3 * self.status.fontMetrics().height())
+        column.addWidget(self.texts, 1)
 
         self.loss_plot = StepCurve("loss", {"loss": ("loss", LOSS_COLOR, False)})
         self.loss_plot.setObjectName("attack-loss")

@@ -40,6 +40,7 @@ class Plot(pg.PlotWidget):
         for axis in ("left", "bottom"):
             self.getAxis(axis).setTextPen("k")
             self.getAxis(axis).setPen("k")
+            self.getAxis(axis).enableAutoSIPrefix(False)  # ε = 0.05 stays 0.05, not "50 (×0.001)"
         self._point_size = style.base_point_size()
         self.set_fonts(self._point_size)
 
@@ -54,11 +55,17 @@ class Plot(pg.PlotWidget):
         for axis in ("left", "bottom"):
             self.getAxis(axis).setStyle(tickFont=font)
             self.getAxis(axis).label.setFont(font)
-        self.getPlotItem().titleLabel.item.setFont(font)
+        # the title and legend labels carry their size in their HTML (pyqtgraph's 11pt / 9pt defaults)
+        size = f"{point_size:.1f}pt"
+        title = self.getPlotItem().titleLabel
+        title.opts["size"] = f"{point_size * 1.15:.1f}pt"
+        if title.text:
+            title.setText(title.text)
         legend = self.getPlotItem().legend
         if legend is not None:
+            legend.opts["labelTextSize"] = size
             for _sample, label in legend.items:
-                label.item.setFont(font)
+                label.setText(label.text, size=size)
             legend.updateSize()
 
 
@@ -153,14 +160,19 @@ class RobustnessPlot(Plot):
     """Robust accuracy against ε, one curve (with a dot per computed ε) per model, growing as the
     points arrive."""
 
+    TOP = 1.38  # the y axis goes past 1 to leave room for the legend
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         item = self.getPlotItem()
         item.setLabel("left", "robust accuracy")
         self.showGrid(x=True, y=True, alpha=0.2)
-        self.legend = self.addLegend(offset=(-8, 8), labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 220))
+        # the legend sits in three columns in headroom above accuracy 1, where no curve can go
+        self.legend = self.addLegend(offset=(60, 4), labelTextColor="k", colCount=3,
+                                     brush=pg.mkBrush(255, 255, 255, 220))
+        self.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0, 0.2, 0.4, 0.6, 0.8, 1.0)]])
         self.curves: dict[str, pg.PlotDataItem] = {}
-        self.setYRange(0, 1.0, padding=0.02)
+        self.setYRange(-0.03, self.TOP, padding=0)
         self.setMinimumSize(300, 220)
         self.set_fonts(self._point_size)
 
@@ -177,7 +189,7 @@ class RobustnessPlot(Plot):
         self.getPlotItem().setLabel("bottom", x_label)
         top = max(eps_values) if len(eps_values) else 1.0
         self.setXRange(min(0.0, min(eps_values, default=0.0)), top if top > 0 else 1.0, padding=0.03)
-        self.setYRange(0, 1.0, padding=0.02)
+        self.setYRange(-0.03, self.TOP, padding=0)
         self.setTitle(title, color="k")
         self.set_fonts(self._point_size)
 
@@ -296,7 +308,7 @@ class TransferMatrixTable(QTableWidget):
             column = QTableWidgetItem(f"judged by\n{label}")
             column.setToolTip(f"judged by {tips[i]}")
             self.setHorizontalHeaderItem(i, column)
-            row = QTableWidgetItem(f"crafted on\n{label}")
+            row = QTableWidgetItem(f"crafted on {label}")
             row.setToolTip(f"adversarial examples crafted on {tips[i]}")
             self.setVerticalHeaderItem(i, row)
         for r in range(len(names)):
