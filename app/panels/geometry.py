@@ -92,8 +92,8 @@ class SliceFigure(pg.GraphicsLayoutWidget):
             ring = pg.PlotCurveItem(pen=DISK_PEN)
             plot.addItem(halo)
             plot.addItem(ring)
-            origin = pg.ScatterPlotItem(symbol="o", size=11, brush=pg.mkBrush("w"), pen=pg.mkPen("k", width=2))
-            attack = pg.ScatterPlotItem(symbol="star", size=24, brush=pg.mkBrush("#ffe600"),
+            origin = pg.ScatterPlotItem(symbol="o", size=11, useCache=False, brush=pg.mkBrush("w"), pen=pg.mkPen("k", width=2))
+            attack = pg.ScatterPlotItem(symbol="star", size=24, useCache=False, brush=pg.mkBrush("#ffe600"),
                                         pen=pg.mkPen("k", width=1.6))
             plot.addItem(origin)
             plot.addItem(attack)
@@ -110,8 +110,9 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         # same view on both maps: x and y linked would fight the locked aspect ratio, so link y and
         # let the aspect lock give x (the two plots have the same size)
         self.plots["g"].setYLink(self.plots["f"])
-        # a white rim keeps every draw visible on every region colour, its fill is the draw's vote
-        self.cloud = pg.ScatterPlotItem(size=7, pen=pg.mkPen(255, 255, 255, 230, width=1.0))
+        # a white rim keeps every draw visible on every region colour, its fill is the draw's vote;
+        # no symbol cache: drawn as paths, the points stay vectors in an SVG export
+        self.cloud = pg.ScatterPlotItem(size=7, useCache=False, pen=pg.mkPen(255, 255, 255, 230, width=1.0))
         self.cloud.setZValue(10)
         self.plots["f"].addItem(self.cloud)
         self.legend = pg.LegendItem(colCount=10, labelTextColor="k", labelTextSize="9pt")
