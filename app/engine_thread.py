@@ -25,6 +25,7 @@ import itertools
 import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -33,7 +34,7 @@ import torch
 from PySide6.QtCore import QObject, QThread, Qt, QTimer, Signal, Slot
 
 from robustlens.engine.jobs import (Aborted, CancelToken, Failed, Finished, Partial, Progress,
-                                    Snapshot, run_job)
+                                    Snapshot, describe_error, run_job)
 from robustlens.engine.models import default_device, load_checkpoint, load_model, zoo_file, zoo_names
 
 TERMINAL = (Finished, Failed, Aborted)
@@ -202,6 +203,9 @@ class EngineWorker(QObject):
                 if time.monotonic() >= deadline:
                     self._jobs.append(job)
                     break
+        except Exception as error:  # noqa: BLE001 - run_job catches the job's own errors; this is ours
+            job.events.close()
+            self.event.emit(job.id, Failed(describe_error(error), traceback.format_exc()))
         finally:
             job.grad_enabled = torch.is_grad_enabled()
             torch.set_grad_enabled(outer_grad)
@@ -391,8 +395,6 @@ class Engine(QObject):
             try:
                 handle.on_event(event)
             except Exception:  # noqa: BLE001 - a drawing bug must not stop the job bookkeeping
-                import traceback
-
                 details = traceback.format_exc()
                 self._fail(handle, Failed(f"drawing the result of '{handle.label}' failed: "
                                           f"{details.strip().splitlines()[-1]}", details))

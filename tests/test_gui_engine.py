@@ -270,3 +270,19 @@ def test_many_signal_emits_do_not_exhaust_the_singletons(qtbot):
     assert len(received) == 20_000
     if sys.version_info < (3, 12):
         assert sys.getrefcount(True) > 1 << 39 and before - sys.getrefcount(True) <= 20_000
+
+
+def test_a_drawing_error_is_reported_and_stops_its_job(engine, qtbot):
+    failures = []
+    engine.jobFailed.connect(lambda handle, failure: failures.append(failure.message))
+
+    def draw(event):
+        if isinstance(event, Progress):
+            raise KeyError("no such bar")
+
+    handle = engine.submit("draw", slow_job(1000, 0.01), on_event=draw, label="a job drawn badly")
+    qtbot.waitUntil(lambda: handle.state == "failed", timeout=5000)
+    assert failures and "a job drawn badly" in failures[0] and "no such bar" in failures[0]
+    assert handle.token.cancelled
+    following = engine.submit("draw", slow_job(2, 0.01, result="fine"))
+    qtbot.waitUntil(lambda: following.state == "finished", timeout=5000)
