@@ -242,3 +242,36 @@ def test_parse_eps_list():
     for bad in ("", "-0.1", "nan", "a"):
         with pytest.raises(ValueError):
             parse_eps_list(bad)
+
+
+def test_experiments_settings_round_trip(window, tmp_path):
+    panel = window.panels["Experiments"]
+    curves, matrix = panel.sections["Robust accuracy vs ε"], panel.sections["Transfer matrix"]
+    curves.norm_box.setCurrentIndex(curves.norm_box.findData("l2"))
+    curves.eps_edit.setText("0, 0.75, 2")
+    curves.eps_edit.editingFinished.emit()
+    curves.steps_box.setValue(7)
+    matrix.norm_box.setCurrentIndex(matrix.norm_box.findData("l2"))
+    matrix.eps_box.setValue(2.5)
+    matrix.target_box.setCurrentIndex(matrix.target_box.findData("next"))
+    panel.show_section("Transfer matrix")
+    settings = QSettings(str(tmp_path / "experiments.ini"), QSettings.Format.IniFormat)
+    settings.beginGroup("panels/Experiments")
+    panel.save_settings(settings)
+    settings.endGroup()
+    settings.sync()
+
+    fresh = QSettings(str(tmp_path / "experiments.ini"), QSettings.Format.IniFormat)
+    curves.eps_edit.setText("0.3")
+    curves.norm_box.setCurrentIndex(curves.norm_box.findData("linf"))
+    matrix.norm_box.setCurrentIndex(matrix.norm_box.findData("linf"))
+    matrix.target_box.setCurrentIndex(0)
+    panel.show_section("Robust accuracy vs ε")
+    fresh.beginGroup("panels/Experiments")
+    panel.restore_settings(fresh)
+    assert curves.norm_box.currentData() == "l2"
+    assert parse_eps_list(curves.eps_edit.text()) == [0.0, 0.75, 2.0]
+    assert curves.steps_box.value() == 7
+    assert matrix.norm_box.currentData() == "l2" and matrix.eps_box.value() == pytest.approx(2.5)
+    assert matrix.target_box.currentData() == "next"
+    assert panel.current_section() is matrix
