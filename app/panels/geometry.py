@@ -119,6 +119,7 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.addItem(self.legend, row=1, col=0)
         self._maps = maps
         self._legend_samples: list = []
+        self.title_points = 11.0
         self.set_classes(())
 
     def resizeEvent(self, event) -> None:
@@ -224,11 +225,14 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         brushes = [pg.mkBrush(class_color(int(c))) for c in cloud.classes]
         self.cloud.setData(cloud.coordinates[:, 0], cloud.coordinates[:, 1], brush=brushes)
 
-    def set_titles(self, f_title: str, g_title: str) -> None:
-        self.plots["f"].setTitle(f_title, color="k", size="11pt")
-        self.plots["g"].setTitle(g_title, color="k", size="11pt")
+    def set_titles(self, f_title: str | None = None, g_title: str | None = None) -> None:
+        for key, title in (("f", f_title), ("g", g_title)):
+            if title is not None:
+                self.plots[key].setTitle(title, color="k", size=f"{self.title_points:.0f}pt")
 
     def set_font_size(self, points: float) -> None:
+        self.title_points = points * 1.2
+        self.set_titles(*(self.plots[key].titleLabel.text or None for key in ("f", "g")))
         font = QFont()
         font.setPointSizeF(points)
         for plot in self.plots.values():
@@ -499,10 +503,9 @@ class GeometryPanel(QWidget):
             request = self._request
             done = int(value.computed.sum())
             level = f"{value.size}×{value.size}" + (f" ({done}/{value.size ** 2})" if done < value.size ** 2 else "")
-            self.figure.plots["g"].setTitle(
-                f"smoothed g · σ={value.sigma:g}, n={value.n}, α={value.alpha:g} · grid {level}"
-                + ("" if request is None or value.size == request.smooth_size else " · refining"),
-                color="k", size="11pt")
+            self.figure.set_titles(g_title=f"smoothed g · σ={value.sigma:g}, n={value.n}, α={value.alpha:g} · "
+                                           f"grid {level}" + ("" if request is None or value.size == request.smooth_size
+                                                              else " · refining"))
         self._update_summary()
 
     def _update_summary(self) -> None:
