@@ -339,9 +339,11 @@ class Smooth:
         buffer = torch.empty((chunk,) + image.shape[1:], device=self.device)
         sub = self.forward_batch or chunk
         remaining = num
-        with torch.inference_mode():
-            while remaining > 0:
-                size = min(chunk, remaining)
+        while remaining > 0:
+            size = min(chunk, remaining)
+            # inference mode per chunk, never across the yield: jobs share the engine thread, and a
+            # generator suspended inside inference_mode would leave it on for every other job
+            with torch.inference_mode():
                 batch = buffer[:size]
                 batch.normal_(0.0, self.sigma, generator=generator)  # in place: no new noise tensor per chunk
                 batch.add_(image)
@@ -349,8 +351,8 @@ class Smooth:
                 for start in range(0, size, sub):
                     predictions = forward(batch[start:start + sub]).argmax(1)
                     counts += torch.bincount(predictions, minlength=self.num_classes)
-                remaining -= size
-                yield counts.cpu().numpy()
+            remaining -= size
+            yield counts.cpu().numpy()
 
     def sample_counts(self, x, num: int, batch_size: int, generator=None) -> np.ndarray:
         """Class counts of ``num`` noisy draws (int64 array of length num_classes)."""
