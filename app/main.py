@@ -87,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         window.tabs.setCurrentIndex(matches[0])
 
-    # Ctrl+C in the terminal closes the window cleanly (Python handles signals only between Qt events)
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    # Ctrl+C in the terminal (or `timeout`'s SIGTERM) closes the window cleanly: settings saved, engine
+    # thread stopped (Python handles signals only between Qt events, hence the heartbeat below)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: window.close())
     heartbeat = QTimer()
     heartbeat.timeout.connect(lambda: None)
     heartbeat.start(250)
