@@ -79,9 +79,12 @@ def test_reconstruction_fills_both_strip_slots_and_the_distance_falls(window, qt
         reported = float(panel.final[slot].distances[0])
         assert distance == pytest.approx(reported, rel=1e-3, abs=1e-4)  # the strip shows what was measured
         assert distance < 0.95 * from_seed  # the inversion moved towards g(x) (slowly, for a robust model)
-        curve = panel.plot.curve_data(key)
-        assert len(curve) == 26 and curve[-1] < curve[0]
+        curve, lowest = panel.plot.curve_data(key), panel.plot.curve_data(key, lowest=True)
+        assert len(curve) == len(lowest) == 26 and curve[-1] < curve[0]
         assert curve[0] == pytest.approx(from_seed, rel=1e-3)
+        # the bold curve is the running minimum, and it ends at the distance of the image shown
+        np.testing.assert_allclose(lowest, np.minimum.accumulate(curve), rtol=1e-6)
+        assert lowest[-1] == pytest.approx(reported, rel=1e-3)
         # every loaded model judged the final reconstruction, and its probabilities sum to one
         for probs in strip.predictions[slot].values():
             assert abs(float(np.sum(probs)) - 1) < 1e-4

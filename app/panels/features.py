@@ -100,7 +100,8 @@ class FeaturesPanel(QWidget):
         self.final: dict[str, object] = {}         # role -> InversionResult of a finished run
         self.seed_image = None
         self.seed_index: int | None = None         # position of the seed in the dataset (−1: noise)
-        self.curves: dict[str, list] = {}
+        self.curves: dict[str, list] = {}          # model key -> d at each step so far
+        self.lowest: dict[str, list] = {}          # model key -> lowest d so far, at each step
         self.prediction_rows: dict[str, list] = {}  # column -> PredictionRow list shown
         self._run_id = 0
         self._stale = False
@@ -189,7 +190,7 @@ class FeaturesPanel(QWidget):
 
         # the images, one column each, and the distance curves beside them
         self.columns: dict[str, ImageColumn] = {
-            "seed": ImageColumn("Seed x₀\nwhere x_r starts", "The seed appears here when a run starts"),
+            "seed": ImageColumn("Seed x₀\n(the start)", "The seed appears here when a run starts"),
             "original": ImageColumn("Original x\ntarget: g(x)", "Click a thumbnail"),
             "robust": ImageColumn(f"{ROLE_TITLE['robust']}\nreconstruction", "Press F5 to reconstruct",
                                   ROLE_COLOR["robust"]),
@@ -354,7 +355,7 @@ class FeaturesPanel(QWidget):
         self.last_step = {}
         self.seed_image = None
         self.seed_index = None
-        self.curves = {}
+        self.curves, self.lowest = {}, {}
         self.prediction_rows = {}
         for name, column in self.columns.items():
             column.clear()
@@ -428,11 +429,15 @@ class FeaturesPanel(QWidget):
                                     pool=pool if mode != "noise" else None, labels=torch.tensor([label]),
                                     own_indices=torch.tensor([own]) if own is not None else None)
             curves = {key: [] for key in models}
+            lowest = {key: [] for key in models}  # the running minimum: the d of the iterate shown
             for event in inner(cancel):
                 if isinstance(event, Partial) and event.kind == "distance":
-                    curves[event.value["model"]].append(event.value["mean"])
+                    key, d = event.value["model"], event.value["mean"]
+                    curves[key].append(d)
+                    lowest[key].append(min(d, lowest[key][-1]) if lowest[key] else d)
                     # a complete state, not a delta: the engine thread keeps only the latest per 40 ms
-                    yield Partial("curves", {key: list(values) for key, values in curves.items()})
+                    yield Partial("curves", {"d": {k: list(v) for k, v in curves.items()},
+                                             "lowest": {k: list(v) for k, v in lowest.items()}})
                 elif isinstance(event, Snapshot) and event.kind == "seed":
                     indices = event.info.get("seed_indices") or [-1]
                     yield Partial("seed", {"image": event.image, "index": int(indices[0]), "mode": mode})
@@ -480,7 +485,9 @@ class FeaturesPanel(QWidget):
             self.columns[role].set_color(color)
             self.columns[role].set_title(f"{ROLE_TITLE[role]}\n{self._display_name(key).split(' (')[0]}")
             self.columns[role].view.set_hint("starting…")
-            series.append((key, f"{ROLE_TITLE[role].lower()}: {self._display_name(key)}", color))
+            self.columns[role].set_prediction_note("predictions when done")
+            # short names: the legend sits under a narrow plot; the column titles name the models
+            series.append((key, ROLE_TITLE[role].lower(), color))
         self.plot.reset(series, params.steps)
         self._show_extra_column()
 
@@ -498,12 +505,12 @@ class FeaturesPanel(QWidget):
         elif isinstance(event, Partial) and event.kind == "seed":
             self._show_seed(event.value)
         elif isinstance(event, Partial) and event.kind == "curves":
-            self.curves = event.value
-            for key, values in event.value.items():
-                self.plot.set_curve(key, values)
-            step = max((len(v) for v in event.value.values()), default=1) - 1
+            self.curves, self.lowest = event.value["d"], event.value["lowest"]
+            for key, values in self.curves.items():
+                self.plot.set_curve(key, values, self.lowest.get(key))
+            step = max((len(v) for v in self.curves.values()), default=1) - 1
             self.status.setText(f"step {step} / {self.params.steps} · " + " · ".join(
-                f"{self._display_name(key)}: d = {values[-1]:.3g}" for key, values in event.value.items() if values))
+                f"{self._display_name(key)}: d = {values[-1]:.3g}" for key, values in self.curves.items() if values))
         elif isinstance(event, Snapshot) and event.kind.startswith("reconstruction:"):
             self._show_snapshot(event)
         elif isinstance(event, Finished):
@@ -553,7 +560,6 @@ class FeaturesPanel(QWidget):
             images[role] = inversion.images
             distance = float(inversion.distances[0])
             start = inversion.curve[0] if inversion.curve else float("nan")
-            self.plot.set_curve(key, inversion.curve)
             self.columns[role].set_image(inversion.images, f"d = {distance:.3g} (seed: {start:.3g})")
             if role in ("robust", "non_robust"):
                 self.ctx.set_strip_image(role, inversion.images, f"{self._display_name(key)} · {params.steps} steps"
@@ -618,7 +624,7 @@ class FeaturesPanel(QWidget):
         size = style.base_point_size() * (style.LECTURE_FONT_SCALE if on else 1.0)
         self.plot.set_fonts(size)
         for column in self.columns.values():
-            column.set_image_minimum(168 if on else 112)
+            column.set_image_minimum(112 if on else 84)
 
     def save_settings(self, settings) -> None:
         params = self.current_params()

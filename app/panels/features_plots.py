@@ -108,11 +108,15 @@ class DistancePlot(pg.PlotWidget):
             self.getAxis(axis).setPen("k")
         item.setLabel("bottom", "step")
         item.setLabel("left", DISTANCE_LABEL)
-        self.setTitle("Representation distance d", color="k")  # short: a long title widens the plot
-        # top right: the curves start near 1 and fall to the right, so that corner is empty by then
-        self.legend = item.addLegend(offset=(-8, 8), labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 220))
-        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.title = "Representation distance d"  # short: a long title widens the plot past its widget
+        self.setTitle(self.title, color="k", size=f"{style.base_point_size() * 1.1:.1f}pt")
+        # below the axes, in two columns: inside the plot it would hide the curves it names
+        self.legend = pg.LegendItem(colCount=2, labelTextColor="k", verSpacing=-6, horSpacing=4)
+        item.layout.addItem(self.legend, 4, 1)
+        self.curves: dict[str, pg.PlotDataItem] = {}   # d at each step
+        self.lowest: dict[str, pg.PlotDataItem] = {}   # lowest d so far
         self.names: dict[str, str] = {}
+        self._faint_sample = pg.PlotDataItem([], [], pen=pg.mkPen(QColor(110, 110, 110), width=1))
         self._steps = 1
         self.setMinimumSize(220, 200)
         self._point_size = style.base_point_size()
@@ -123,29 +127,39 @@ class DistancePlot(pg.PlotWidget):
 
     def reset(self, series: list[tuple[str, str, QColor]], steps: int) -> None:
         """New curves ``(key, legend name, colour)`` for a run of ``steps`` steps (the x axis spans them
-        from the start, so the curves grow to the right)."""
-        for curve in self.curves.values():
+        from the start, so the curves grow to the right). Each model gets a faint line, d at every step
+        (with a constant α it zigzags once it is within about α of the optimum), and a bold one, the
+        lowest d so far: the iterate the panel shows."""
+        for curve in list(self.curves.values()) + list(self.lowest.values()):
             self.removeItem(curve)
         self.legend.clear()
-        self.curves, self.names = {}, {}
+        self.curves, self.lowest, self.names = {}, {}, {}
         for key, name, color in series:
-            curve = self.plot([], [], pen=pg.mkPen(QColor(color), width=2.5), name=name)
-            self.curves[key] = curve
+            faint = QColor(color)
+            faint.setAlpha(90)
+            self.curves[key] = self.plot([], [], pen=pg.mkPen(faint, width=1))
+            self.lowest[key] = self.plot([], [], pen=pg.mkPen(QColor(color), width=2.5))
+            self.legend.addItem(self.lowest[key], name)
             self.names[key] = name
+        if series:
+            self.legend.addItem(self._faint_sample, "faint: each step")
         self._steps = max(1, int(steps))
         self.setXRange(0, self._steps, padding=0.02)
         self.enableAutoRange(axis="y")
         self._apply_legend_font()
 
-    def set_curve(self, key: str, values: Sequence[float]) -> None:
+    def set_curve(self, key: str, values: Sequence[float], lowest: Sequence[float] | None = None) -> None:
         curve = self.curves.get(key)
         if curve is None:
             return
         y = np.maximum(np.asarray(values, dtype=np.float64), SMALLEST_SHOWN)
         curve.setData(np.arange(len(y)), y)
+        if lowest is not None:
+            y = np.maximum(np.asarray(lowest, dtype=np.float64), SMALLEST_SHOWN)
+            self.lowest[key].setData(np.arange(len(y)), y)
 
-    def curve_data(self, key: str) -> np.ndarray:
-        curve = self.curves.get(key)
+    def curve_data(self, key: str, lowest: bool = False) -> np.ndarray:
+        curve = (self.lowest if lowest else self.curves).get(key)
         if curve is None or curve.yData is None:
             return np.zeros(0)
         return np.asarray(curve.yData)
@@ -156,11 +170,12 @@ class DistancePlot(pg.PlotWidget):
         for axis in ("left", "bottom"):
             self.getAxis(axis).setStyle(tickFont=font)
             self.getAxis(axis).label.setFont(font)
-        self.getPlotItem().titleLabel.item.setFont(font)
+        self.setTitle(self.title, color="k", size=f"{point_size * 1.1:.1f}pt")
         self._apply_legend_font()
 
     def _apply_legend_font(self) -> None:
-        font = _font(self._point_size)
+        size = f"{self._point_size:.1f}pt"
+        self.legend.setLabelTextSize(size)
         for _sample, label in self.legend.items:
-            label.item.setFont(font)
+            label.setText(label.text, size=size)
         self.legend.updateSize()
