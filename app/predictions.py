@@ -147,9 +147,16 @@ class PredictionBars(QWidget):
             if self._true_label is not None and best != self._true_label and 0 <= self._true_label < len(probs):
                 text += f"  (true {probs[self._true_label]:.0%})"
             text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, int(bar_width) - 8)
-            # dark text on light track, light text over a long fill: readable either way
-            painter.setPen(QColor("white") if p > 0.55 else palette.color(QPalette.ColorRole.WindowText))
-            painter.drawText(track.adjusted(5, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, text)
+            # white over the fill, dark over the empty track: readable wherever the bar ends
+            filled = QRectF(track.left(), track.top(), track.width() * p, track.height())
+            for clip, pen in ((filled, QColor("white")),
+                              (QRectF(filled.right(), track.top(), track.right() - filled.right(), track.height()),
+                               palette.color(QPalette.ColorRole.WindowText))):
+                painter.save()
+                painter.setClipRect(clip)
+                painter.setPen(pen)
+                painter.drawText(track.adjusted(5, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, text)
+                painter.restore()
 
 
 class PredictionChart(pg.PlotWidget):
