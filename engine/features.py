@@ -839,16 +839,20 @@ def train_standard_job(dataset: Dataset, settings: ExperimentSettings, *, epochs
 def evaluate_job(model, test: Dataset, settings: ExperimentSettings) -> JobFactory:
     """Clean accuracy on ``test`` and PGD robust accuracy at each ε on its first ``eval_images`` images,
     in chunks of ``eval_batch`` (cancellable between chunks). Finished({"clean_accuracy",
-    "robust_accuracy": {str(ε): accuracy}})."""
+    "robust_accuracy": {str(ε): accuracy}, "confusion": counts[true class][predicted class] on the clean
+    test set}) — the confusion shows *what* a model trained on D_det predicts: y, or y + 1."""
     def job(cancel: CancelToken):
         device = _device(model)
+        classes = len(test.classes)
+        confusion = torch.zeros(classes * classes, dtype=torch.long)
         with torch.no_grad():
-            correct = 0
             for start in range(0, len(test), 1000):
                 cancel.check()
                 x, y = test.images[start:start + 1000].to(device), test.labels[start:start + 1000].to(device)
-                correct += (model(x).argmax(1) == y).sum().item()
-        clean = correct / max(1, len(test))
+                predicted = model(x).argmax(1)
+                confusion += torch.bincount((y * classes + predicted).cpu(), minlength=classes * classes)
+        confusion = confusion.view(classes, classes)
+        clean = confusion.diag().sum().item() / max(1, len(test))
         robust_images = min(settings.eval_images, len(test))
         chunks = math.ceil(robust_images / settings.eval_batch)
         robust = {}
@@ -867,7 +871,7 @@ def evaluate_job(model, test: Dataset, settings: ExperimentSettings) -> JobFacto
                 yield Progress(e * chunks + c + 1, len(settings.eval_eps) * chunks,
                                f"PGD {settings.eval_norm.upper()} ε={eps:g}")
             robust[str(float(eps))] = correct / max(1, robust_images)
-        yield Finished({"clean_accuracy": clean, "robust_accuracy": robust})
+        yield Finished({"clean_accuracy": clean, "robust_accuracy": robust, "confusion": confusion.tolist()})
 
     return job
 

@@ -272,6 +272,10 @@ def test_small_experiment_end_to_end(zoo_model, fmnist_test, small_source, tmp_p
     for row in rows:
         assert 0 <= row["clean_accuracy"] <= 1 and set(row["robust_accuracy"]) == {"0.5", "1.5"}
         assert row["train_images"] == 40 and row["epochs"] == 1
+        confusion = np.array(row["confusion"])
+        assert confusion.shape == (10, 10) and confusion.sum() == len(test)
+        assert np.array_equal(confusion.sum(axis=1), np.bincount(test.labels.numpy(), minlength=10))
+        assert confusion.trace() / len(test) == pytest.approx(row["clean_accuracy"])
     fractions = [e.fraction for e in events if isinstance(e, Progress)]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     # the baseline trains on the very images the constructed datasets were made from
