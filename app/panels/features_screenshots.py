@@ -86,18 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         panel.set_model("extra", args.extra)
         window.select_index(args.select)  # again: the strip's predictions were cancelled with the rest
         _wait(app, lambda: window.strip.has_all_predictions("original"), args.timeout, "the predictions")
+        began = time.monotonic()
         panel.run()
         _wait(app, lambda: len(next(iter(panel.curves.values()), [])) >= args.steps // 3, args.timeout,
               "a third of the steps")
         window.grab().save(str(out / "panel-running.png"))
         print(f"saved {out / 'panel-running.png'}", flush=True)
         _wait(app, lambda: not panel.handle.running, args.timeout, "the run to finish")
+        seconds = time.monotonic() - began
         _wait(app, lambda: window.strip.has_all_predictions("robust") and window.strip.has_all_predictions("non_robust")
               and len(panel.prediction_rows) >= 4, args.timeout, "the predictions on the reconstructions")
         _settle(app)
         window.grab().save(str(out / "panel.png"))
         print(f"saved {out / 'panel.png'}")
         print(panel.status.text())
+        print(f"{args.steps} steps of {len(panel.run_roles)} models in {seconds:.1f} s "
+              f"({torch.get_num_threads()} CPU threads)" if panel.ctx.engine.device.type == "cpu" else
+              f"{args.steps} steps of {len(panel.run_roles)} models in {seconds:.1f} s on {panel.ctx.engine.device}")
         experiments = window.panels.get("Experiments")
         title = "Dataset experiments (Ilyas et al.)"
         if REPO_RESULTS.exists() and experiments is not None and title in getattr(experiments, "sections", {}):
