@@ -79,11 +79,13 @@ def test_panel_fills_both_maps_and_shows_the_disk(window, qtbot, tmp_path):
     disk = result.disk
     for key in ("f", "g"):
         xs, ys = figure.disks[key][1].getData()
+        caption = figure.captions[key].toPlainText()
         if disk.abstained:
-            assert len(xs) == 0 and "abstains" in figure.disk_labels[key].toPlainText()
+            assert len(xs) == 0 and "abstains" in caption
         else:
             np.testing.assert_allclose(np.hypot(xs, ys), disk.radius, rtol=1e-6)
-            assert f"R = {disk.radius:.2f}" in figure.disk_labels[key].toPlainText()
+            assert f"R = {disk.radius:.2f}" in caption
+        assert f"‖δ‖₂ = {result.attack.distance:.2f}" in caption
         # the attack point lies on the u axis at its distance from x
         ax, ay = figure.attacks[key].getData()
         assert ax[0] == pytest.approx(result.attack.distance, abs=1e-3) and ay[0] == pytest.approx(0, abs=1e-3)

@@ -77,8 +77,8 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.disks: dict[str, tuple[pg.PlotCurveItem, pg.PlotCurveItem]] = {}
         self.origins: dict[str, pg.ScatterPlotItem] = {}
         self.attacks: dict[str, pg.ScatterPlotItem] = {}
-        self.disk_labels: dict[str, pg.TextItem] = {}
-        self.attack_labels: dict[str, pg.TextItem] = {}
+        self.captions: dict[str, pg.TextItem] = {}
+        self.caption_lines: dict[str, dict[str, str]] = {}
         maps = self.addLayout(row=0, col=0)  # the two maps in their own row: equal halves
         for column, (key, title) in enumerate((("f", "base classifier f"), ("g", "smoothed classifier g"))):
             plot = maps.addPlot(row=0, col=column, title=title)
@@ -92,6 +92,8 @@ class SliceFigure(pg.GraphicsLayoutWidget):
             ring = pg.PlotCurveItem(pen=DISK_PEN)
             plot.addItem(halo)
             plot.addItem(ring)
+            halo.setZValue(15)  # above the noise cloud (10): the disk must read through the draws
+            ring.setZValue(16)
             origin = pg.ScatterPlotItem(symbol="o", size=11, useCache=False, brush=pg.mkBrush("w"), pen=pg.mkPen("k", width=2))
             attack = pg.ScatterPlotItem(symbol="star", size=24, useCache=False, brush=pg.mkBrush("#ffe600"),
                                         pen=pg.mkPen("k", width=1.6))
@@ -99,14 +101,16 @@ class SliceFigure(pg.GraphicsLayoutWidget):
             plot.addItem(attack)
             origin.setZValue(20)
             attack.setZValue(21)
-            disk_label = pg.TextItem("", color="k", anchor=(0.5, 1.0), fill=pg.mkBrush(255, 255, 255, 210))
-            attack_label = pg.TextItem("", color="k", anchor=(0.5, 1.15), fill=pg.mkBrush(255, 255, 255, 210))
-            for label in (disk_label, attack_label):
-                label.setZValue(30)
-                plot.addItem(label)
+            # the numbers go in a box in the view's top-left corner (pixel coordinates of the view,
+            # not data coordinates): it never covers x, the disk or the attack point, at any zoom
+            caption = pg.TextItem("", color="k", anchor=(0, 0), fill=pg.mkBrush(255, 255, 255, 225),
+                                  border=pg.mkPen("#888888"))
+            caption.setParentItem(plot.getViewBox())
+            caption.setPos(6, 6)
+            caption.setZValue(30)
             self.plots[key], self.images[key], self.disks[key] = plot, image, (halo, ring)
             self.origins[key], self.attacks[key] = origin, attack
-            self.disk_labels[key], self.attack_labels[key] = disk_label, attack_label
+            self.captions[key], self.caption_lines[key] = caption, {}
         # same view on both maps: x and y linked would fight the locked aspect ratio, so link y and
         # let the aspect lock give x (the two plots have the same size)
         self.plots["g"].setYLink(self.plots["f"])
@@ -162,8 +166,8 @@ class SliceFigure(pg.GraphicsLayoutWidget):
                 curve.setData([], [])
             self.origins[key].setData([], [])
             self.attacks[key].setData([], [])
-            self.disk_labels[key].setText("")
-            self.attack_labels[key].setText("")
+            self.caption_lines[key] = {}
+            self._show_caption(key)
         self.cloud.setData([], [])
 
     def set_extent(self, extent: float) -> None:
@@ -192,6 +196,11 @@ class SliceFigure(pg.GraphicsLayoutWidget):
             rgba[pending, :3] = faded.astype(np.uint8)
         self._place("g", rgba, smoothed.axis)
 
+    def _show_caption(self, key: str) -> None:
+        lines = [self.caption_lines[key][part] for part in ("disk", "attack") if self.caption_lines[key].get(part)]
+        self.captions[key].setText("\n".join(lines))
+        self.captions[key].setVisible(bool(lines))
+
     def show_disk(self, disk: CertifiedDisk, class_name: str) -> None:
         angles = np.linspace(0.0, 2 * math.pi, 241)
         for key in ("f", "g"):
@@ -199,24 +208,20 @@ class SliceFigure(pg.GraphicsLayoutWidget):
             if disk.abstained or disk.radius <= 0:
                 halo.setData([], [])
                 ring.setData([], [])
-                self.disk_labels[key].setText("g abstains at x: no certified disk")
-                self.disk_labels[key].setPos(0.0, 0.0)
-                continue
-            xs, ys = disk.radius * np.cos(angles), disk.radius * np.sin(angles)
-            halo.setData(xs, ys)
-            ring.setData(xs, ys)
-            self.disk_labels[key].setText(f"g certified {class_name}, R = {disk.radius:.2f}")
-            self.disk_labels[key].setPos(0.0, -disk.radius)
-            self.disk_labels[key].setAnchor((0.5, -0.1))
+                self.caption_lines[key]["disk"] = "g abstains at x: no certified disk"
+            else:
+                xs, ys = disk.radius * np.cos(angles), disk.radius * np.sin(angles)
+                halo.setData(xs, ys)
+                ring.setData(xs, ys)
+                self.caption_lines[key]["disk"] = f"◯ g certified {class_name} within R = {disk.radius:.2f}"
+            self._show_caption(key)
 
     def show_attack(self, attack: AttackPoint, texts: dict[str, str]) -> None:
         a, b = attack.coordinates
         for key in ("f", "g"):
             self.attacks[key].setData([a], [b])
-            self.attack_labels[key].setText(texts[key])
-            self.attack_labels[key].setPos(a, b)
-            # the label sits above the star, reaching back toward x (the star is near the edge)
-            self.attack_labels[key].setAnchor((0.85, 1.1) if a >= 0 else (0.15, 1.1))
+            self.caption_lines[key]["attack"] = texts[key]
+            self._show_caption(key)
 
     def show_cloud(self, cloud: NoiseCloud | None, visible: bool = True) -> None:
         if cloud is None or not visible:
@@ -242,8 +247,10 @@ class SliceFigure(pg.GraphicsLayoutWidget):
                 axis.label.setFont(font)
                 axis.setTextPen("k")
                 axis.setPen("k")
-        for label in list(self.disk_labels.values()) + list(self.attack_labels.values()):
-            label.setFont(font)
+        for caption in self.captions.values():
+            caption.setFont(font)
+        self.legend.setLabelTextSize(f"{points:.0f}pt")
+        self.set_classes(self.classes)
 
 
 class GeometryPanel(QWidget):
@@ -487,8 +494,9 @@ class GeometryPanel(QWidget):
             self.figure.show_disk(value, self._class_name(value.cls))
         elif kind == "attack":
             self.attack = value
-            self.figure.show_attack(value, {"f": f"x_adv: f = {self._class_name(value.base_class)}",
-                                            "g": f"x_adv: g = {self._class_name(value.smoothed_class)}"})
+            where = f"★ x_adv at ‖δ‖₂ = {value.distance:.2f}"
+            self.figure.show_attack(value, {"f": f"{where}: f = {self._class_name(value.base_class)}",
+                                            "g": f"{where}: g = {self._class_name(value.smoothed_class)}"})
         elif kind == "extent":
             self.figure.set_extent(float(value))
         elif kind == "base-map":
@@ -504,7 +512,7 @@ class GeometryPanel(QWidget):
             done = int(value.computed.sum())
             level = f"{value.size}×{value.size}" + (f" ({done}/{value.size ** 2})" if done < value.size ** 2 else "")
             self.figure.set_titles(g_title=f"smoothed g · σ={value.sigma:g}, n={value.n}, α={value.alpha:g} · "
-                                           f"grid {level}" + ("" if request is None or value.size == request.smooth_size
+                                           f"{level}" + ("" if request is None or value.size == request.smooth_size
                                                               else " · refining"))
         self._update_summary()
 
