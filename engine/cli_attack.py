@@ -218,7 +218,7 @@ def run_curve(args, device) -> int:
     with bar:
         result = run_to_end(job, on_event=show)
     print(f"\nrobust accuracy (%) under PGD {NORM_LABEL[args.norm]} ({steps} steps, step {relative:g}·ε/steps, "
-          f"{args.restarts} restart(s), {result.settings['random_start']} start) on the first {result.images} "
+          f"{args.restarts} restart(s), random start: {result.settings['random_start']}) on the first {result.images} "
           f"test images:")
     header = ["model"] + [f"ε={e:g}" for e in result.eps]
     print(_table(header, [[m] + [f"{100 * a:.1f}" for a in result.accuracy[m]] for m in result.models]))
