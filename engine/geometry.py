@@ -621,9 +621,11 @@ def default_extent(radius: float, sigma: float, attack_distance: float | None = 
 
 
 def geometry_job(model, image, request: GeometryRequest):
-    """The Geometry panel's job. Events, in order: Partial("disk"), Partial("plane"), Partial("attack")
-    (when there is one), Partial("base-map"), Partial("noise-cloud"), then Partial("smoothed-map")
-    refining, with Progress throughout; Finished(GeometryResult)."""
+    """The Geometry panel's job. Events, in order: Partial("disk") (CertifiedDisk), Partial("plane"),
+    Partial("attack") (AttackPoint, when there is one), Partial("extent") (float), Partial("base-map"),
+    Partial("noise-cloud"), then Partial("smoothed-map") refining, with Progress throughout;
+    Finished(GeometryResult). One ``Smooth`` serves the certificate, the cloud, PREDICT at the attack
+    point and the map, so its fast forward is built once."""
     _check_positive("σ", request.sigma)
     if request.extent is not None:
         _check_positive("the extent", request.extent)
