@@ -5,7 +5,7 @@
     robustlens --dataset mnist --select 42       start on an image
     robustlens --model my.pt                     add a checkpoint to the loaded models
     robustlens --screenshot out.png [--select 7] [--tab Certify] [--lecture] [--size 1440x920]
-                                    [--run] [--settle] [--delay S]
+                                    [--run] [--settle] [--delay S] [--hide gallery,strip]
                                                  start offscreen, wait for the first predictions
                                                  (--run: then press F5 on the tab; --settle: then
                                                  wait for every job to end), save the window, exit 0
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also load this model file (repeatable)")
     parser.add_argument("--lecture", action="store_true", help="lecture mode: full screen, large fonts")
     parser.add_argument("--tab", metavar="TITLE", help="show this tab (e.g. Predictions, Certify)")
+    parser.add_argument("--hide", default="", metavar="PARTS",
+                        help="hide parts of the window: gallery, strip (comma-separated)")
     parser.add_argument("--run", action="store_true",
                         help="with --screenshot: run the shown tab's job (as F5 does) after the first predictions")
     parser.add_argument("--settle", action="store_true",

@@ -238,5 +238,5 @@ class ImageStrip(QWidget):
 
     def set_lecture_mode(self, on: bool) -> None:
         for card in self.cards.values():
-            card.view.setFixedHeight(210 if on else 132)
+            card.view.setFixedHeight(180 if on else 132)
         QTimer.singleShot(0, self._fit_height)

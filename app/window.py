@@ -124,7 +124,7 @@ class MainWindow(QMainWindow):
         self.dataset_picker = DatasetPicker()
         self.model_picker = ModelPicker()
         self.gallery = Gallery()
-        left = QWidget()
+        left = self.left_column = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(6, 6, 0, 6)
         for title, widget, stretch in (("Dataset", self.dataset_picker, 0), ("Models", self.model_picker, 0),
@@ -249,7 +249,14 @@ class MainWindow(QMainWindow):
                                      "Full screen, larger fonts and images", checkable=True)
         self.next_action = action("Next image", lambda: self.gallery.step(1), ["PgDown", "Alt+Right"])
         self.previous_action = action("Previous image", lambda: self.gallery.step(-1), ["PgUp", "Alt+Left"])
-        for act in (self.lecture_action, None, self.next_action, self.previous_action):
+        self.gallery_action = action("Gallery and pickers", self.show_gallery, ["Ctrl+1"],
+                                     "Show the left column (hide it to give the tabs the width)", checkable=True)
+        self.strip_action = action("Image strip", self.show_strip, ["Ctrl+2"],
+                                   "Show the image strip (hide it to give the tabs the height)", checkable=True)
+        self.gallery_action.setChecked(True)
+        self.strip_action.setChecked(True)
+        for act in (self.lecture_action, self.gallery_action, self.strip_action, None, self.next_action,
+                    self.previous_action):
             view_menu.addSeparator() if act is None else view_menu.addAction(act)
         run_menu = menu.addMenu("&Run")
         self.run_action = action("Run the current tab", self.request_run, ["F5", "Ctrl+Return"],
@@ -330,6 +337,9 @@ class MainWindow(QMainWindow):
                     self.banner.show_message("error", f"{title}: stored settings ignored ({error})")
                 finally:
                     s.endGroup()
+        if use_settings:
+            self.show_gallery(s.value("view/gallery", True, type=bool))
+            self.show_strip(s.value("view/strip", True, type=bool))
         if use_settings and s.value("view/lecture", False, type=bool):
             QTimer.singleShot(0, lambda: self.lecture_action.trigger())
 
@@ -599,6 +609,14 @@ class MainWindow(QMainWindow):
             self.settings.setValue("paths/export", str(written.parent))
             self.banner.show_message("info", f"Saved {written}")
 
+    def show_gallery(self, on: bool) -> None:
+        self.gallery_action.setChecked(bool(on))
+        self.left_column.setVisible(bool(on))
+
+    def show_strip(self, on: bool) -> None:
+        self.strip_action.setChecked(bool(on))
+        self.strip.setVisible(bool(on))
+
     def export_panel(self) -> None:
         choices = [(name, w) for name, w in self.ctx.exportables() if w.isVisible()]
         choices.append(("Whole window", self))
@@ -615,6 +633,8 @@ class MainWindow(QMainWindow):
         rows = [(self.next_action, "next image"), (self.previous_action, "previous image"),
                 (self.run_action, "run the current tab's job"), (self.cancel_action, "cancel running jobs"),
                 (self.lecture_action, "lecture mode (full screen, large fonts)"),
+                (self.gallery_action, "show / hide the gallery column"),
+                (self.strip_action, "show / hide the image strip"),
                 (self.export_action, "export a panel as PNG/SVG"), (self.open_image_action, "open an image"),
                 (self.open_model_action, "open a model file")]
         text = "\n".join(f"{' / '.join(s.toString() for s in a.shortcuts()):<22} {what}" for a, what in rows)
@@ -640,6 +660,8 @@ class MainWindow(QMainWindow):
         filter_value = self.gallery.class_filter()
         s.setValue("gallery/class_filter", "" if filter_value is None else int(filter_value))
         s.setValue("view/lecture", self.ctx.lecture_mode)
+        s.setValue("view/gallery", self.gallery_action.isChecked())
+        s.setValue("view/strip", self.strip_action.isChecked())
         for title, panel in self.panels.items():
             if hasattr(panel, "save_settings"):
                 s.beginGroup(f"panels/{title}")

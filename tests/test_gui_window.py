@@ -216,6 +216,12 @@ def test_lecture_mode_scales_fonts_and_shortcuts_step_through_images(window, qtb
     window.ctx.runRequested.connect(lambda: runs.append(1))
     qtbot.keyClick(window, Qt.Key.Key_F5)
     assert runs == [1]
+    qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
+    assert not window.left_column.isVisible() and not window.strip.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert window.left_column.isVisible()
+    window.show_strip(True)
     window.set_lecture_mode(False)
     assert QApplication.font().pointSizeF() == pytest.approx(base)
 
