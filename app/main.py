@@ -89,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         window.tabs.setCurrentIndex(matches[0])
 
+    hidden = {part.strip() for part in args.hide.split(",") if part.strip()}
+    if hidden - {"gallery", "strip"}:
+        print(f"robustlens: error: --hide takes gallery and/or strip, not {args.hide!r}", file=sys.stderr)
+        return 1
+    if "gallery" in hidden:
+        window.show_gallery(False)
+    if "strip" in hidden:
+        window.show_strip(False)
+
     # Ctrl+C in the terminal (or `timeout`'s SIGTERM) closes the window cleanly: settings saved, engine
     # thread stopped (Python handles signals only between Qt events, hence the heartbeat below)
     for signum in (signal.SIGINT, signal.SIGTERM):
