@@ -11,7 +11,7 @@ from PySide6.QtCore import QSettings, Qt
 
 from robustlens.app.engine_thread import Engine
 from robustlens.app.window import MainWindow
-from robustlens.engine.jobs import Aborted, Failed, Finished, Partial, Progress
+from robustlens.engine.jobs import Aborted, Finished, Partial, Progress
 
 FRAME_ONLY = [("Predictions", "robustlens.app.panels.predictions:PredictionsPanel")]  # no other panel's jobs
 

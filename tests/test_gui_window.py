@@ -5,11 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 
 from robustlens.app.window import MainWindow
-from robustlens.engine.data import load_dataset
-from robustlens.engine.models import load_checkpoint
 
 from robustlens.engine.models import build_model, save_checkpoint, zoo_names
 
@@ -53,7 +51,7 @@ def test_app_starts_with_gallery_and_models(window, qtbot):
 def test_selecting_a_thumbnail_shows_every_models_predictions(window, qtbot):
     row = 17
     rect = window.gallery.view.visualRect(window.gallery.model.index(row))
-    qtbot.mouseClick(window.gallery.view.viewport(), Qt_LeftButton(), pos=rect.center())
+    qtbot.mouseClick(window.gallery.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert window.ctx.selection.index == row
     qtbot.waitUntil(lambda: window.strip.has_all_predictions("original")
                     and window.strip.predicted_for.get("original") == window.strip._generation["original"],
@@ -70,13 +68,8 @@ def test_selecting_a_thumbnail_shows_every_models_predictions(window, qtbot):
         assert abs(probs.sum() - 1) < 1e-4
 
 
-def Qt_LeftButton():
-    from PySide6.QtCore import Qt
-
-    return Qt.MouseButton.LeftButton
-
-
 def load_checkpoint_for(key: str):
+    """The model as the engine loads it, on the CPU (an independent copy for checking)."""
     from robustlens.app.engine_thread import _load
 
     return _load(key, torch.device("cpu"))
@@ -93,7 +86,7 @@ def test_settings_are_remembered(qtbot, tmp_path):
     first.resize(700, 500)
     unticked = first.model_picker.checked_keys()[0]
     row = first.model_picker.keys().index(unticked)
-    first.model_picker.list.item(row).setCheckState(Qt_Unchecked())
+    first.model_picker.list.item(row).setCheckState(Qt.CheckState.Unchecked)
     first.close()
     assert not first.engine.thread_running
 
@@ -106,12 +99,6 @@ def test_settings_are_remembered(qtbot, tmp_path):
     assert unticked not in second.model_picker.checked_keys()
     assert set(second.model_picker.checked_keys()) == set(keys) - {unticked}
     second.close()
-
-
-def Qt_Unchecked():
-    from PySide6.QtCore import Qt
-
-    return Qt.CheckState.Unchecked
 
 
 def test_closing_the_window_stops_the_engine_thread(qtbot, tmp_path):
