@@ -51,7 +51,8 @@ ROW_TOOLTIP = {
              "agree with the label, robust ones contradict it",
 }
 PAPER_COLOR = QColor(236, 236, 244)     # the paper's columns: theirs, set apart
-STAGES = ("D_R", "D_NR", "D_rand", "D_det", "experiment")
+# progress in units a user can follow: each of the 4 builds is one, each of the 5 trained rows one
+UNITS = 4 + len(ROW_ORDER)
 
 
 def default_data_root() -> Path:
@@ -350,7 +351,9 @@ class DatasetExperiments(QWidget):
         settings = self.experiment_settings()
         options = dict(self.build_options)
         pgd = {k: options.pop(k) for k in ("eps", "pgd_steps") if k in options}
-        folder = self.data_root / f"{name}-{count}images-{steps}steps"
+        tails = "-".join(Path(key).stem if Path(key).is_absolute() else key.rsplit("/", 1)[-1]
+                         for key in (robust_key, standard_key))
+        folder = self.data_root / f"{name}-{count}images-{steps}steps-{tails}"
         out = folder / "results.json"
 
         def job(engine, cancel):  # on the engine thread: chain the engine's jobs
@@ -376,16 +379,15 @@ class DatasetExperiments(QWidget):
                     if isinstance(event, Finished):
                         built[dataset_name] = event.result
                     elif isinstance(event, Progress):
-                        yield Progress(stage + event.fraction, len(STAGES), f"building {dataset_name}: {event.message}")
+                        yield Progress(stage + event.fraction, UNITS, f"building {dataset_name}: {event.message}")
                         yield Partial(f"status:{dataset_name}", f"building {event.fraction:.0%}")
                 yield Partial(f"status:{dataset_name}", "built; waiting to train")
             real = source.subset(select_source_indices(source, count, 0))  # the images the builders transformed
             real.name = "D"
-            stage = len(STAGES) - 1
             for event in experiment_job({"D": real, **built}, test, settings=settings, out=out,
                                         device=engine.device)(cancel):
-                if isinstance(event, Progress):
-                    yield Progress(stage + event.fraction, len(STAGES), event.message)
+                if isinstance(event, Progress):  # done = rows finished + a fraction of the current one
+                    yield Progress(len(builders) + event.done, UNITS, event.message)
                     dataset_name, _, message = event.message.partition(": ")
                     yield Partial(f"status:{dataset_name}", message)
                 else:
