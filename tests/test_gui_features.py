@@ -13,6 +13,8 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings
 
+from robustlens.app import style
+from robustlens.app.export import export_widget
 from robustlens.app.panels.features import FeaturesPanel
 from robustlens.app.panels.features_experiments import DatasetExperiments
 from robustlens.app.window import MainWindow
@@ -57,7 +59,7 @@ def wait_for_run(qtbot, panel, timeout=60_000):
     qtbot.waitUntil(lambda: panel.handle is not None and not panel.handle.running, timeout=timeout)
 
 
-def test_reconstruction_fills_both_strip_slots_and_the_distance_falls(window, qtbot, zoo_model):
+def test_reconstruction_fills_both_strip_slots_and_the_distance_falls(window, qtbot, zoo_model, tmp_path):
     panel, strip = window.panels["Features"], window.strip
     window.select_index(7)
     assert "robust" not in window.ctx.strip_images and "non_robust" not in window.ctx.strip_images
@@ -95,6 +97,12 @@ def test_reconstruction_fills_both_strip_slots_and_the_distance_falls(window, qt
     qtbot.waitUntil(lambda: {"seed", "original", "robust", "non_robust"} <= set(panel.prediction_rows),
                     timeout=30_000)
     assert [row.probs.shape for row in panel.prediction_rows["robust"]] == [(10,), (10,)]
+    # the figures are listed for File → Export and write as PNG and SVG
+    exportables = dict(window.ctx.exportables())
+    for name, suffix in (("Features: distance curves", ".svg"), ("Features: distance curves", ".png"),
+                         ("Features: seed, original and reconstructions", ".png")):
+        path = export_widget(exportables[name], tmp_path / f"figure{suffix}")
+        assert path.stat().st_size > 1000
 
 
 def test_cancel_ends_the_job_and_a_new_run_works(window, qtbot):
@@ -140,6 +148,13 @@ def test_esc_cancels_and_a_newer_run_replaces_an_older_one(window, qtbot):
     qtbot.waitUntil(lambda: len(panel.curves.get(ROBUST, [])) >= 2, timeout=30_000)
     window.cancel_action.trigger()  # Esc
     qtbot.waitUntil(lambda: panel.handle.state == "aborted", timeout=10_000)
+    # with "on click", selecting another image (this tab shown) reconstructs it at once
+    panel.set_params(auto=True, steps=5)
+    before = panel.handle
+    window.select_index(11)
+    assert panel.handle is not before and panel.run_selection.index == 11
+    wait_for_run(qtbot, panel)
+    assert panel.handle.state == "finished"
 
 
 def test_noise_trained_third_column(window, qtbot):
@@ -189,6 +204,11 @@ def test_settings_are_saved_and_restored(window, tmp_path):
         (321, 0.25, "noise", 4, "cosine")
     assert (params.robust, params.non_robust, params.extra) == (ROBUST, STANDARD, "")
     assert not fresh.auto_box.isChecked()
+    window.set_lecture_mode(True, full_screen=False)  # larger fonts reach the plot; nothing breaks
+    lecture = style.base_point_size() * style.LECTURE_FONT_SCALE
+    assert fresh.plot.getAxis("bottom").style["tickFont"].pointSizeF() == pytest.approx(lecture)
+    window.set_lecture_mode(False)
+    assert fresh.plot.getAxis("bottom").style["tickFont"].pointSizeF() == pytest.approx(style.base_point_size())
     settings.setValue("steps", "many")
     with pytest.raises(ValueError, match="steps"):
         fresh.restore_settings(settings)
