@@ -250,6 +250,8 @@ def test_experiment_section_fills_the_table_row_by_row(window, qtbot, tmp_path):
     qtbot.addWidget(other)
     assert other.load_results(section.results_path)
     assert other.row_values("D_NR")["clean_accuracy"] == section.row_values("D_NR")["clean_accuracy"]
+    # and its recipe becomes the next run's: 3 inversion steps, 2 PGD steps
+    assert other.steps_box.value() == 3 and other.relabel["pgd_steps"] == 2
     bad = tmp_path / "bad.json"
     bad.write_text('{"rows": []}')
     assert not other.load_results(bad)

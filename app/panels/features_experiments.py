@@ -16,11 +16,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-                               QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView,
+                               QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from robustlens.engine.data import load_dataset
-from robustlens.engine.features import (EXPERIMENT_FORMAT, PAPER_CIFAR10, PAPER_ROBUST_EPS, ExperimentSettings,
+from robustlens.engine.features import (EXPERIMENT_FORMAT, PAPER_CIFAR10, PAPER_ROBUST_EPS, SEED_MODES,
+                                        STEP_SCHEDULES, ExperimentSettings,
                                         experiment_job, non_robust_dataset_job, relabeled_dataset_job,
                                         robust_dataset_job, select_source_indices)
 from robustlens.engine.jobs import Aborted, Failed, Finished, Partial, Progress
@@ -74,7 +75,11 @@ class DatasetExperiments(QWidget):
         self.ctx = ctx
         self.data_root = default_data_root()
         self.extra_settings: dict = {}        # ExperimentSettings fields beyond the controls (quick checks)
-        self.build_options: dict = {}         # builder options beyond the controls (e.g. pgd steps)
+        self.build_options: dict = {}         # builder options beyond the controls (e.g. chunk size)
+        # how D_rand / D_det are pushed and where inversions start: the engine's defaults, or those of
+        # the results file shown (so a smaller run here follows the recipe of the table on screen)
+        self.relabel = {"eps": 1.0, "pgd_steps": 100}
+        self.seeds = "other-class"
         self.handle = None
         self.results: dict | None = None
         self.results_path: Path | None = None
@@ -104,6 +109,19 @@ class DatasetExperiments(QWidget):
         self.steps_box.setSingleStep(100)
         self.steps_box.setKeyboardTracking(False)
         self.steps_box.setToolTip("Inversion steps per image for D_R and D_NR (the paper: 1000, α = 0.1)")
+        self.step_size_box = QDoubleSpinBox()
+        self.step_size_box.setDecimals(3)
+        self.step_size_box.setRange(0.001, 10.0)
+        self.step_size_box.setSingleStep(0.05)
+        self.step_size_box.setValue(0.1)
+        self.step_size_box.setKeyboardTracking(False)
+        self.step_size_box.setToolTip("α of the inversions' normalised gradient steps (the paper: 0.1)")
+        self.schedule_box = QComboBox()
+        for schedule in STEP_SCHEDULES:
+            self.schedule_box.addItem({"constant": "constant α", "cosine": "cosine α"}.get(schedule, schedule),
+                                      schedule)
+        self.schedule_box.setToolTip("constant α: the paper's; cosine α: annealed to 0, which reaches a low d in "
+                                     "fewer steps")
         self.test_box = QSpinBox()
         self.test_box.setRange(100, 10_000)
         self.test_box.setValue(10_000)
@@ -130,14 +148,16 @@ class DatasetExperiments(QWidget):
         for row, pairs in ((models_row, (("Build D_R with", self.robust_box), ("D_NR, D_rand, D_det with",
                                                                              self.standard_box))),
                            (run_row, (("images per dataset", self.count_box), ("inversion steps", self.steps_box),
+                                      ("α", self.step_size_box), ("", self.schedule_box),
                                       ("test images", self.test_box)))):
             row.setSpacing(4)
             for text, widget in pairs:
-                label = QLabel(text)
-                label.setBuddy(widget)
-                row.addWidget(label)
+                if text:
+                    label = QLabel(text)
+                    label.setBuddy(widget)
+                    row.addWidget(label)
                 row.addWidget(widget)
-                row.addSpacing(8)
+                row.addSpacing(6)
         models_row.addStretch(1)
         models_row.addWidget(self.load_button)
         run_row.addWidget(self.run_button)
@@ -205,7 +225,8 @@ class DatasetExperiments(QWidget):
         passes = 2 * count * steps
         self.warning.setText(
             f"A full run takes long on {where}: {passes:,} forward+backward passes to invert {count:,} images twice "
-            f"({steps} steps each), then 5 standard models trained and attacked. Start small (a few hundred "
+            f"({steps} steps each), targeted PGD (L2 ε = {self.relabel['eps']:g}, {self.relabel['pgd_steps']} "
+            f"steps) for D_rand and D_det, then 5 standard models trained and attacked. Start small (a few hundred "
             f"images) to see the rows fill in; a cancelled run resumes where it stopped. Data kept in "
             f"{self.data_root}.")
 
@@ -230,10 +251,32 @@ class DatasetExperiments(QWidget):
             return False
         self.results, self.results_path = results, path
         self.row_status = {}
+        self._adopt_recipe(results)
         self._fill_table()
         self._describe_results()
         self.status.setText("")
         return True
+
+    def _adopt_recipe(self, results: dict) -> None:
+        """Take the construction settings of a results file (inversion steps, α, schedule, seeds; PGD ε
+        and steps) as those of the next run; the number of images stays the user's."""
+        sources = {row["dataset"]: row.get("source") or {} for row in results.get("rows", [])}
+        inversion = sources.get("D_R") or sources.get("D_NR") or {}
+        try:
+            if "steps" in inversion:
+                self.steps_box.setValue(int(inversion["steps"]))
+            if "step_size" in inversion:
+                self.step_size_box.setValue(float(inversion["step_size"]))
+            if self.schedule_box.findData(inversion.get("schedule")) >= 0:
+                self.schedule_box.setCurrentIndex(self.schedule_box.findData(inversion["schedule"]))
+            if inversion.get("seeds") in SEED_MODES:
+                self.seeds = inversion["seeds"]
+            relabel = sources.get("D_rand") or sources.get("D_det") or {}
+            if "eps" in relabel and "steps" in relabel:
+                self.relabel = {"eps": float(relabel["eps"]), "pgd_steps": int(relabel["steps"])}
+        except (TypeError, ValueError):
+            pass  # a hand-edited file: keep the controls as they are
+        self._update_warning()
 
     def _describe_results(self) -> None:
         results, path = self.results, self.results_path
@@ -245,13 +288,19 @@ class DatasetExperiments(QWidget):
             source = row.get("source") or {}
             if row["dataset"] in ("D_R", "D_NR") and "steps" in source:
                 model = (source.get("model") or {}).get("name", "?")
+                schedule = " (cosine-annealed)" if source.get("schedule") == "cosine" else ""
                 parts.append(f"{row['dataset']}: {row['train_images']:,} images inverted through {model}, "
-                             f"{source['steps']} steps of α = {source.get('step_size', '?')}, "
+                             f"{source['steps']} steps of α = {source.get('step_size', '?')}{schedule}, "
                              f"{source.get('seeds', '?')} seeds")
             elif row["dataset"] in ("D_rand", "D_det") and "eps" in source:
                 parts.append(f"{row['dataset']}: targeted L2 PGD ε = {source['eps']}, {source.get('steps', '?')} steps")
         test = results.get("test", {})
         settings = results.get("settings", {})
+        if path is not None:
+            try:
+                path = path.resolve().relative_to(REPO_RESULTS.parents[2])  # docs/features/results.json
+            except ValueError:
+                pass
         where = f"Shown: {path}" if path is not None else "Shown: this run"
         self.shown.setText(
             f"{where}. Evaluated on the real {test.get('dataset', '')} {test.get('split', 'test')} set "
@@ -349,11 +398,15 @@ class DatasetExperiments(QWidget):
             return
         count, steps, test_count = self.count_box.value(), self.steps_box.value(), self.test_box.value()
         settings = self.experiment_settings()
-        options = dict(self.build_options)
-        pgd = {k: options.pop(k) for k in ("eps", "pgd_steps") if k in options}
+        options = {"seeds": self.seeds, "step_size": float(self.step_size_box.value()),
+                   "schedule": self.schedule_box.currentData(), **self.relabel, **self.build_options}
+        pgd = {k: options.pop(k) for k in ("eps", "pgd_steps")}
         tails = "-".join(Path(key).stem if Path(key).is_absolute() else key.rsplit("/", 1)[-1]
                          for key in (robust_key, standard_key))
-        folder = self.data_root / f"{name}-{count}images-{steps}steps-{tails}"
+        # one folder per recipe, so that changing a setting starts a new build instead of refusing to resume
+        recipe = (f"{count}images-{steps}steps-a{options['step_size']:g}-{options['schedule']}-{options['seeds']}-"
+                  f"pgd{pgd['eps']:g}x{pgd['pgd_steps']}")
+        folder = self.data_root / f"{name}-{recipe}-{tails}"
         out = folder / "results.json"
 
         def job(engine, cancel):  # on the engine thread: chain the engine's jobs
@@ -456,6 +509,8 @@ class DatasetExperiments(QWidget):
         settings.setValue("images", self.count_box.value())
         settings.setValue("steps", self.steps_box.value())
         settings.setValue("test_images", self.test_box.value())
+        settings.setValue("step_size", float(self.step_size_box.value()))
+        settings.setValue("schedule", self.schedule_box.currentData())
         if self.results_path is not None:
             settings.setValue("results", str(self.results_path))
 
@@ -468,6 +523,15 @@ class DatasetExperiments(QWidget):
                     box.setValue(int(value))
                 except (TypeError, ValueError):
                     raise ValueError(f"experiments/{key} = {value!r} is not a number") from None
+        step_size = settings.value("step_size")
+        if step_size is not None:
+            try:
+                self.step_size_box.setValue(float(step_size))
+            except (TypeError, ValueError):
+                raise ValueError(f"experiments/step_size = {step_size!r} is not a number") from None
+        schedule = settings.value("schedule")
+        if schedule is not None and self.schedule_box.findData(schedule) >= 0:
+            self.schedule_box.setCurrentIndex(self.schedule_box.findData(schedule))
         path = settings.value("results")
         if path and Path(str(path)).exists():
             self.load_results(Path(str(path)), quiet=True)

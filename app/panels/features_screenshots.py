@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     pg.setConfigOptions(antialias=True)
     app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("robustlens")  # as the app itself: the same data folder is shown
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     width, height = (int(v) for v in args.size.lower().split("x"))
