@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from robustlens.engine.models import use_interactive_cpu_threads
+
     from .window import MainWindow
 
+    use_interactive_cpu_threads()  # leave the GUI thread a core of its own
     pg.setConfigOptions(antialias=True)
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "robustlens"])
     app.setApplicationName("robustlens")
