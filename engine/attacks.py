@@ -579,9 +579,18 @@ def _stream(attacked, images, labels, targets, config: AttackConfig, generator) 
                      stop_at_success=config.stop_at_success)
 
 
-def _result(attacked, images, labels, targets, config, keeper: _BestKeeper) -> AttackResult:
-    with torch.no_grad():
-        clean_logits = attacked(images)
+def _clean_logits(it: _Iterate, config: AttackConfig) -> torch.Tensor | None:
+    """Without a random start the first iterate is the clean image: its logits come for free."""
+    if it.restart == 0 and it.step == 0 and config.random_start == "none" and it.logits is not None:
+        return it.logits
+    return None
+
+
+def _result(attacked, images, labels, targets, config, keeper: _BestKeeper,
+            clean_logits: torch.Tensor | None = None) -> AttackResult:
+    if clean_logits is None:
+        with torch.no_grad():
+            clean_logits = attacked(images)
     cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
     return AttackResult(original=cpu(images), adversarial=cpu(keeper.adversarial), labels=cpu(labels),
                         targets=cpu(targets), logits=cpu(keeper.logits), clean_logits=cpu(clean_logits),
@@ -597,10 +606,13 @@ def attack(model, images: torch.Tensor, labels: torch.Tensor, config: AttackConf
     config = replace(config or AttackConfig(), **overrides)
     attacked, images, labels, targets, generator = _prepared(model, images, labels, config, targets, generator, device)
     keeper = _BestKeeper(targets if targets is not None else labels, config.targeted)
+    clean_logits = None
     for it in _stream(attacked, images, labels, targets, config, generator):
+        if clean_logits is None:
+            clean_logits = _clean_logits(it, config)
         if config.keep == "best" or it.step == config.steps:
             keeper.offer(it.adversarial, it.logits, it.loss)
-    return _result(attacked, images, labels, targets, config, keeper)
+    return _result(attacked, images, labels, targets, config, keeper, clean_logits)
 
 
 @torch.no_grad()
@@ -657,9 +669,11 @@ def attack_job(model, images: torch.Tensor, labels: torch.Tensor, config: Attack
         attacked, x, y, t, generator = _prepared(model, images, labels, config, targets, None, device)
         keeper = _BestKeeper(t if t is not None else y, config.targeted)
         total = config.restarts * config.steps
-        last_snapshot = -math.inf
+        last_snapshot, clean_logits = -math.inf, None
         for it in _stream(attacked, x, y, t, config, generator):
             cancel.check()
+            if clean_logits is None:
+                clean_logits = _clean_logits(it, config)
             if config.keep == "best" or it.step == config.steps:
                 keeper.offer(it.adversarial, it.logits, it.loss)
             done = it.restart * config.steps + it.step
@@ -677,7 +691,7 @@ def attack_job(model, images: torch.Tensor, labels: torch.Tensor, config: Attack
                     "perturbation": delta.cpu().numpy(), "restart": it.restart, "step": it.step,
                     "norm": config.norm, "eps": config.eps,
                     "perturbation_norm": perturbation_norm(delta, config.norm).cpu().numpy()})
-        result = _result(attacked, x, y, t, config, keeper)
+        result = _result(attacked, x, y, t, config, keeper, clean_logits)
         if judges:
             cancel.check()
             result.judgments = judge(judges, result.adversarial)

@@ -344,3 +344,11 @@ def test_stopping_at_success_keeps_the_verdicts(standard, test_batch, norm, eps,
         assert fooled.any() or k < 3
         assert np.array_equal(snaps[k][fooled], snaps[k - 1][fooled])
         assert (steps[k].success >= fooled).all()
+
+
+@pytest.mark.parametrize("start", ["none", "uniform"])
+def test_clean_predictions_are_the_models(start):
+    x, y = random_images(5, 4), torch.arange(5)
+    result = attack(TINY, x, y, AttackConfig(norm="l2", eps=1.0, steps=3, random_start=start))
+    with torch.no_grad():
+        assert torch.allclose(result.clean_logits, TINY(x), atol=1e-6)
