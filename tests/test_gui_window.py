@@ -246,3 +246,18 @@ def test_gallery_makes_thumbnails_only_for_what_is_shown(window, qtbot):
     assert int(window.ctx.selection.label) == 7
     gallery.set_class_filter(None)
     assert gallery.model.rowCount() == 10_000
+
+
+def test_without_models_the_window_says_how_to_get_some(qtbot, tmp_path):
+    from robustlens.app.strip import NO_MODELS
+
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), models=[],
+                     select=2, use_settings=False, panels=FRAME_ONLY)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win._models_ready and win.ctx.selection is not None, timeout=30_000)
+    assert win.ctx.models == []
+    assert win.strip.cards["original"].bars._empty_text == NO_MODELS
+    assert "Open model" in NO_MODELS and "TODO" not in NO_MODELS
+    qtbot.waitUntil(lambda: win._first_done, timeout=10_000)  # the screenshot mode would not hang
+    win.close()
