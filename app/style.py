@@ -53,3 +53,11 @@ def base_point_size() -> float:
     app = QApplication.instance()
     font = app.property("robustlens_base_font") if app is not None else None
     return float(font) if font else QFont().pointSizeF()
+
+
+def sized_font(point_size: float, bold: bool = False) -> QFont:
+    """A font of the given point size (plots size their text themselves, see lecture mode)."""
+    font = QFont()
+    font.setPointSizeF(point_size)
+    font.setBold(bold)
+    return font

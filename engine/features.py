@@ -37,6 +37,7 @@ from .attacks import pgd
 from .data import Dataset
 from .evaluate import default_step_size
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress, Snapshot
+from .train import optimization_step
 
 SEED_MODES = ("other-class", "random", "noise")
 RELABEL_MODES = ("rand", "det")
@@ -816,14 +817,9 @@ def train_standard_job(dataset: Dataset, settings: ExperimentSettings, *, epochs
                 cancel.check()
                 idx = order[b * settings.batch_size:(b + 1) * settings.batch_size]
                 images, labels = dataset.images[idx].to(dev), dataset.labels[idx].to(dev)
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total_loss += loss.item() * len(labels)
-                total_correct += (logits.argmax(1) == labels).sum().item()
+                batch_loss, batch_correct = optimization_step(model, optimizer, schedule, images, labels)
+                total_loss += batch_loss
+                total_correct += batch_correct
                 seen += len(labels)
                 yield Progress(epoch * batches + b + 1, epochs * batches,
                                f"training epoch {epoch + 1}/{epochs}, loss {total_loss / seen:.3f}")

@@ -84,6 +84,17 @@ def training_batch(model, images, labels, config: TrainConfig, generator: torch.
     return images
 
 
+def optimization_step(model, optimizer, schedule, images, labels) -> tuple[float, int]:
+    """One cross-entropy step on a batch; returns the batch's summed loss and its correct count."""
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return loss.item() * len(labels), (logits.argmax(1) == labels).sum().item()
+
+
 def train(config: TrainConfig, dataset: Dataset, out: Path | str | None = None, *, resume: bool = True,
           device=None, progress: bool = True, max_batches: int | None = None) -> TrainResult:
     """Train ``config.arch`` on ``dataset``; save the final checkpoint to ``out`` (and ``out.state``
@@ -128,14 +139,9 @@ def train(config: TrainConfig, dataset: Dataset, out: Path | str | None = None, 
             idx = order[b * config.batch_size:(b + 1) * config.batch_size]
             images, labels = images_all[idx].to(device), labels_all[idx].to(device)
             images = training_batch(model, images, labels, config, generator)
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total_loss += loss.item() * len(labels)
-            total_correct += (logits.argmax(1) == labels).sum().item()
+            batch_loss, batch_correct = optimization_step(model, optimizer, schedule, images, labels)
+            total_loss += batch_loss
+            total_correct += batch_correct
             seen += len(labels)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{total_correct / seen:.3f}")
         elapsed += time.perf_counter() - began

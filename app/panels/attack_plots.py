@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from .. import style
@@ -21,11 +21,7 @@ TARGET_COLOR = QColor(200, 55, 45)
 RESTART_COLOR = QColor(150, 150, 150)
 
 
-def _font(point_size: float, bold: bool = False) -> QFont:
-    font = QFont()
-    font.setPointSizeF(point_size)
-    font.setBold(bold)
-    return font
+_font = style.sized_font
 
 
 class Plot(pg.PlotWidget):

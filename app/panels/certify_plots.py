@@ -22,11 +22,7 @@ GENERAL_COLOR = QColor(214, 120, 40)       # the general (Bonferroni) bound
 CEILING_COLOR = QColor(150, 40, 40)
 
 
-def _font(point_size: float, bold: bool = False) -> QFont:
-    font = QFont()
-    font.setPointSizeF(point_size)
-    font.setBold(bold)
-    return font
+_font = style.sized_font
 
 
 class _Plot(pg.PlotWidget):

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from .. import style
@@ -20,11 +20,7 @@ DISTANCE_LABEL = "‖g(x_r) − g(x)‖₂ / ‖g(x)‖₂"
 SMALLEST_SHOWN = 1e-6   # a log axis cannot show 0; a distance this small is "reached" for the eye
 
 
-def _font(point_size: float, bold: bool = False) -> QFont:
-    font = QFont()
-    font.setPointSizeF(point_size)
-    font.setBold(bold)
-    return font
+_font = style.sized_font
 
 
 class ImageColumn(QFrame):
