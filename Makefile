@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: run test setup data bench clean screenshot
+.PHONY: run test setup data bench clean screenshot dist
 
 run: $(STAMP)
 	$(VENV)/bin/robustlens
@@ -44,8 +44,12 @@ bench: $(STAMP)
 	$(PIP) install -q -c constraints.txt -e ".[dev,bench]" || echo "adversarial-robustness-toolbox unavailable: its comparison is skipped"
 	for f in bench/bench_*.py; do QT_QPA_PLATFORM=offscreen $(PY) $$f || exit 1; done
 
+# The wheel (dist/robustlens-*.whl): every package and resource under src/, nothing from the checkout.
+dist: $(STAMP)
+	$(PIP) wheel -q --no-deps --no-build-isolation -w dist .
+
 screenshot: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/robustlens --screenshot docs/window.png --select 0
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "resources" / "models"
+MODELS = ROOT / "src" / "robustlens" / "resources" / "models"
 ROBUSTLENS = str(ROOT / ".venv" / "bin" / "robustlens")
 L2_EPS = [0.5, 1.0, 1.5, 2.0]
 LINF_EPS = [0.05, 0.1, 0.2]
@@ -32,7 +32,7 @@ ZOO = {
 
 
 def command(name: str) -> str:
-    out = f"resources/models/{name.replace('/', '__')}.pt"
+    out = f"src/robustlens/resources/models/{name.replace('/', '__')}.pt"
     return f"robustlens train {ZOO[name]} --seed 0 --name {name} --out {out}"
 
 

@@ -1,18 +1,16 @@
-"""Build resources/data/*.npz from the full Fashion-MNIST idx files (Debian's dataset-fashion-mnist).
+"""Build src/robustlens/resources/data/*.npz from the full Fashion-MNIST idx files (Debian's dataset-fashion-mnist).
 
 The built-in test set is the full 10,000 images; the built-in training set is a stratified subset of
 1,200 images per class, chosen with a fixed seed.
 """
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from engine.data import DEBIAN_FASHION_MNIST, IDX_FILES, read_idx  # noqa: E402
+from robustlens.engine.data import DEBIAN_FASHION_MNIST, IDX_FILES, read_idx  
 
-out = Path(__file__).resolve().parents[1] / "resources" / "data"
+out = Path(__file__).resolve().parents[1] / "src" / "robustlens" / "resources" / "data"
 rng = np.random.default_rng(0)
 for split in ("train", "test"):
     images = read_idx(DEBIAN_FASHION_MNIST / IDX_FILES[split][0])

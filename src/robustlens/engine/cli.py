@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def subcommand_names() -> set[str]:
+    """Every subcommand the parser knows (and their aliases): what `robustlens NAME ...` sends here."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return set(sub.choices)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import DatasetError
     from .models import ModelError
