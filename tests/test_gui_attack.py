@@ -9,7 +9,7 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings
 
-from robustlens.app.engine_thread import _load
+from robustlens.engine.model_cache import load_by_key
 from robustlens.app.panels.experiments import parse_eps_list
 from robustlens.app.window import MainWindow
 from robustlens.engine.models import build_model, save_checkpoint, zoo_file
@@ -52,7 +52,7 @@ def _show_tab(win, title: str) -> None:
 
 
 def _model(key: str):
-    return _load(key, torch.device("cpu"))
+    return load_by_key(key, torch.device("cpu"))
 
 
 def _softmax(key: str, image: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings, Qt
 
-from robustlens.app.engine_thread import _load
+from robustlens.engine.model_cache import load_by_key
 from robustlens.app.panels import certify as certify_panel
 from robustlens.app.window import MainWindow
 from robustlens.engine.models import build_model, save_checkpoint, zoo_file, zoo_names
@@ -37,7 +37,7 @@ def reference(zoo_model):
     def get(key):
         if key in zoo_names():
             return zoo_model(key)
-        return _load(key, torch.device("cpu"))
+        return load_by_key(key, torch.device("cpu"))
 
     return get
 

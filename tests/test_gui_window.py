@@ -70,9 +70,9 @@ def test_selecting_a_thumbnail_shows_every_models_predictions(window, qtbot):
 
 def load_checkpoint_for(key: str):
     """The model as the engine loads it, on the CPU (an independent copy for checking)."""
-    from robustlens.app.engine_thread import _load
+    from robustlens.engine.model_cache import load_by_key
 
-    return _load(key, torch.device("cpu"))
+    return load_by_key(key, torch.device("cpu"))
 
 
 def test_settings_are_remembered(qtbot, tmp_path):

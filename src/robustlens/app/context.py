@@ -45,7 +45,7 @@ class Selection:
 @dataclass(frozen=True)
 class ModelInfo:
     """A model loaded on the engine thread, as the GUI knows it (no weights here)."""
-    key: str           # what EngineContext.model(key) takes: a zoo name or a file path
+    key: str           # what ModelCache.model(key) takes: a zoo name or a file path
     meta: Any          # engine.models.ModelMeta: name, arch, dataset, classes, kind, norm, eps, sigma, input_shape
     source: str = "zoo"  # "zoo" or "file"
     manifest: dict = field(default_factory=dict)  # the zoo manifest's entry (accuracies, command), if any
@@ -56,6 +56,14 @@ class ModelInfo:
         from .style import display_label
 
         return display_label(self.meta)
+
+
+@dataclass(frozen=True)
+class CertifiedImage:
+    """A finished CERTIFY that other panels may draw (the Geometry tab's disk): which image, which model."""
+    selection: Selection
+    model_key: str
+    certificate: Any   # engine.smoothing.Certificate
 
 
 class AppContext(QObject):
@@ -70,6 +78,9 @@ class AppContext(QObject):
     stripChanged = Signal(str)           # a strip slot's content changed (slot key)
     message = Signal(str, str)           # (level "info"|"error", text): shown in the window's banner
     exportableAdded = Signal(str, object)  # (name, widget): the window gives it a right-click Export…
+    certified = Signal(object)           # CertifiedImage: a CERTIFY finished (the Certify tab publishes it)
+    modelsWanted = Signal(list)          # model keys a panel asks to load (the window ticks and loads them)
+    openModelWanted = Signal()           # a panel asks for File → Open model…
 
     def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -82,6 +93,8 @@ class AppContext(QObject):
         self.window: QWidget | None = None       # the main window (for dialogs' parents)
         self.strip = None                        # the window's app.strip.ImageStrip (set before panels exist)
         self._exportables: list[tuple[str, QWidget]] = []
+        self.last_certificate: CertifiedImage | None = None
+        self.settings = None                     # the window's QSettings (remembered folders)
 
     # ---------------------------------------------------------------- state
 
@@ -129,6 +142,34 @@ class AppContext(QObject):
 
     def cancel(self, slot: str) -> None:
         self.engine.cancel(slot)
+
+    def load_models(self, keys: list[str]) -> None:
+        """Load these models (zoo names or files) beside the loaded ones; ``modelsChanged`` follows."""
+        self.modelsWanted.emit(list(keys))
+
+    def open_model_file(self) -> None:
+        """Let the user pick a checkpoint (File → Open model…)."""
+        self.openModelWanted.emit()
+
+    def publish_certificate(self, selection: Selection, model_key: str, certificate: Any) -> None:
+        """A CERTIFY finished: remember it and tell the panels that draw certificates."""
+        self.last_certificate = CertifiedImage(selection, model_key, certificate)
+        self.certified.emit(self.last_certificate)
+
+    def certificate_for(self, selection: Selection | None, model_key: str) -> Any:
+        """The last certificate when it is for this very image and model, else None."""
+        last = self.last_certificate
+        if last is None or selection is None or last.selection is not selection or last.model_key != model_key:
+            return None
+        return last.certificate
+
+    def last_folder(self, kind: str) -> str:
+        """The folder the user last chose for ``kind`` ("images", "models", "export", "results")."""
+        return str(self.settings.value(f"paths/{kind}", "") or "") if self.settings is not None else ""
+
+    def remember_folder(self, kind: str, folder: str) -> None:
+        if self.settings is not None:
+            self.settings.setValue(f"paths/{kind}", str(folder))
 
     # ---------------------------------------------------------------- the strip
 

@@ -27,7 +27,6 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
@@ -35,7 +34,8 @@ from PySide6.QtCore import QObject, QThread, Qt, QTimer, Signal, Slot
 
 from robustlens.engine.jobs import (Aborted, CancelToken, Failed, Finished, Partial, Progress,
                                     Snapshot, describe_error, run_job)
-from robustlens.engine.models import default_device, load_checkpoint, load_model, zoo_file, zoo_names
+from robustlens.engine.model_cache import ModelCache
+from robustlens.engine.models import default_device
 
 TERMINAL = (Finished, Failed, Aborted)
 COALESCED = (Progress, Snapshot, Partial)
@@ -43,40 +43,10 @@ DEFAULT_INTERVAL_S = 0.04  # 25 updates per second: smooth to the eye, cheap for
 TRACE = bool(os.environ.get("ROBUSTLENS_ENGINE_TRACE"))  # print every time slice (diagnostics)
 SLICE_S = 0.01  # a job keeps the engine for this long (or one chunk) before the others get a turn
 
-EngineJob = Callable[["EngineContext", CancelToken], Iterable[Any]]
+EngineJob = Callable[[ModelCache, CancelToken], Iterable[Any]]
 
 
 # ----------------------------------------------------------------------------- engine side
-
-class EngineContext:
-    """What a job running on the engine thread may use: the device and the model cache.
-
-    Only ever touched on the engine thread (jobs receive it as their first argument), so the cache
-    needs no lock and models are loaded where they are used.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self._cache: dict[str, torch.nn.Module] = {}
-        self.active_keys: list[str] = []  # the models the window has loaded, in display order
-
-    def model(self, key: str) -> torch.nn.Module:
-        """A model by key (a zoo name or a file path), loaded onto the device on first use."""
-        if key not in self._cache:
-            self._cache[key] = _load(key, self.device)
-        return self._cache[key]
-
-    def models(self, keys: Iterable[str] | None = None) -> dict[str, torch.nn.Module]:
-        """Several models by key, in order; ``None`` means the models the window shows."""
-        return {key: self.model(key) for key in (self.active_keys if keys is None else keys)}
-
-    def forget(self, key: str) -> None:
-        self._cache.pop(key, None)
-
-    @property
-    def cached_keys(self) -> list[str]:
-        return list(self._cache)
-
 
 ENGINE_NICENESS = 5
 
@@ -92,15 +62,6 @@ def _yield_to_the_gui() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + ENGINE_NICENESS))
     except (AttributeError, OSError):
         pass
-
-
-def _load(key: str, device: torch.device) -> torch.nn.Module:
-    """A zoo name (also before the zoo's manifest is written: the file alone suffices) or a path."""
-    if key in zoo_names():
-        return load_model(key, device=device)
-    if "/" in key and not Path(key).exists() and zoo_file(key).exists():
-        return load_checkpoint(zoo_file(key), device=device, name=key)
-    return load_model(key, device=device)
 
 
 @dataclass
@@ -134,7 +95,7 @@ class EngineWorker(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self.context: EngineContext | None = None
+        self.context: ModelCache | None = None
         self._jobs: collections.deque[_Job] = collections.deque()    # started jobs, round robin
         self._fresh: collections.deque[_Job] = collections.deque()   # not yet started, first come first
         self._step_scheduled = False
@@ -145,7 +106,7 @@ class EngineWorker(QObject):
     def start(self) -> None:
         """Runs first on the engine thread: claim the device, set up the timer that flushes."""
         _yield_to_the_gui()
-        self.context = EngineContext(default_device())
+        self.context = ModelCache(default_device())
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.timeout.connect(self._flush_due)
@@ -282,7 +243,7 @@ class Engine(QObject):
     """The bridge the GUI talks to. Owns the engine thread; all methods return at once.
 
     ``submit(slot, factory, ...)`` runs ``factory(cancel)``; ``submit(..., with_engine=True)`` runs
-    ``job(engine, cancel)`` where ``engine`` is the :class:`EngineContext` (device, model cache).
+    ``job(engine, cancel)`` where ``engine`` is the engine thread's :class:`~robustlens.engine.model_cache.ModelCache` (device, models, smoothed classifiers).
     """
 
     jobStarted = Signal(object)            # JobHandle
@@ -345,7 +306,7 @@ class Engine(QObject):
         return handle
 
     def set_active_models(self, keys: Iterable[str]) -> None:
-        """Tell the engine which models the window shows (``EngineContext.models()`` with no keys)."""
+        """Tell the engine which models the window shows (``ModelCache.models()`` with no keys)."""
         self._set_active.emit(list(keys))
 
     def cancel(self, slot: str) -> None:

@@ -200,6 +200,29 @@ class ModelPicker(QWidget):
         self._last_checked = self.checked_keys()
         self.changed.emit(self._last_checked)
 
+    def check_keys(self, keys: list[str]) -> list[str]:
+        """Tick these models (zoo names, or files, which are added); returns the keys it could not find."""
+        self.refresh_zoo()
+        missing = []
+        self._quiet = True
+        try:
+            for key in keys:
+                items = [self.list.item(i) for i in range(self.list.count())
+                         if self.list.item(i).data(Qt.ItemDataRole.UserRole) == key]
+                if items:
+                    items[0].setCheckState(Qt.CheckState.Checked)
+                elif Path(key).is_absolute() and Path(key).exists():
+                    self._add(key, Path(key).name, key, True)
+                else:
+                    missing.append(key)
+        finally:
+            self._quiet = False
+        self._update_note()
+        if self.checked_keys() != self._last_checked:
+            self._last_checked = self.checked_keys()
+            self.changed.emit(self._last_checked)
+        return missing
+
     def remove(self, key: str) -> None:
         for i in range(self.list.count()):
             if self.list.item(i).data(Qt.ItemDataRole.UserRole) == key:

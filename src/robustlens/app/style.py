@@ -55,6 +55,11 @@ def base_point_size() -> float:
     return float(font) if font else QFont().pointSizeF()
 
 
+def point_size(lecture: bool) -> float:
+    """The point size of a plot's text: the app's, scaled in lecture mode."""
+    return base_point_size() * (LECTURE_FONT_SCALE if lecture else 1.0)
+
+
 def sized_font(point_size: float, bold: bool = False) -> QFont:
     """A font of the given point size (plots size their text themselves, see lecture mode)."""
     font = QFont()

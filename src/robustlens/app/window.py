@@ -23,6 +23,7 @@ from .engine_thread import Engine
 from .export import ask_and_export, ask_file_and_export
 from .gallery import Gallery
 from .panels import PANELS
+from .settings import Setting, read_settings
 from .pickers import DATASET_CHOICES, DatasetPicker, ModelPicker, available_zoo_models
 from .strip import ImageStrip
 
@@ -83,6 +84,16 @@ class Banner(QFrame):
         box.show()
 
 
+# what the window itself remembers, besides geometry, dataset and models
+WINDOW_SETTINGS = (
+    Setting("gallery/index", 0, minimum=0),
+    Setting("gallery/class_filter", "", help="class index, or empty for all"),
+    Setting("view/gallery", True),
+    Setting("view/strip", True),
+    Setting("view/lecture", False),
+)
+
+
 class MainWindow(QMainWindow):
     """The robustlens window. ``settings``: where to remember geometry, dataset, models, options
     (a fresh QSettings file makes a reproducible window, as the screenshot mode does)."""
@@ -102,6 +113,7 @@ class MainWindow(QMainWindow):
         self.engine = Engine(self)
         self.ctx = AppContext(self.engine, self)
         self.ctx.window = self
+        self.ctx.settings = self.settings
         self.ctx.exportableAdded.connect(self._add_export_menu)
         self._dataset_key = "fashion-mnist:test"
         self._dataset_roots: dict[str, str] = {}
@@ -273,6 +285,8 @@ class MainWindow(QMainWindow):
         self.dataset_picker.folderWanted.connect(self._ask_dataset_folder)
         self.model_picker.changed.connect(self.load_models)
         self.model_picker.openWanted.connect(self.open_model_dialog)
+        self.ctx.modelsWanted.connect(self._load_wanted_models)
+        self.ctx.openModelWanted.connect(self.open_model_dialog)
         self.cancel_button.clicked.connect(self.cancel_jobs)
         self.ctx.message.connect(lambda level, text: self.banner.show_message(level, text))
         self.engine.jobFailed.connect(self._on_job_failed)
@@ -316,10 +330,10 @@ class MainWindow(QMainWindow):
             key = dataset if ":" in dataset else f"{dataset}:test"
         if key not in [c[0] for c in DATASET_CHOICES]:
             key = "fashion-mnist:test"
+        stored, problems = read_settings(s, WINDOW_SETTINGS, "window") if use_settings else ({}, [])
         if self._pending_select is None and use_settings:
-            stored = s.value("gallery/index")
-            self._pending_select = int(stored) if stored is not None else 0
-        self._pending_filter = s.value("gallery/class_filter") if use_settings else None
+            self._pending_select = stored.get("gallery/index", 0)
+        self._pending_filter = stored.get("gallery/class_filter") if use_settings else None
         self.load_models(self.model_picker.checked_keys())
         choice = self.dataset_picker.choice(key)
         root = self._dataset_roots.get(key)
@@ -332,15 +346,17 @@ class MainWindow(QMainWindow):
             if use_settings and hasattr(panel, "restore_settings"):
                 s.beginGroup(f"panels/{title}")
                 try:
-                    panel.restore_settings(s)
+                    problems += [f"{title}: {p}" for p in (panel.restore_settings(s) or [])]
                 except Exception as error:  # noqa: BLE001 - stale settings must not stop the window
-                    self.banner.show_message("error", f"{title}: stored settings ignored ({error})")
+                    problems.append(f"{title}: stored settings ignored ({error})")
                 finally:
                     s.endGroup()
+        if problems:
+            self.banner.show_message("error", f"Stored settings ignored ({len(problems)}): " + "; ".join(problems))
         if use_settings:
-            self.show_gallery(s.value("view/gallery", True, type=bool))
-            self.show_strip(s.value("view/strip", True, type=bool))
-        if use_settings and s.value("view/lecture", False, type=bool):
+            self.show_gallery(stored.get("view/gallery", True))
+            self.show_strip(stored.get("view/strip", True))
+        if use_settings and stored.get("view/lecture", False):
             QTimer.singleShot(0, lambda: self.lecture_action.trigger())
 
     # ---------------------------------------------------------------- dataset
@@ -493,6 +509,11 @@ class MainWindow(QMainWindow):
         self._models_ready = True
         self.ctx.modelsChanged.emit(list(self.ctx.models))
         self._check_first_predictions("original")
+
+    def _load_wanted_models(self, keys: list) -> None:
+        missing = self.model_picker.check_keys([str(k) for k in keys])
+        if missing:
+            self.banner.show_message("error", f"Not in the model list: {', '.join(missing)}")
 
     def open_model_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open model", self.settings.value("paths/models", ""),

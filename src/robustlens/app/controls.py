@@ -1,0 +1,128 @@
+"""The controls every panel uses, built one way: spin boxes and combos from a declared
+:class:`~robustlens.app.settings.Setting`, a labelled row of them, and reading / writing any of them
+by value (what the panel base saves and restores)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+from PySide6.QtWidgets import (QAbstractButton, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit,
+                               QSpinBox, QWidget)
+
+from .settings import Setting
+
+
+def spin_box(setting: Setting, tip: str | None = None) -> QSpinBox:
+    """An integer box with the setting's range, default, step and help; it reports a value when
+    editing ends (typing 10000 must not run 1, 10, 100, ... on the way)."""
+    box = QSpinBox()
+    box.setRange(int(setting.minimum if setting.minimum is not None else -2**31 + 1),
+                 int(setting.maximum if setting.maximum is not None else 2**31 - 1))
+    box.setValue(int(setting.default))
+    box.setSingleStep(int(setting.step or 1))
+    box.setGroupSeparatorShown(True)
+    box.setKeyboardTracking(False)
+    box.setToolTip(tip if tip is not None else setting.help)
+    return box
+
+
+def double_spin_box(setting: Setting, decimals: int = 3, tip: str | None = None) -> QDoubleSpinBox:
+    """A decimal box with the setting's range, default, step and help (see :func:`spin_box`)."""
+    box = QDoubleSpinBox()
+    box.setDecimals(decimals)
+    box.setRange(float(setting.minimum if setting.minimum is not None else -1e9),
+                 float(setting.maximum if setting.maximum is not None else 1e9))
+    box.setSingleStep(float(setting.step or 10 ** -decimals))
+    box.setValue(float(setting.default))
+    box.setKeyboardTracking(False)
+    box.setToolTip(tip if tip is not None else setting.help)
+    return box
+
+
+def combo_box(choices: Iterable[tuple[Any, str]], tip: str = "", *, shrinking: bool = False,
+              current: Any = None) -> QComboBox:
+    """A combo of (data, text) items. ``shrinking``: it may be narrower than its longest text (the
+    open list still shows it in full), so a long model name never widens the panel."""
+    box = QComboBox()
+    if shrinking:
+        box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        box.setMinimumContentsLength(10)
+    for data, text in choices:
+        box.addItem(text, data)
+    box.setToolTip(tip)
+    if current is not None:
+        select(box, current)
+    return box
+
+
+def setting_combo(setting: Setting, text=lambda value: f"{value:g}" if isinstance(value, float) else str(value),
+                  **options) -> QComboBox:
+    """A combo of the setting's choices, showing the default."""
+    return combo_box(((c, text(c)) for c in setting.choices or ()), setting.help, current=setting.default, **options)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return math.isclose(a, float(b), rel_tol=1e-9)
+    return a == b
+
+
+def select(box: QComboBox, data: Any) -> bool:
+    """Choose the item whose data equals ``data`` (floats with a tolerance; tuples compare in Python);
+    False, and nothing changes, when there is none."""
+    position = next((i for i in range(box.count()) if _same(box.itemData(i), data)), -1)
+    if position >= 0:
+        box.setCurrentIndex(position)
+    return position >= 0
+
+
+def labelled_row(pairs: Sequence[tuple[str, QWidget]], *, spacing: int = 8, stretch: bool = True) -> QHBoxLayout:
+    """label widget  label widget ...  on one line, each label a buddy of its widget (Alt+letter)."""
+    row = QHBoxLayout()
+    row.setSpacing(4)
+    for text, widget in pairs:
+        if text:
+            label = QLabel(text)
+            label.setBuddy(widget)
+            row.addWidget(label)
+        row.addWidget(widget)
+        row.addSpacing(spacing)
+    if stretch:
+        row.addStretch(1)
+    return row
+
+
+def widget_value(widget: QWidget) -> Any:
+    """The value a control shows: a spin box's number, a combo's item data (its text when it has
+    none), a check box's state, a line edit's text, or ``widget.value()`` for a composite control."""
+    if isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+        return widget.value()
+    if isinstance(widget, QComboBox):
+        data = widget.currentData()
+        return data if data is not None else widget.currentText()
+    if isinstance(widget, QAbstractButton):
+        return widget.isChecked()
+    if isinstance(widget, QLineEdit):
+        return widget.text()
+    return widget.value()
+
+
+def set_widget_value(widget: QWidget, value: Any) -> None:
+    """Show ``value`` in a control (see :func:`widget_value`); ValueError when a combo has no such item."""
+    if isinstance(widget, QSpinBox):
+        widget.setValue(int(value))
+    elif isinstance(widget, QDoubleSpinBox):
+        widget.setValue(float(value))
+    elif isinstance(widget, QComboBox):
+        if not select(widget, value):
+            position = widget.findText(str(value))
+            if position < 0:
+                raise ValueError(f"no choice {value!r}")
+            widget.setCurrentIndex(position)
+    elif isinstance(widget, QAbstractButton):
+        widget.setChecked(bool(value))
+    elif isinstance(widget, QLineEdit):
+        widget.setText(str(value))
+    else:
+        widget.set_value(value)

@@ -1,0 +1,85 @@
+"""The one plot base every panel's plots share: white, static (a lecture hall clicks, it does not
+drag), axes that never rescale their labels by themselves, and fonts (axes, title, legend, text
+items) that follow lecture mode through one call, :meth:`Plot.set_fonts`."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtCore import QSize
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import QWidget
+
+from . import style
+
+AXES = ("left", "bottom")
+
+
+class Plot(pg.PlotWidget):
+    """A white pyqtgraph plot without mouse panning, menus or SI-prefix axes (ε = 0.05 stays 0.05, not
+    "50 (×0.001)"). ``MIN_LINES``: its minimum height in lines of its font, so lecture fonts get the
+    room they need; ``SIZE_HINT``: its preferred size (modest, so a panel fits its window)."""
+
+    MIN_LINES = 8.0
+    SIZE_HINT = QSize(400, 240)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent=parent, background="w")
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        for axis in AXES:
+            self.getAxis(axis).setTextPen("k")
+            self.getAxis(axis).setPen("k")
+            self.getAxis(axis).enableAutoSIPrefix(False)
+        self._text_items: list[pg.TextItem] = []
+        self._title = ""
+        self._point_size = style.base_point_size()
+        self.set_fonts(self._point_size)
+
+    def sizeHint(self) -> QSize:
+        return self.SIZE_HINT
+
+    @property
+    def point_size(self) -> float:
+        return self._point_size
+
+    def set_fonts(self, point_size: float) -> None:
+        """Every text of the plot at ``point_size`` (the title a little larger)."""
+        self._point_size = point_size
+        font = style.sized_font(point_size)
+        self.setMinimumHeight(int(QFontMetrics(font).height() * self.MIN_LINES))
+        for axis in AXES:
+            self.getAxis(axis).setStyle(tickFont=font)
+            self.getAxis(axis).label.setFont(font)
+        if self._title:
+            self.set_title(self._title)
+        for item in self._text_items:
+            item.setFont(font)
+        legend = self.getPlotItem().legend
+        if legend is not None:
+            self.style_legend(legend)
+
+    def style_legend(self, legend: pg.LegendItem) -> None:
+        """A legend's labels at the plot's point size (their HTML carries pyqtgraph's 9pt otherwise)."""
+        size = f"{self._point_size:.1f}pt"
+        legend.opts["labelTextSize"] = size
+        for _sample, label in legend.items:
+            label.setText(label.text, size=size)
+        legend.updateSize()
+
+    def set_title(self, text: str) -> None:
+        """The title, 1.2× the axes' text; lines separated by <br> get the room they need."""
+        self._title = text
+        size = self._point_size * 1.2
+        self.setTitle(text, color="k", size=f"{size:.1f}pt")
+        height = int(QFontMetrics(style.sized_font(size)).height() * (text.count("<br>") + 1) + 10)
+        self.getPlotItem().titleLabel.setMaximumHeight(height)
+        self.getPlotItem().layout.setRowFixedHeight(0, height)
+
+    def text_item(self, **options) -> pg.TextItem:
+        """A text item in the plot whose font follows :meth:`set_fonts`."""
+        item = pg.TextItem(**options)
+        item.setFont(style.sized_font(self._point_size))
+        self.addItem(item)
+        self._text_items.append(item)
+        return item

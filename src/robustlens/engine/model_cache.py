@@ -1,0 +1,64 @@
+"""What a job running on the GUI's engine thread may use: the device, the loaded models and their
+smoothed classifiers, each built once.
+
+The GUI's engine thread (``app/engine_thread.py``) owns one :class:`ModelCache` and passes it to every
+job it runs as ``job(cache, cancel)``; the CLI and tests can make their own. It holds no lock: one
+thread uses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from .models import load_checkpoint, load_model, zoo_file, zoo_names
+from .smoothing import Smooth
+
+
+def load_by_key(key: str, device: torch.device | str | None = None) -> torch.nn.Module:
+    """A model by key: a zoo name (also before the zoo's manifest lists it: the file suffices) or a path."""
+    if key in zoo_names():
+        return load_model(key, device=device)
+    if "/" in key and not Path(key).exists() and zoo_file(key).exists():
+        return load_checkpoint(zoo_file(key), device=device, name=key)
+    return load_model(key, device=device)
+
+
+class ModelCache:
+    """Models by key on one device, loaded on first use, and a ``Smooth`` per model and σ (its fast
+    traced forward is built once, on the first certificate, and reused by every later one)."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self._models: dict[str, torch.nn.Module] = {}
+        self._smooths: dict[tuple[str, float | None], Smooth] = {}
+        self.active_keys: list[str] = []  # the models the window shows, in display order
+
+    def model(self, key: str) -> torch.nn.Module:
+        """A model by key (a zoo name or a file path), loaded onto the device on first use."""
+        if key not in self._models:
+            self._models[key] = load_by_key(key, self.device)
+        return self._models[key]
+
+    def models(self, keys: Iterable[str] | None = None) -> dict[str, torch.nn.Module]:
+        """Several models by key, in order; ``None`` means the models the window shows."""
+        return {key: self.model(key) for key in (self.active_keys if keys is None else keys)}
+
+    def smooth(self, key: str, sigma: float | None = None) -> Smooth:
+        """The smoothed classifier g of model ``key`` at σ (default: the σ it was trained with)."""
+        slot = (key, None if sigma is None else float(sigma))
+        if slot not in self._smooths:
+            self._smooths[slot] = Smooth.from_model(self.model(key), sigma=sigma)
+        return self._smooths[slot]
+
+    def forget(self, key: str) -> None:
+        """Drop a model and its smoothed classifiers (its file changed, or it was unloaded)."""
+        self._models.pop(key, None)
+        for slot in [s for s in self._smooths if s[0] == key]:
+            del self._smooths[slot]
+
+    @property
+    def cached_keys(self) -> list[str]:
+        return list(self._models)
