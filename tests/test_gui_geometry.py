@@ -9,8 +9,11 @@ import torch
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QImage
 
-from robustlens.app.panels.geometry import CLASS_COLORS
+from robustlens.app.panels.geometry import SLOT
+from robustlens.app.panels.geometry_figure import CLASS_COLORS
 from robustlens.app.window import MainWindow
+from robustlens.engine.geometry_overlays import certified_disk
+from robustlens.engine.model_cache import load_by_key
 from robustlens.engine.models import build_model, save_checkpoint, zoo_file, zoo_names
 
 NOISE_MODEL = "fashion-mnist/noise-0.25"
@@ -104,12 +107,36 @@ def test_cancel_stops_the_slice_and_keeps_the_partial_map(window, qtbot):
     qtbot.waitUntil(lambda: panel.smoothed is not None, timeout=300_000)
     assert panel.cancel_button.isEnabled()
     qtbot.mouseClick(panel.cancel_button, _left())
-    qtbot.waitUntil(lambda: not panel.handle.running, timeout=60_000)
+    qtbot.waitUntil(lambda: not panel.job_running(SLOT), timeout=60_000)
     assert panel.result is None
     assert "Cancelled" in panel.status.text()
     assert not panel.smoothed.complete
     assert panel.figure.images["g"].image is not None  # what was computed stays on screen
     assert not panel.cancel_button.isEnabled()
+
+
+def test_the_disk_is_the_published_certificate_of_this_image_model_and_sigma(window, qtbot):
+    """A certificate published for the selection, the model and σ is drawn, not computed again; one for
+    another σ or another image is not."""
+    panel, ctx = window.panels["Geometry"], window.ctx
+    small(panel, n=10)
+    key = panel.model_box.currentData()
+    certificate = certified_disk(load_by_key(key, "cpu"), ctx.selection.image, sigma=0.25, n0=50, n=300,
+                                 seed=7).certificate
+    ctx.publish_certificate(ctx.selection, key, certificate)
+    panel.run()
+    assert panel.job_running(SLOT) and panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.disk is not None, timeout=300_000)
+    assert panel.disk.source == "Certify tab" and panel.disk.certificate is certificate
+    assert panel.disk.radius == certificate.radius
+    panel.cancel_job(SLOT)
+
+    panel.sigma_box.setValue(0.5)  # the published certificate is for σ = 0.25
+    assert panel.request(ctx.selection, key).disk is None
+    panel.sigma_box.setValue(0.25)
+    assert panel.request(ctx.selection, key).disk.certificate is certificate
+    other = type(ctx.selection)(ctx.selection.image, ctx.selection.label, ctx.selection.index, "another")
+    assert panel.request(other, key).disk is None  # not the very image the certificate is for
 
 
 def _left():

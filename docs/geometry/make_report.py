@@ -22,7 +22,7 @@ import torch
 from robustlens.engine.data import load_dataset
 from robustlens.engine.geometry import GeometryRequest, geometry_job
 from robustlens.engine.jobs import run_to_end
-from robustlens.engine.models import load_model
+from robustlens.engine.model_cache import ModelCache
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = load_model(args.model, device="cpu")
+    cache = ModelCache("cpu")
+    model = cache.model(args.model)
     sigma = float(model.meta.sigma)
     classes = model.meta.classes
     test = load_dataset("fashion-mnist", "test")
@@ -49,9 +50,10 @@ def main() -> None:
     began = time.perf_counter()
     for index in args.images:
         start = time.perf_counter()
-        request = GeometryRequest(sigma=sigma, base_size=101, smooth_size=args.grid, n=args.n, alpha=args.alpha,
-                                  certify_n=args.certify_n, attack_eps=args.eps, seed=index)
-        result = run_to_end(geometry_job(model, test.images[index], request))
+        request = GeometryRequest(model_key=args.model, image=test.images[index], sigma=sigma, base_size=101,
+                                  smooth_size=args.grid, n=args.n, alpha=args.alpha, certify_n=args.certify_n,
+                                  attack_eps=args.eps, seed=index)
+        result = run_to_end(geometry_job(cache, request))
         disk, check, attack = result.disk, result.disk_check, result.attack
         row = {
             "index": index, "label": classes[int(test.labels[index])],

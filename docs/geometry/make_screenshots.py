@@ -34,6 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     app = QApplication([])
+    from robustlens.app.panels.geometry import SLOT
     from robustlens.app.window import MainWindow
     from robustlens.engine.models import zoo_names
 
@@ -61,7 +62,7 @@ def main() -> None:
     panel.n_box.setValue(args.n)
     panel.g_size_box.setCurrentIndex(panel.g_size_box.findData(args.grid))
     window.tabs.setCurrentIndex(list(window.panels).index("Geometry"))  # shown: it slices the selection
-    wait(lambda: panel.handle is not None, 30)
+    wait(lambda: panel.job_handle(SLOT) is not None, 30)
     refining = wait(lambda: panel.smoothed is not None and panel.smoothed.size == args.grid
                     and panel.smoothed.computed.mean() > 0.4, 3600)
     if refining:

@@ -12,6 +12,7 @@ from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPalette
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from . import style
+from .plots import Plot
 
 
 @dataclass
@@ -159,41 +160,28 @@ class PredictionBars(QWidget):
                 painter.restore()
 
 
-class PredictionChart(pg.PlotWidget):
+class PredictionChart(Plot):
     """Every class's probability under every loaded model: horizontal grouped bars, class names on
     the left axis, one colour per model (the legend names them)."""
 
+    MIN_LINES = 12.0
+
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent=parent, background="w")
+        super().__init__(parent)
         self._items: list[pg.BarGraphItem] = []
-        # the legend sits in its own column right of the axes, so it never hides a bar
+        # the legend sits in its own column right of the axes, so it never hides a bar; as the plot's
+        # legend its labels follow set_fonts
         self._legend = pg.LegendItem(labelTextColor="k")
         self._legend.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.getPlotItem().layout.addItem(self._legend, 2, 3)
         self.getPlotItem().layout.setAlignment(self._legend, Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        self.setMenuEnabled(False)
+        self.getPlotItem().legend = self._legend
+        self.style_legend(self._legend)
         self.getPlotItem().setLabel("bottom", "probability")
         self.getViewBox().invertY(True)  # first class at the top, like a table
         self.setXRange(0, 1, padding=0.02)
         self.showGrid(x=True, y=False, alpha=0.25)
         self.getAxis("bottom").setTickSpacing(0.2, 0.1)
-        for axis in ("left", "bottom"):
-            self.getAxis(axis).setTextPen("k")
-            self.getAxis(axis).setPen("k")
-        self.setMinimumHeight(200)
-
-    def set_fonts(self, point_size: float) -> None:
-        font = self.font()
-        font.setPointSizeF(point_size)
-        self._legend.setLabelTextSize(f"{point_size:.1f}pt")
-        for _sample, label in self._legend.items:
-            label.setText(label.text, size=f"{point_size:.1f}pt")
-        for axis in ("left", "bottom"):
-            self.getAxis(axis).setStyle(tickFont=font)
-            self.getAxis(axis).label.setFont(font)
-        self.getPlotItem().titleLabel.item.setFont(font)
 
     def show_predictions(self, title: str, classes, rows: list[PredictionRow], true_label: int | None) -> None:
         for item in self._items:
@@ -207,7 +195,7 @@ class PredictionChart(pg.PlotWidget):
         else:
             ticks = list(enumerate(classes))
         self.getAxis("left").setTicks([ticks])
-        self.setTitle(title, color="k")
+        self.set_title(title)
         count = max(1, len(shown))
         height = 0.8 / count
         for m, row in enumerate(shown):

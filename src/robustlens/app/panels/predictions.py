@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout
 
 from ..context import STRIP_SLOTS, AppContext
+from ..controls import combo_box, select
 from ..predictions import PredictionChart
-from ..style import LECTURE_FONT_SCALE, base_point_size
+from ..style import point_size
+from .base import Panel
 
 
-class PredictionsPanel(QWidget):
-    """Choose a strip image (or click its card); the chart shows all class probabilities."""
+class PredictionsPanel(Panel):
+    """Choose a strip image (or click its card); the chart shows all class probabilities. It remembers
+    nothing: which image it shows follows the strip."""
 
     def __init__(self, ctx: AppContext) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.image_choice = QComboBox()
-        for slot, (title, _hint) in STRIP_SLOTS.items():
-            if slot != "perturbation":
-                self.image_choice.addItem(title, slot)
+        super().__init__(ctx)
+        self.image_choice = combo_box((slot, title) for slot, (title, _hint) in STRIP_SLOTS.items()
+                                      if slot != "perturbation")
         self.note = QLabel("")
         self.note.setObjectName("caption")
         self.chart = PredictionChart()
@@ -36,15 +36,12 @@ class PredictionsPanel(QWidget):
         ctx.stripChanged.connect(self._on_strip_changed)
         ctx.lectureModeChanged.connect(self.set_lecture_mode)
         self.strip = ctx.strip  # the strip owns the predictions it shows
-        strip = ctx.strip
-        strip.predictionsShown.connect(self._on_strip_changed)
-        strip.slotClicked.connect(self.show_slot)
+        self.strip.predictionsShown.connect(self._on_strip_changed)
+        self.strip.slotClicked.connect(self.show_slot)
         self.refresh()
 
     def show_slot(self, slot: str) -> None:
-        position = self.image_choice.findData(slot)
-        if position >= 0:
-            self.image_choice.setCurrentIndex(position)
+        select(self.image_choice, slot)
 
     def _on_strip_changed(self, slot: str) -> None:
         if slot == self.image_choice.currentData():
@@ -72,4 +69,4 @@ class PredictionsPanel(QWidget):
         self.chart.show_predictions(f"{title}{source}", self.ctx.classes, rows, label)
 
     def set_lecture_mode(self, on: bool) -> None:
-        self.chart.set_fonts(base_point_size() * (LECTURE_FONT_SCALE if on else 1.0))
+        self.chart.set_fonts(point_size(on))
