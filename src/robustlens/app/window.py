@@ -214,15 +214,8 @@ class MainWindow(WindowMenus, QMainWindow):
                                              "Dataset → Folder…; showing the built-in Fashion-MNIST meanwhile.")
             key, choice, root = "fashion-mnist:test", self.dataset_picker.choice("fashion-mnist:test"), None
         self.load_dataset(choice[2], choice[3], key, root)
-        for title, panel in self.panels.items():
-            if use_settings and hasattr(panel, "restore_settings"):
-                s.beginGroup(f"panels/{title}")
-                try:
-                    problems += [f"{title}: {p}" for p in (panel.restore_settings(s) or [])]
-                except Exception as error:  # noqa: BLE001 - stale settings must not stop the window
-                    problems.append(f"{title}: stored settings ignored ({error})")
-                finally:
-                    s.endGroup()
+        if use_settings:
+            problems += self.restore_panel_settings(list(self.panels))
         if problems:
             self.banner.show_message("error", f"Stored settings ignored ({len(problems)}): " + "; ".join(problems))
         if use_settings:
@@ -230,6 +223,23 @@ class MainWindow(WindowMenus, QMainWindow):
             self.show_strip(stored.get("view/strip", True))
         if use_settings and stored.get("view/lecture", False):
             QTimer.singleShot(0, lambda: self.lecture_action.trigger())
+
+    def restore_panel_settings(self, titles: list[str]) -> list[str]:
+        """Let these tabs read their settings from ``self.settings`` (group ``panels/TITLE``); returns
+        one line per value ignored."""
+        s, problems = self.settings, []
+        for title in titles:
+            panel = self.panels[title]
+            if not hasattr(panel, "restore_settings"):
+                continue
+            s.beginGroup(f"panels/{title}")
+            try:
+                problems += [f"{title}: {p}" for p in (panel.restore_settings(s) or [])]
+            except Exception as error:  # noqa: BLE001 - stale settings must not stop the window
+                problems.append(f"{title}: stored settings ignored ({error})")
+            finally:
+                s.endGroup()
+        return problems
 
     # ---------------------------------------------------------------- dataset
 
