@@ -255,6 +255,3 @@ class Gallery(QWidget):
         index = self.model.index(row)
         self.view.setCurrentIndex(index)
         self.view.scrollTo(index)
-
-    def index_for_row(self, row: int) -> QModelIndex:
-        return self.model.index(row)
