@@ -48,8 +48,9 @@ bench: $(STAMP)
 dist: $(STAMP)
 	$(PIP) wheel -q --no-deps --no-build-isolation -w dist .
 
+# Every picture under docs/ (tools/screenshots.py --list shows them); SHOTS=attacks for some of them.
 screenshot: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(VENV)/bin/robustlens --screenshot docs/window.png --select 0
+	$(PY) tools/screenshots.py $(SHOTS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -52,9 +52,9 @@ def model_key(tmp: str) -> str:
 def certify_like(key: str, image: torch.Tensor, seconds: float, batch: int, sigma: float = 0.25):
     """Noise samples in batches, running class counts after each (the certify inner loop)."""
 
-    def job(engine, cancel):
-        model = engine.model(key)
-        x = image.to(engine.device)
+    def job(cache, cancel):
+        model = cache.model(key)
+        x = image.to(cache.device)
         counts = torch.zeros(10, dtype=torch.long)
         start, samples = time.monotonic(), 0
         with torch.no_grad():
@@ -73,9 +73,9 @@ def certify_like(key: str, image: torch.Tensor, seconds: float, batch: int, sigm
 def pgd_like(key: str, images: torch.Tensor, labels: torch.Tensor, seconds: float):
     """L2 PGD steps on a batch, the current adversarial images after each step."""
 
-    def job(engine, cancel):
-        model = engine.model(key)
-        x, y = images.to(engine.device), labels.to(engine.device)
+    def job(cache, cancel):
+        model = cache.model(key)
+        x, y = images.to(cache.device), labels.to(cache.device)
         start, steps = time.monotonic(), 0
         while time.monotonic() - start < seconds:
             for state in pgd_steps(model, x, y, norm="l2", eps=1.5, step_size=0.2, steps=50):
@@ -186,7 +186,7 @@ def main() -> None:
 def idle_job(seconds: float):
     """The baseline: a job that only waits, so the ticks measure the GUI loop itself."""
 
-    def job(engine, cancel):
+    def job(cache, cancel):
         start = time.monotonic()
         while time.monotonic() - start < seconds:
             cancel.check()

@@ -72,11 +72,11 @@ def test_cancel_button_stops_a_long_job_within_half_a_second(qtbot, tmp_path):
 
     handle = win.engine.submit("long", long_job, on_event=events.append, label="a long job")
     qtbot.waitUntil(lambda: any(isinstance(e, Progress) for e in events), timeout=5000)
-    qtbot.waitUntil(lambda: win.cancel_button.isEnabled(), timeout=2000)
-    qtbot.waitUntil(lambda: "a long job" in win.job_label.text(), timeout=2000)
-    qtbot.waitUntil(lambda: win.progress.maximum() == 1000, timeout=2000)
+    qtbot.waitUntil(lambda: win.status.cancel_button.isEnabled(), timeout=2000)
+    qtbot.waitUntil(lambda: "a long job" in win.status.job_label.text(), timeout=2000)
+    qtbot.waitUntil(lambda: win.status.progress.maximum() == 1000, timeout=2000)
     clicked = time.monotonic()
-    qtbot.mouseClick(win.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(win.status.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: handle.state == "aborted", timeout=5000)
     shown = time.monotonic()
     assert stopped["at"] - clicked < 0.5, f"the job ran on for {stopped['at'] - clicked:.3f} s"

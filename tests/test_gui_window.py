@@ -261,3 +261,40 @@ def test_without_models_the_window_says_how_to_get_some(qtbot, tmp_path):
     assert "Open model" in NO_MODELS and "TODO" not in NO_MODELS
     qtbot.waitUntil(lambda: win._first_done, timeout=10_000)  # the screenshot mode would not hang
     win.close()
+
+
+def test_setting_and_click_flags_reach_a_tab_through_its_own_settings_and_buttons(window):
+    """What tools/screenshots.py asks of a tab goes through the flags: its declared settings, its buttons."""
+    from PySide6.QtWidgets import QPushButton, QSpinBox, QVBoxLayout
+
+    from robustlens.app.controls import spin_box
+    from robustlens.app.main import _apply_settings, _click
+    from robustlens.app.panels.base import Panel
+    from robustlens.app.settings import Setting
+
+    class Probe(Panel):
+        SETTINGS = (Setting("n", 10, 1, 100),)
+
+        def __init__(self, ctx):
+            super().__init__(ctx)
+            self.n_box: QSpinBox = spin_box(self.SETTINGS[0])
+            self.button = QPushButton("&Go")
+            self.clicks = 0
+            self.button.clicked.connect(lambda: setattr(self, "clicks", self.clicks + 1))
+            layout = QVBoxLayout(self)
+            layout.addWidget(self.n_box)
+            layout.addWidget(self.button)
+
+        def setting_widgets(self):
+            return {"n": self.n_box}
+
+    probe = Probe(window.ctx)
+    window.panels["Probe"] = probe
+    window.tabs.setCurrentIndex(window.tabs.addTab(probe, "Probe"))
+    assert _apply_settings(window, ["probe/n=42"]) is None and probe.n_box.value() == 42
+    assert "maximum" in _apply_settings(window, ["Probe/n=1000"])
+    assert "no setting 'm'" in _apply_settings(window, ["Probe/m=1"])
+    assert "TAB/KEY=VALUE" in _apply_settings(window, ["Nowhere/n=1"])
+    assert "TAB/KEY=VALUE" in _apply_settings(window, ["Probe=1"])
+    assert _click(window.current_panel(), "go") and probe.clicks == 1
+    assert not _click(window.current_panel(), "stop") and probe.clicks == 1

@@ -43,9 +43,6 @@ DEFAULT_INTERVAL_S = 0.04  # 25 updates per second: smooth to the eye, cheap for
 TRACE = bool(os.environ.get("ROBUSTLENS_ENGINE_TRACE"))  # print every time slice (diagnostics)
 SLICE_S = 0.01  # a job keeps the engine for this long (or one chunk) before the others get a turn
 
-EngineJob = Callable[[ModelCache, CancelToken], Iterable[Any]]
-
-
 # ----------------------------------------------------------------------------- engine side
 
 ENGINE_NICENESS = 5
@@ -121,10 +118,6 @@ class EngineWorker(QObject):
         self._fresh.append(_Job(request.id, request.label, run_job(factory, request.token),
                                 request.keep_every, request.interval))
         self._schedule()
-
-    @Slot(object)
-    def set_active(self, keys: list) -> None:
-        self.context.active_keys = list(keys)
 
     @Slot()
     def stop(self) -> None:
@@ -243,7 +236,8 @@ class Engine(QObject):
     """The bridge the GUI talks to. Owns the engine thread; all methods return at once.
 
     ``submit(slot, factory, ...)`` runs ``factory(cancel)``; ``submit(..., with_engine=True)`` runs
-    ``job(engine, cancel)`` where ``engine`` is the engine thread's :class:`~robustlens.engine.model_cache.ModelCache` (device, models, smoothed classifiers).
+    ``job(cache, cancel)`` where ``cache`` is the engine thread's
+    :class:`~robustlens.engine.model_cache.ModelCache` (device, models, smoothed classifiers).
     """
 
     jobStarted = Signal(object)            # JobHandle
@@ -253,7 +247,6 @@ class Engine(QObject):
     stopped = Signal()
 
     _submit = Signal(object)
-    _set_active = Signal(object)
     _stop = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -268,7 +261,6 @@ class Engine(QObject):
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.start)
         self._submit.connect(self._worker.accept)
-        self._set_active.connect(self._worker.set_active)
         self._stop.connect(self._worker.stop)
         self._worker.event.connect(self._on_event)
         self._thread.finished.connect(self._worker.deleteLater)
@@ -304,10 +296,6 @@ class Engine(QObject):
                                    frozenset(keep_every), interval))
         self.jobStarted.emit(handle)
         return handle
-
-    def set_active_models(self, keys: Iterable[str]) -> None:
-        """Tell the engine which models the window shows (``ModelCache.models()`` with no keys)."""
-        self._set_active.emit(list(keys))
 
     def cancel(self, slot: str) -> None:
         handle = self._slots.get(slot)

@@ -153,6 +153,7 @@ class Gallery(QWidget):
         self.view.setModel(self.model)
         self.view.setItemDelegate(ThumbnailDelegate(self.view))
         self._dataset = None
+        self._quiet = False  # select(..., emit=False) moves the current image without indexSelected
         self._apply_sizes(56)
         self.view.selectionModel().currentChanged.connect(self._on_current)
         self.filter.currentIndexChanged.connect(self._on_filter)
@@ -218,7 +219,7 @@ class Gallery(QWidget):
         self.count.setText(f"{shown:,} of {len(self._dataset):,} images · {self._dataset.source}")
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if current.isValid() and not getattr(self, "_quiet", False):
+        if current.isValid() and not self._quiet:
             self.indexSelected.emit(int(self.model.data(current, DatasetIndexRole)))
 
     def selected_index(self) -> int | None:
@@ -239,6 +240,11 @@ class Gallery(QWidget):
         self.view.scrollTo(index)
         return True
 
+    def clear_selection(self) -> None:
+        """No dataset image is selected (the window shows an opened file); emits nothing."""
+        self.view.clearSelection()
+        self.view.setCurrentIndex(QModelIndex())
+
     def step(self, delta: int) -> None:
         """Select the next (delta=1) or previous (delta=-1) image of the gallery."""
         rows = len(self.model.rows)
@@ -249,6 +255,3 @@ class Gallery(QWidget):
         index = self.model.index(row)
         self.view.setCurrentIndex(index)
         self.view.scrollTo(index)
-
-    def index_for_row(self, row: int) -> QModelIndex:
-        return self.model.index(row)

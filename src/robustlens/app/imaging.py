@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen
+from PySide6.QtGui import QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
@@ -69,12 +69,6 @@ def perturbation_qimage(delta: Any) -> tuple[QImage, float]:
         return _qimage_from_uint8(pixels), scale
     shown = np.clip(0.5 + 0.5 * array * scale, 0, 1)
     return to_qimage(shown), 0.5 * scale
-
-
-def diverging_colors(count: int) -> list[QColor]:
-    """``count`` colours sampled along the diverging map (for legends)."""
-    idx = np.linspace(0, len(_DIVERGING) - 1, count).round().astype(int)
-    return [QColor(*map(int, _DIVERGING[i])) for i in idx]
 
 
 class ImageView(QWidget):

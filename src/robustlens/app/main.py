@@ -4,11 +4,18 @@
     robustlens --lecture                         full screen, large fonts
     robustlens --dataset mnist --select 42       start on an image
     robustlens --model my.pt                     add a checkpoint to the loaded models
+    robustlens --setting Certify/n=1000          start a tab with this setting (repeatable)
     robustlens --screenshot out.png [--select 7] [--tab Certify] [--lecture] [--size 1440x920]
-                                    [--run] [--settle] [--delay S] [--hide gallery,strip]
+                                    [--run] [--click BUTTON] [--settle | --progress F] [--delay S]
+                                    [--hide gallery,strip]
                                                  start offscreen, wait for the first predictions
-                                                 (--run: then press F5 on the tab; --settle: then
-                                                 wait for every job to end), save the window, exit 0
+                                                 (--run: then press F5 on the tab; --click: then
+                                                 click the tab's button of that text; --settle:
+                                                 then wait for every job to end; --progress: until
+                                                 every running job is that far), save the window,
+                                                 exit 0
+
+The docs' screenshots are made with these flags only: tools/screenshots.py.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+
+SETTLE_POLL_MS = 100
+PROGRESS_POLL_MS = 20  # a job mid-run moves on: look often
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tab", metavar="TITLE", help="show this tab (e.g. Predictions, Certify)")
     parser.add_argument("--hide", default="", metavar="PARTS",
                         help="hide parts of the window: gallery, strip (comma-separated)")
+    parser.add_argument("--setting", action="append", default=[], metavar="TAB/KEY=VALUE",
+                        help="start the tab with this setting, read as the tab reads its remembered ones "
+                             "(repeatable), e.g. Attack/eps_linf=0.1")
     parser.add_argument("--run", action="store_true",
                         help="with --screenshot: run the shown tab's job (as F5 does) after the first predictions")
-    parser.add_argument("--settle", action="store_true",
-                        help="with --screenshot: wait until every engine job has finished before saving")
+    parser.add_argument("--click", action="append", default=[], metavar="BUTTON",
+                        help="with --screenshot: after --run, click the shown tab's button with this text "
+                             "(repeatable, in order)")
+    wait = parser.add_mutually_exclusive_group()
+    wait.add_argument("--settle", action="store_true",
+                      help="with --screenshot: wait until every engine job has finished before saving")
+    wait.add_argument("--progress", type=float, metavar="F",
+                      help="with --screenshot: wait until every running job has done this fraction (0-1) "
+                           "of its work before saving (a job mid-run)")
     parser.add_argument("--delay", type=float, default=0.0, metavar="S",
                         help="with --screenshot: wait this many more seconds before saving (a job mid-run)")
     parser.add_argument("--size", default=None, metavar="WxH",
@@ -55,6 +75,38 @@ def _size(text: str | None, lecture: bool) -> tuple[int, int]:
     except ValueError:
         raise SystemExit(f"robustlens: error: --size must look like 1440x920, not {text!r}") from None
     return width, height
+
+
+def _apply_settings(window, pairs: list[str]) -> str | None:
+    """``--setting TAB/KEY=VALUE``: stored where the tab remembers its settings, then read by the tab
+    (so a value is checked as a remembered one is). Returns what went wrong, or None."""
+    titles = {title.lower(): title for title in window.panels}
+    touched = []
+    for pair in pairs:
+        path, equals, value = pair.partition("=")
+        tab, slash, key = path.partition("/")
+        title = titles.get(tab.strip().lower())
+        if not (equals and slash and key.strip()) or title is None:
+            return f"--setting takes TAB/KEY=VALUE with a tab of {', '.join(window.panels)}, not {pair!r}"
+        declared = {setting.key for setting in getattr(window.panels[title], "SETTINGS", ())}
+        if declared and key.strip() not in declared:
+            return f"the {title} tab has no setting {key.strip()!r} (it has {', '.join(sorted(declared))})"
+        window.settings.setValue(f"panels/{title}/{key.strip()}", value)
+        touched.append(title)
+    problems = window.restore_panel_settings(list(dict.fromkeys(touched)))
+    return "; ".join(problems) or None
+
+
+def _click(panel, text: str) -> bool:
+    """Click the first visible, enabled button of ``panel`` whose text is ``text`` (no mnemonics, any case)."""
+    from PySide6.QtWidgets import QAbstractButton
+
+    wanted = text.replace("&", "").strip().lower()
+    for button in panel.findChildren(QAbstractButton) if panel is not None else ():
+        if button.text().replace("&", "").strip().lower() == wanted and button.isVisible() and button.isEnabled():
+            button.click()
+            return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"robustlens: error: no tab {args.tab!r} (tabs: {', '.join(titles)})", file=sys.stderr)
             return 1
         window.tabs.setCurrentIndex(matches[0])
+
+    if args.setting:
+        problem = _apply_settings(window, args.setting)
+        if problem:
+            print(f"robustlens: error: {problem}", file=sys.stderr)
+            window.close()
+            return 1
 
     hidden = {part.strip() for part in args.hide.split(",") if part.strip()}
     if hidden - {"gallery", "strip"}:
@@ -147,24 +206,42 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
         app.quit()
 
-    def when_idle(then) -> None:
+    def when(condition, then, every_ms: int = SETTLE_POLL_MS) -> None:
         poll = QTimer(window)
 
         def check() -> None:
-            if not window.engine.active_jobs():
+            if condition():
                 poll.stop()
                 then()
 
         poll.timeout.connect(check)
-        poll.start(100)
+        poll.start(every_ms)
+
+    def idle() -> bool:
+        return not window.engine.active_jobs()
+
+    def far_enough() -> bool:
+        return all(h.progress is not None and h.progress.fraction >= args.progress
+                   for h in window.engine.active_jobs() if h.user_cancellable)
 
     def first_predictions() -> None:
         if args.run:
             window.request_run()
+        for text in args.click:
+            if not _click(window.current_panel(), text):
+                print(f"robustlens: error: no button {text!r} to click on the "
+                      f"{window.tabs.tabText(window.tabs.currentIndex())} tab", file=sys.stderr)
+                window.close()
+                app.quit()
+                return
+        delay = int(1000 * args.delay)
+        if args.progress is not None:  # mid-run: grab at once, the jobs move on
+            when(far_enough, lambda: QTimer.singleShot(delay, save), PROGRESS_POLL_MS)
+            return
         # let late paints (status bar, tabs) land before grabbing
-        pause = 400 + int(1000 * args.delay)
+        pause = 400 + delay
         if args.settle:
-            QTimer.singleShot(300, lambda: when_idle(lambda: QTimer.singleShot(pause, save)))
+            QTimer.singleShot(300, lambda: when(idle, lambda: QTimer.singleShot(pause, save)))
         else:
             QTimer.singleShot(pause, save)
 

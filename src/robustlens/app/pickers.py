@@ -8,7 +8,8 @@ from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QPushButton, QVBoxLayout, QWidget)
 
-from robustlens.engine.models import zoo_dir, zoo_manifest
+from robustlens.engine.models import zoo_dir
+from robustlens.engine.zoo import ZooEntry, catalogue
 
 # (key, label, dataset name, split, needs a folder)
 DATASET_CHOICES = [
@@ -19,30 +20,17 @@ DATASET_CHOICES = [
 ]
 
 
-def available_zoo_models() -> list[tuple[str, dict]]:
-    """(name, manifest entry) for the built-in models: the manifest's, then any model file the
-    manifest does not list yet (the zoo's files appear one by one while it is being built)."""
-    entries = dict(zoo_manifest().get("models", {}))
-    found = [(name, dict(info)) for name, info in entries.items()]
-    folder = zoo_dir()
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.pt")):
-            name = path.stem.replace("__", "/")
-            if name not in entries:
-                found.append((name, {}))
-    return found
-
-
-def _zoo_tooltip(name: str, info: dict) -> str:
-    """What the zoo manifest says about a model: kind, clean and PGD-robust accuracy."""
-    if not info:
-        return f"{name}\n(not yet in the zoo manifest)"
-    kind = info.get("kind", "")
+def _zoo_tooltip(entry: ZooEntry) -> str:
+    """What the zoo catalogue says about a model: kind, clean and PGD-robust accuracy."""
+    if not entry.listed:
+        return f"{entry.name}\n(not yet in the zoo manifest)"
+    info = entry.manifest
+    kind = entry.kind or ""
     if kind == "adversarial":
-        kind += f", {str(info.get('norm', '')).replace('linf', 'L∞').replace('l2', 'L2')} ε={info.get('eps')}"
+        kind += f", {str(entry.norm or '').replace('linf', 'L∞').replace('l2', 'L2')} ε={entry.eps}"
     elif kind == "noise":
-        kind += f", σ={info.get('sigma')}"
-    lines = [name, f"kind: {kind}"]
+        kind += f", σ={entry.sigma}"
+    lines = [entry.name, f"kind: {kind}"]
     if isinstance(info.get("clean_accuracy"), (int, float)):
         lines.append(f"clean test accuracy: {info['clean_accuracy']:.1%}")
     for norm, table in (info.get("robust_accuracy") or {}).items():
@@ -151,9 +139,9 @@ class ModelPicker(QWidget):
         self._quiet = True
         try:
             self.list.clear()
-            for name, info in available_zoo_models():
-                self._add(name, name.split("/")[-1], _zoo_tooltip(name, info),
-                          checked is None or name in checked)
+            for entry in catalogue():
+                self._add(entry.name, entry.short_name, _zoo_tooltip(entry),
+                          checked is None or entry.name in checked)
             for path in files:
                 if Path(path).exists() and path not in self.keys():
                     self._add(path, Path(path).name, path, checked is not None and path in checked)
@@ -170,14 +158,14 @@ class ModelPicker(QWidget):
         self._quiet = True
         try:
             zoo_count = sum(1 for k in known if not Path(k).is_absolute())
-            for name, info in available_zoo_models():
-                if name not in known:
-                    item = self._add(name, name.split("/")[-1], _zoo_tooltip(name, info), tick)
+            for entry in catalogue():
+                if entry.name not in known:
+                    item = self._add(entry.name, entry.short_name, _zoo_tooltip(entry), tick)
                     # keep the zoo above opened files
                     self.list.takeItem(self.list.row(item))
                     self.list.insertItem(zoo_count, item)
                     zoo_count += 1
-                    added.append(name)
+                    added.append(entry.name)
         finally:
             self._quiet = False
         self._update_note()
@@ -268,7 +256,7 @@ class ModelPicker(QWidget):
 
     def _update_note(self) -> None:
         self._fit_list()
-        if not available_zoo_models():
+        if not catalogue():
             self.note.setText(f"No built-in models found in {zoo_dir()} yet: use Open model… "
                               "(the list updates when model files appear).")
         elif not self.checked_keys():

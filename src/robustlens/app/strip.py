@@ -45,13 +45,6 @@ class StripCard(QFrame):
         layout.addWidget(self.caption)
         layout.addWidget(self.bars)
         layout.addStretch(1)
-        self._selected = False
-
-    def set_selected(self, selected: bool) -> None:
-        self._selected = selected
-        self.setProperty("selected", selected)
-        self.setStyleSheet("StripCard { border: 2px solid palette(highlight); border-radius: 4px; }"
-                           if selected else "")
 
     def mousePressEvent(self, event) -> None:
         self.clicked.emit(self.slot)

@@ -4,27 +4,29 @@ centre, the engine's state in the status bar."""
 from __future__ import annotations
 
 import importlib
-import time
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont, QKeySequence
-from PySide6.QtWidgets import (QApplication, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSplitter,
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (QApplication, QFileDialog, QFrame, QGroupBox, QMainWindow, QScrollArea, QSplitter,
                                QTabWidget, QTextEdit, QVBoxLayout, QWidget)
 
 from robustlens.engine.data import load_dataset, load_image_file
 from robustlens.engine.jobs import Finished, Progress
+from robustlens.engine.model_cache import load_models_job
+from robustlens.engine.zoo import catalogue
 
 from . import style
+from .banner import Banner
 from .context import AppContext, ModelInfo, Selection
 from .engine_thread import Engine
-from .export import ask_and_export, ask_file_and_export
 from .gallery import Gallery
+from .menus import WindowMenus
 from .panels import PANELS
+from .pickers import DATASET_CHOICES, DatasetPicker, ModelPicker
 from .settings import Setting, read_settings
-from .pickers import DATASET_CHOICES, DatasetPicker, ModelPicker, available_zoo_models
+from .status import JobStatus
 from .strip import ImageStrip
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -34,54 +36,6 @@ QFrame#banner[level="error"] { background: #fbe3e1; border: 1px solid #d9534f; b
 QFrame#banner[level="info"] { background: #e3eefb; border: 1px solid #5b8fd9; border-radius: 4px; }
 QFrame#banner QLabel { color: #222; }
 """
-
-
-class Banner(QFrame):
-    """A one-line message above the strip: errors stay until closed, notes fade after a while."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("banner")
-        self.text = QLabel("")
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.details_button = QPushButton("Details…")
-        self.close_button = QPushButton("✕")
-        self.close_button.setFlat(True)
-        self.close_button.setToolTip("Dismiss")
-        self.close_button.setFixedWidth(28)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 4, 4, 4)
-        layout.addWidget(self.text, 1)
-        layout.addWidget(self.details_button)
-        layout.addWidget(self.close_button)
-        self.close_button.clicked.connect(self.hide)
-        self.details_button.clicked.connect(self._show_details)
-        self._details = ""
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self.hide)
-        self.hide()
-
-    def show_message(self, level: str, text: str, details: str = "") -> None:
-        self.setProperty("level", level)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.text.setText(("⚠ " if level == "error" else "") + text)
-        self._details = details
-        self.details_button.setVisible(bool(details))
-        self.show()
-        if level == "error":
-            self._timer.stop()
-        else:
-            self._timer.start(12_000)
-
-    def _show_details(self) -> None:
-        box = QMessageBox(QMessageBox.Icon.Warning, "Error details", self.text.text(),
-                          QMessageBox.StandardButton.Close, self)
-        box.setDetailedText(self._details)
-        box.setModal(False)
-        box.show()
 
 
 # what the window itself remembers, besides geometry, dataset and models
@@ -94,7 +48,7 @@ WINDOW_SETTINGS = (
 )
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowMenus, QMainWindow):
     """The robustlens window. ``settings``: where to remember geometry, dataset, models, options
     (a fresh QSettings file makes a reproducible window, as the screenshot mode does)."""
 
@@ -124,7 +78,7 @@ class MainWindow(QMainWindow):
         self._pending_select = select
         self._panel_specs = list(PANELS if panels is None else panels)
         self._build_ui()
-        self._build_actions()
+        self._build_menus()
         self._connect()
         self._restore(use_settings, extra_models or [], dataset, models)
 
@@ -183,38 +137,7 @@ class MainWindow(QMainWindow):
         self.main_split.setStretchFactor(1, 1)
         self.main_split.setSizes([330, 1100])
         self.setCentralWidget(self.main_split)
-        # status bar: device | job | progress | cancel
-        bar = self.statusBar()
-        self.device_label = QLabel(self._device_text())
-        self.job_label = QLabel("Ready")
-        self.job_label.setMinimumWidth(260)
-        self.progress = QProgressBar()
-        self.progress.setFixedWidth(200)
-        self.progress.setTextVisible(True)
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the running jobs (Esc)")
-        self.cancel_button.setEnabled(False)
-        bar.addWidget(self.device_label)
-        bar.addWidget(self.job_label, 1)
-        bar.addPermanentWidget(self.progress)
-        bar.addPermanentWidget(self.cancel_button)
-        self._status_timer = QTimer(self)
-        self._status_timer.setInterval(50)
-        self._status_timer.timeout.connect(self._update_status)
-        self._status_timer.start()
-        self._last_ended: tuple[str, float] | None = None
-
-    def _device_text(self) -> str:
-        device = self.engine.device
-        if device.type == "cuda":
-            import torch
-
-            return f"Device: CUDA ({torch.cuda.get_device_name(device)})"
-        import torch
-
-        return f"Device: CPU ({torch.get_num_threads()} threads)"
+        self.status = JobStatus(self.statusBar(), self.engine)
 
     def _make_panel(self, title: str, target: str) -> QWidget:
         """Import and build a registered panel; a broken one becomes a tab that shows its error."""
@@ -231,54 +154,6 @@ class MainWindow(QMainWindow):
             text.setPlainText(f"The {title} panel could not be opened ({target}):\n\n{details}")
             return text
 
-    def _build_actions(self) -> None:
-        def action(text, slot, shortcuts=(), tip="", checkable=False):
-            act = QAction(text, self)
-            if shortcuts:
-                act.setShortcuts([QKeySequence(s) for s in shortcuts])
-            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            if tip:
-                act.setStatusTip(tip)
-                act.setToolTip(tip)
-            act.setCheckable(checkable)
-            act.triggered.connect(slot)
-            self.addAction(act)
-            return act
-
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        self.open_image_action = action("Open image…", self.open_image_dialog, ["Ctrl+O"],
-                                        "Open a PNG/JPEG; it is converted to the dataset's size and channels")
-        self.open_model_action = action("Open model…", self.open_model_dialog, ["Ctrl+Shift+O"],
-                                        "Load a model checkpoint file")
-        self.export_action = action("Export panel…", self.export_panel, ["Ctrl+E"],
-                                    "Save a plot or image panel as PNG or SVG")
-        quit_action = action("Quit", self.close, ["Ctrl+Q"])
-        for act in (self.open_image_action, self.open_model_action, None, self.export_action, None, quit_action):
-            file_menu.addSeparator() if act is None else file_menu.addAction(act)
-        view_menu = menu.addMenu("&View")
-        self.lecture_action = action("Lecture mode", self.set_lecture_mode, ["F11"],
-                                     "Full screen, larger fonts and images", checkable=True)
-        self.next_action = action("Next image", lambda: self.gallery.step(1), ["PgDown", "Alt+Right"])
-        self.previous_action = action("Previous image", lambda: self.gallery.step(-1), ["PgUp", "Alt+Left"])
-        self.gallery_action = action("Gallery and pickers", self.show_gallery, ["Ctrl+1"],
-                                     "Show the left column (hide it to give the tabs the width)", checkable=True)
-        self.strip_action = action("Image strip", self.show_strip, ["Ctrl+2"],
-                                   "Show the image strip (hide it to give the tabs the height)", checkable=True)
-        self.gallery_action.setChecked(True)
-        self.strip_action.setChecked(True)
-        for act in (self.lecture_action, self.gallery_action, self.strip_action, None, self.next_action,
-                    self.previous_action):
-            view_menu.addSeparator() if act is None else view_menu.addAction(act)
-        run_menu = menu.addMenu("&Run")
-        self.run_action = action("Run the current tab", self.request_run, ["F5", "Ctrl+Return"],
-                                 "Start the current tab's job for the selected image")
-        self.cancel_action = action("Cancel", self.cancel_jobs, ["Esc"], "Stop the running jobs")
-        run_menu.addAction(self.run_action)
-        run_menu.addAction(self.cancel_action)
-        help_menu = menu.addMenu("&Help")
-        help_menu.addAction(action("Keyboard shortcuts", self.show_shortcuts, ["F1"]))
-
     def _connect(self) -> None:
         self.gallery.indexSelected.connect(self.select_index)
         self.dataset_picker.chosen.connect(lambda name, split, key, root: self.load_dataset(name, split, key, root))
@@ -287,10 +162,9 @@ class MainWindow(QMainWindow):
         self.model_picker.openWanted.connect(self.open_model_dialog)
         self.ctx.modelsWanted.connect(self._load_wanted_models)
         self.ctx.openModelWanted.connect(self.open_model_dialog)
-        self.cancel_button.clicked.connect(self.cancel_jobs)
+        self.status.cancel_button.clicked.connect(self.cancel_jobs)
         self.ctx.message.connect(lambda level, text: self.banner.show_message(level, text))
         self.engine.jobFailed.connect(self._on_job_failed)
-        self.engine.jobEnded.connect(self._on_job_ended)
         self.strip.predictionsShown.connect(self._check_first_predictions)
         app = QApplication.instance()
         app.aboutToQuit.connect(self._stop_engine)
@@ -314,9 +188,7 @@ class MainWindow(QMainWindow):
         checked = [checked] if isinstance(checked, str) else (list(checked) if checked is not None else None)
         extra = [str(Path(p).expanduser().resolve()) for p in extra_models]
         if extra:
-            checked = (checked or ([] if not use_settings else [n for n, _ in available_zoo_models()])) + extra
-            if not use_settings:
-                checked = [n for n, _ in available_zoo_models()] + extra
+            checked = (checked or [entry.name for entry in catalogue()]) + extra
         if models is not None:  # exactly these (tests, scripted screenshots)
             checked = [str(Path(k).resolve()) if Path(k).exists() else k for k in models]
             extra = [k for k in checked if Path(k).is_absolute()]
@@ -342,15 +214,8 @@ class MainWindow(QMainWindow):
                                              "Dataset → Folder…; showing the built-in Fashion-MNIST meanwhile.")
             key, choice, root = "fashion-mnist:test", self.dataset_picker.choice("fashion-mnist:test"), None
         self.load_dataset(choice[2], choice[3], key, root)
-        for title, panel in self.panels.items():
-            if use_settings and hasattr(panel, "restore_settings"):
-                s.beginGroup(f"panels/{title}")
-                try:
-                    problems += [f"{title}: {p}" for p in (panel.restore_settings(s) or [])]
-                except Exception as error:  # noqa: BLE001 - stale settings must not stop the window
-                    problems.append(f"{title}: stored settings ignored ({error})")
-                finally:
-                    s.endGroup()
+        if use_settings:
+            problems += self.restore_panel_settings(list(self.panels))
         if problems:
             self.banner.show_message("error", f"Stored settings ignored ({len(problems)}): " + "; ".join(problems))
         if use_settings:
@@ -358,6 +223,23 @@ class MainWindow(QMainWindow):
             self.show_strip(stored.get("view/strip", True))
         if use_settings and stored.get("view/lecture", False):
             QTimer.singleShot(0, lambda: self.lecture_action.trigger())
+
+    def restore_panel_settings(self, titles: list[str]) -> list[str]:
+        """Let these tabs read their settings from ``self.settings`` (group ``panels/TITLE``); returns
+        one line per value ignored."""
+        s, problems = self.settings, []
+        for title in titles:
+            panel = self.panels[title]
+            if not hasattr(panel, "restore_settings"):
+                continue
+            s.beginGroup(f"panels/{title}")
+            try:
+                problems += [f"{title}: {p}" for p in (panel.restore_settings(s) or [])]
+            except Exception as error:  # noqa: BLE001 - stale settings must not stop the window
+                problems.append(f"{title}: stored settings ignored ({error})")
+            finally:
+                s.endGroup()
+        return problems
 
     # ---------------------------------------------------------------- dataset
 
@@ -440,20 +322,17 @@ class MainWindow(QMainWindow):
             if isinstance(event, Finished):
                 image, note = event.result
                 name = Path(path).name
-                self.gallery.view.clearSelection()
-                self.gallery._quiet = True
-                self.gallery.view.setCurrentIndex(QModelIndex())
-                self.gallery._quiet = False
+                self.gallery.clear_selection()
                 self._set_selection(Selection(image, None, None, name, f"converted: {note}"))
                 self.banner.show_message("info", f"{name}: {note}")
 
         self.engine.submit("open-image", factory, on_event=on_event, label=f"opening {Path(path).name}")
 
     def open_image_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.settings.value("paths/images", ""),
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.ctx.last_folder("images"),
                                               "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff)")
         if path:
-            self.settings.setValue("paths/images", str(Path(path).parent))
+            self.ctx.remember_folder("images", str(Path(path).parent))
             self.open_image(path)
 
     def dragEnterEvent(self, event) -> None:
@@ -475,27 +354,16 @@ class MainWindow(QMainWindow):
         keys = list(keys)
         self._models_ready = False
 
-        def job(engine, cancel):
-            loaded, errors = [], {}
-            for i, key in enumerate(keys):
-                cancel.check()
-                yield Progress(i, len(keys), f"loading {key}")
-                try:
-                    loaded.append((key, engine.model(key).meta))
-                except Exception as error:  # noqa: BLE001 - reported per model, the others still load
-                    errors[key] = " ".join(str(error).split()) or type(error).__name__
-            engine.active_keys = [key for key, _ in loaded]
-            yield Finished((loaded, errors))
-
         def on_event(event):
             if isinstance(event, Finished):
                 self._on_models(*event.result)
 
-        self.engine.submit("models", job, on_event=on_event, with_engine=True,
+        self.engine.submit("models", lambda cache, cancel: load_models_job(cache, tuple(keys))(cancel),
+                           on_event=on_event, with_engine=True,
                            label=f"loading {len(keys)} model{'s' if len(keys) != 1 else ''}")
 
     def _on_models(self, loaded: list, errors: dict) -> None:
-        manifest = dict(available_zoo_models())
+        manifest = {entry.name: entry.manifest for entry in catalogue()}
         self.ctx.models = [ModelInfo(key, meta, "file" if Path(key).is_absolute() else "zoo",
                                      manifest.get(key, {})) for key, meta in loaded]
         for key in self.model_picker.keys():
@@ -516,10 +384,10 @@ class MainWindow(QMainWindow):
             self.banner.show_message("error", f"Not in the model list: {', '.join(missing)}")
 
     def open_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open model", self.settings.value("paths/models", ""),
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", self.ctx.last_folder("models"),
                                               "Models (*.pt *.pth *.ts *.ckpt);;All files (*)")
         if path:
-            self.settings.setValue("paths/models", str(Path(path).parent))
+            self.ctx.remember_folder("models", str(Path(path).parent))
             self.open_model(path)
 
     def open_model(self, path: str) -> None:
@@ -551,119 +419,11 @@ class MainWindow(QMainWindow):
                 self.dataset_picker.source.setText(f"{len(d):,} images · {d.source}")
         self.banner.show_message("error", f"{handle.label} failed: {failure.message}", failure.details)
 
-    def _on_job_ended(self, handle) -> None:
-        if handle.user_cancellable:
-            verb = {"finished": "done", "aborted": "cancelled", "failed": "failed"}[handle.state]
-            self._last_ended = (f"{handle.label}: {verb} ({handle.ended_at - handle.submitted_at:.2f} s)",
-                                time.monotonic())
-
-    def _update_status(self) -> None:
-        now = time.monotonic()
-        active = [h for h in self.engine.active_jobs() if now - h.submitted_at > 0.15]
-        self.cancel_button.setEnabled(any(h.user_cancellable for h in self.engine.active_jobs()))
-        if not active:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(0)
-            self.progress.setFormat("")
-            if self._last_ended and now - self._last_ended[1] < 6:
-                self.job_label.setText(self._last_ended[0])
-            else:
-                self.job_label.setText("Ready")
-            return
-        shown = active[-1]
-        more = f"  (+{len(active) - 1} more)" if len(active) > 1 else ""
-        message = shown.progress.message if shown.progress and shown.progress.message else ""
-        self.job_label.setText(f"Running: {shown.label}" + (f" — {message}" if message and message != shown.label else "") + more)
-        if shown.progress is not None and shown.progress.total > 0:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(int(1000 * shown.progress.fraction))
-            self.progress.setFormat(f"{shown.progress.fraction:.0%}")
-        else:
-            self.progress.setRange(0, 0)  # busy: the job does not know how long it takes
-
     def _check_first_predictions(self, slot: str) -> None:
         if (slot == "original" and not self._first_done and self._models_ready
                 and self.ctx.selection is not None and self.strip.has_all_predictions("original")):
             self._first_done = True
             self.firstPredictions.emit()
-
-    # ---------------------------------------------------------------- lecture mode, export, help
-
-    def set_lecture_mode(self, on: bool, full_screen: bool = True) -> None:
-        on = bool(on)
-        self.lecture_action.setChecked(on)
-        self.ctx.lecture_mode = on
-        app = QApplication.instance()
-        font = QFont(app.font())
-        font.setPointSizeF(style.base_point_size() * (style.LECTURE_FONT_SCALE if on else 1.0))
-        app.setFont(font)
-        # a style sheet stops the application font from reaching the widgets: setting it again
-        # re-polishes every widget of the window (panels included) with the new font
-        self.setStyleSheet("")
-        self.setStyleSheet(STYLE_SHEET)
-        for bar in (self.menuBar(), self.statusBar()):  # outside the central widget's propagation
-            bar.setFont(font)
-            for child in bar.findChildren(QWidget):
-                child.setFont(font)
-        self.strip.set_lecture_mode(on)
-        self.gallery.set_thumbnail_size(84 if on else 56)
-        if on and full_screen:
-            self.showFullScreen()
-        elif not on and self.isFullScreen():
-            self.showNormal()
-        self.ctx.lectureModeChanged.emit(on)
-
-    def _add_export_menu(self, name: str, widget: QWidget) -> None:
-        """Right-click → Export… on a panel (its own menu, if it has one, is replaced)."""
-        act = QAction(f"Export {name}…", widget)
-        act.triggered.connect(lambda: self._export_one(name, widget))
-        widget.addAction(act)
-        widget.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-
-    def _export_one(self, name: str, widget: QWidget) -> None:
-        try:
-            written = ask_file_and_export(name, widget, self, self.settings.value("paths/export", ""))
-        except (OSError, ValueError) as error:
-            self.banner.show_message("error", f"Export failed: {error}")
-            return
-        if written is not None:
-            self.settings.setValue("paths/export", str(written.parent))
-            self.banner.show_message("info", f"Saved {written}")
-
-    def show_gallery(self, on: bool) -> None:
-        self.gallery_action.setChecked(bool(on))
-        self.left_column.setVisible(bool(on))
-
-    def show_strip(self, on: bool) -> None:
-        self.strip_action.setChecked(bool(on))
-        self.strip.setVisible(bool(on))
-
-    def export_panel(self) -> None:
-        choices = [(name, w) for name, w in self.ctx.exportables() if w.isVisible()]
-        choices.append(("Whole window", self))
-        try:
-            written = ask_and_export(choices, self, self.settings.value("paths/export", ""))
-        except (OSError, ValueError) as error:
-            self.banner.show_message("error", f"Export failed: {error}")
-            return
-        if written is not None:
-            self.settings.setValue("paths/export", str(written.parent))
-            self.banner.show_message("info", f"Saved {written}")
-
-    def show_shortcuts(self) -> None:
-        rows = [(self.next_action, "next image"), (self.previous_action, "previous image"),
-                (self.run_action, "run the current tab's job"), (self.cancel_action, "cancel running jobs"),
-                (self.lecture_action, "lecture mode (full screen, large fonts)"),
-                (self.gallery_action, "show / hide the gallery column"),
-                (self.strip_action, "show / hide the image strip"),
-                (self.export_action, "export a panel as PNG/SVG"), (self.open_image_action, "open an image"),
-                (self.open_model_action, "open a model file")]
-        text = "\n".join(f"{' / '.join(s.toString() for s in a.shortcuts()):<22} {what}" for a, what in rows)
-        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", text,
-                          QMessageBox.StandardButton.Close, self)
-        box.setFont(QFont("monospace"))
-        box.setModal(False)
-        box.show()
 
     # ---------------------------------------------------------------- closing
 
@@ -698,7 +458,7 @@ class MainWindow(QMainWindow):
             try:
                 self.save_settings()
             finally:
-                self._status_timer.stop()
+                self.status.stop()
                 self._stop_engine()
                 if self.ctx.lecture_mode:  # the application font is process-wide: hand it back unscaled
                     font = QFont(QApplication.instance().font())

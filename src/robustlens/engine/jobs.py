@@ -1,14 +1,26 @@
 """The job protocol: long work as a generator of small events, cancellable between yields.
 
-A job is any iterator of events. The engine thread (in ``app/``) iterates it, forwards each event
-to the GUI, and checks the job's :class:`CancelToken` between events. Jobs call ``cancel.check()``
-between chunks of work so a cancelled job stops within one chunk. Nothing here knows about Qt.
+A job factory ``factory(cancel)`` returns an iterator of the events below. The engine thread (in
+``app/``), :func:`run_to_end` (CLI, tests) and :func:`run_job` iterate it and check the job's
+:class:`CancelToken` between events; jobs call ``cancel.check()`` between chunks of work so a
+cancelled job stops within one chunk. Nothing here knows about Qt. ``engine/smoothing.py``'s
+``certify_job``, for instance::
 
-    def certify_job(smooth, x, *, n, cancel):
-        for counts in smooth.stream_counts(x, n):
-            cancel.check()
-            yield Partial("counts", counts)
-        yield Finished(result)
+    def certify_job(smooth, x, *, n0=100, n=10_000, alpha=0.001, batch_size=1000, generator=None):
+        def job(cancel):
+            for update in smooth.certify_steps(x, n0, n, alpha, batch_size, generator):
+                cancel.check()
+                yield Partial("counts", update)
+                yield Progress(update.done, update.total)
+                if update.certificate is not None:
+                    yield Finished(update.certificate)
+        return job
+
+    certificate = run_to_end(certify_job(smooth, x, n=1000))
+
+The GUI runs engine functions ``fn(cache, request) -> factory``: ``cache`` is the engine thread's
+``engine/model_cache.py`` ModelCache, ``request`` a frozen dataclass of the values captured when
+the run started (``app/README.md``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import Iterable
 
 import torch
 
+from .jobs import CancelToken, Finished, Progress
 from .models import load_checkpoint, load_model, zoo_file, zoo_names
 from .smoothing import Smooth
 
@@ -62,3 +63,25 @@ class ModelCache:
     @property
     def cached_keys(self) -> list[str]:
         return list(self._models)
+
+
+def load_models_job(cache: ModelCache, keys: tuple[str, ...]):
+    """Load the models the window shows, in order, and make them the cache's active ones.
+
+    Finished.result is ``(loaded, errors)``: ``[(key, ModelMeta)]`` for the models that loaded and
+    ``{key: one line}`` for those that did not (a bad file does not keep the others from loading).
+    """
+
+    def job(cancel: CancelToken):
+        loaded, errors = [], {}
+        for i, key in enumerate(keys):
+            cancel.check()
+            yield Progress(i, len(keys), f"loading {key}")
+            try:
+                loaded.append((key, cache.model(key).meta))
+            except Exception as error:  # noqa: BLE001 - reported per model, the others still load
+                errors[key] = " ".join(str(error).split()) or type(error).__name__
+        cache.active_keys = [key for key, _ in loaded]
+        yield Finished((loaded, errors))
+
+    return job

@@ -29,10 +29,10 @@ from robustlens.engine.jobs import Aborted, Failed, Finished, Partial, Progress
 from robustlens.engine.smoothing import (ABSTAIN, Certificate, CertifyUpdate, NoiseSamples, Smooth,
                                          certified_accuracy, certified_accuracy_job, certify_job,
                                          expected_noise_norm, max_certifiable_radius, radius_curve)
+from robustlens.engine.zoo import catalogue
 
 from .. import style
 from ..context import STRIP_SLOTS, AppContext, ModelInfo, Selection
-from ..pickers import available_zoo_models
 from .certify_plots import (AccuracyPlot, ClassHistogram, NoiseSampleStrip, NoiseVsRadius, RadiusCurvePlot,
                             titled, verdict_label)
 
@@ -331,7 +331,7 @@ class CertifyPanel(QWidget):
         """A built-in noise model at σ for the current dataset that is not loaded, if the zoo has one."""
         dataset = self.ctx.dataset.name if self.ctx.dataset is not None else "fashion-mnist"
         loaded = set(self.ctx.model_keys())
-        for name, info in available_zoo_models():
+        for name, info in ((e.name, e.manifest) for e in catalogue()):
             if (name.startswith(dataset + "/") and name not in loaded
                     and _same_sigma(_sigma_of_zoo_entry(name, info), sigma)):
                 return name

@@ -9,9 +9,9 @@ from pathlib import Path
 from PySide6.QtWidgets import QComboBox
 
 from robustlens.engine.models import zoo_file
+from robustlens.engine.zoo import catalogue
 
 from ..context import AppContext
-from ..pickers import available_zoo_models
 
 NONE_KEY = ""  # "no model" (the optional third column)
 
@@ -59,7 +59,7 @@ def candidates(ctx: AppContext, kind: str) -> list[str]:
     so the panel can say what to do), the zoo's others of that kind, and the loaded ones."""
     dataset = dataset_name(ctx)
     keys = [f"{dataset}/{tail}" for tail in DEFAULT_TAILS[kind]]
-    for name, info in available_zoo_models():
+    for name, info in ((e.name, e.manifest) for e in catalogue()):
         if kind_of_zoo_name(name, info) == kind and name.startswith(dataset + "/") and name not in keys:
             keys.append(name)
     for info in ctx.models_of_kind(kind):
