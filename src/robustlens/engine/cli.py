@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # name the subcommand whose options they are not
+            command = getattr(args, "command", None)
+            prog = f"robustlens {command}" if command else "robustlens"
+            raise UsageError(f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)")
     except UsageError as error:
         print(error, file=sys.stderr)
         return 1
