@@ -99,3 +99,152 @@ def test_bad_model_files_give_one_clear_error(tmp_path):
         load_checkpoint(tmp_path / "wrong.pt", arch="fmnist-cnn")
     with pytest.raises(ModelError, match="unknown architecture"):
         load_checkpoint(tmp_path / "plain.pt", arch="vgg99")
+
+
+# ---------------------------------------------------------------- damaged and incomplete files
+
+def saved_checkpoint(tmp_path, name="good.pt", model=None):
+    path = tmp_path / name
+    save_checkpoint(model or build_model("fmnist-cnn"), path)
+    return path
+
+
+def test_a_checkpoint_without_meta_or_classes_names_what_is_missing(tmp_path):
+    payload = torch.load(saved_checkpoint(tmp_path), weights_only=True)
+    no_meta = {k: v for k, v in payload.items() if k != "meta"}
+    torch.save(no_meta, tmp_path / "no-meta.pt")
+    with pytest.raises(ModelError, match=r"no-meta.pt is a robustlens checkpoint without its metadata"):
+        load_checkpoint(tmp_path / "no-meta.pt", device="cpu")
+    payload["meta"].pop("classes")
+    torch.save(payload, tmp_path / "no-classes.pt")
+    with pytest.raises(ModelError, match=r"no-classes.pt: the checkpoint's metadata lacks 'classes'"):
+        load_checkpoint(tmp_path / "no-classes.pt", device="cpu")
+    payload["meta"]["classes"] = "abc"
+    torch.save(payload, tmp_path / "bad-classes.pt")
+    with pytest.raises(ModelError, match="no valid class names"):
+        load_checkpoint(tmp_path / "bad-classes.pt", device="cpu")
+
+
+def test_a_damaged_zip_central_directory_is_one_model_error(tmp_path):
+    path = saved_checkpoint(tmp_path)
+    data = bytearray(path.read_bytes())
+    central = data.rfind(b"PK\x01\x02")  # a central-directory record; the end record stays intact
+    data[central:central + 4] = b"XXXX"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="good.pt is not a readable checkpoint"):
+        load_checkpoint(path, device="cpu")
+
+
+def test_a_torchscript_model_without_parameters_reports_its_device():
+    from robustlens.engine.evaluate import robust_accuracy
+    from robustlens.engine.models import ModelMeta, ScriptedClassifier
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x.flatten(1).mean(1, keepdim=True), 1 - x.flatten(1).mean(1, keepdim=True)], 1)
+
+    meta = ModelMeta(name="fixed", arch="torchscript", dataset="fashion-mnist", classes=("a", "b"))
+    model = ScriptedClassifier(torch.jit.script(Fixed()), meta)
+    x, y = torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)
+    assert accuracy(model, x, y) in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert 0.0 <= robust_accuracy(model, x, y, norm="l2", eps=0.1, steps=2) <= 1.0
+
+
+def test_a_garbage_manifest_is_a_model_error_naming_the_file(tmp_path, monkeypatch):
+    from robustlens.engine import models
+
+    monkeypatch.setattr(models, "zoo_dir", lambda: tmp_path)
+    for garbage in (b"{not json", b"\xff\xfe\x00", b"[1, 2]", b'{"models": [1]}', b'{"models": {"a": 3}}'):
+        (tmp_path / "manifest.json").write_bytes(garbage)
+        with pytest.raises(ModelError, match=r"manifest.json is not a valid manifest"):
+            zoo_manifest()
+        with pytest.raises(ModelError, match=str(tmp_path / "manifest.json")):
+            load_model("fashion-mnist/standard", device="cpu")
+
+
+# ---------------------------------------------------------------- integrity (SHA-256 of the weights)
+
+def test_saved_checkpoints_record_the_sha256_of_their_weights(tmp_path):
+    from robustlens.engine.models import weights_sha256
+
+    model = build_model("fmnist-cnn")
+    payload = torch.load(saved_checkpoint(tmp_path, model=model), weights_only=True)
+    assert payload["weights_sha256"] == weights_sha256(model.state_dict())
+    changed = {k: v.clone() for k, v in model.state_dict().items()}
+    changed["head.bias"][0] += 1e-6
+    assert weights_sha256(changed) != payload["weights_sha256"]
+    renamed = dict(changed, **{"x": changed.pop("head.bias")})
+    assert weights_sha256(renamed) != weights_sha256(changed)
+
+
+def test_changed_weights_with_a_stale_hash_are_refused_naming_the_file(tmp_path):
+    path = saved_checkpoint(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    weight = payload["state_dict"]["backbone.7.weight"].view(-1)
+    weight[:1024] = -weight[:1024]  # 4 KiB of float32 changed, the recorded hash left as it was
+    torch.save(payload, path)
+    with pytest.raises(ModelError, match=r"good.pt: the weights do not match their recorded SHA-256: "
+                                         r"the file is damaged"):
+        load_checkpoint(path, device="cpu")
+
+
+def flip_bytes_inside_the_largest_tensor(path, count=4096):
+    """Flip ``count`` bytes in the middle of the largest stored tensor, keeping the zip readable."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_length = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + extra_length + info.file_size // 2
+    data[start:start + count] = bytes(b ^ 0xFF for b in data[start:start + count])
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_a_saved_checkpoint_are_a_model_error(tmp_path):
+    path = saved_checkpoint(tmp_path)
+    flip_bytes_inside_the_largest_tensor(path)
+    with pytest.raises(ModelError, match="good.pt"):
+        load_checkpoint(path, device="cpu")
+
+
+def test_a_zoo_file_that_does_not_match_its_manifest_hash_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from robustlens.engine import models
+
+    name = "fashion-mnist/standard"
+    shutil.copy(zoo_file(name), tmp_path / zoo_file(name).name)
+    shutil.copy(models.zoo_dir() / "manifest.json", tmp_path / "manifest.json")
+    monkeypatch.setattr(models, "zoo_dir", lambda: tmp_path)
+    assert load_model(name, device="cpu").meta.name == name  # the intact copy matches
+    flip_bytes_inside_the_largest_tensor(zoo_file(name))
+    with pytest.raises(ModelError, match=r"standard.pt does not match the SHA-256 its manifest records"):
+        load_model(name, device="cpu")
+
+
+def test_old_checkpoints_without_a_recorded_hash_still_load(tmp_path):
+    payload = torch.load(saved_checkpoint(tmp_path), weights_only=True)
+    del payload["weights_sha256"]
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt", device="cpu").meta.arch == "fmnist-cnn"
+    assert "weights_sha256" not in torch.load(zoo_file("fashion-mnist/standard"), weights_only=True)
+
+
+def test_a_malicious_pickle_never_runs(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"state_dict": Evil()}))
+    torch.save({"format": "robustlens-checkpoint", "meta": Evil()}, tmp_path / "evil-zip.pt")
+    with pytest.raises(ModelError):
+        load_checkpoint(tmp_path / "evil.pt", device="cpu")
+    with pytest.raises(ModelError):
+        load_checkpoint(tmp_path / "evil-zip.pt", device="cpu")
+    assert not marker.exists()

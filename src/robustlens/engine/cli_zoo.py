@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .cli import nonnegative_float, positive_float, positive_int
 from .data import DATASETS, load_dataset
 from .evaluate import accuracy, robust_accuracy
 from .models import default_device, load_model, zoo_manifest
@@ -21,16 +22,16 @@ def register(sub) -> None:
     p.add_argument("--arch", default="fmnist-cnn")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     p.add_argument("--data-root", help="folder with the dataset files")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--norm", choices=("l2", "linf"), default="l2", help="adversarial: threat model")
-    p.add_argument("--eps", type=float, default=1.5, help="adversarial: ε in [0,1]-pixel units")
-    p.add_argument("--steps", type=int, default=7, help="adversarial: PGD steps per batch")
-    p.add_argument("--step-size", type=float, help="adversarial: PGD step (default 2.5·ε/steps)")
-    p.add_argument("--sigma", type=float, default=0.25, help="noise: Gaussian augmentation σ")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--eps", type=positive_float, default=1.5, help="adversarial: ε in [0,1]-pixel units")
+    p.add_argument("--steps", type=positive_int, default=7, help="adversarial: PGD steps per batch")
+    p.add_argument("--step-size", type=positive_float, help="adversarial: PGD step (default 2.5·ε/steps)")
+    p.add_argument("--sigma", type=positive_float, default=0.25, help="noise: Gaussian augmentation σ")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.add_argument("--no-resume", action="store_true", help="ignore OUT.state and start over")
     p.set_defaults(func=run_train)
 
@@ -40,11 +41,12 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="clean and PGD-robust accuracy of a model on the test set")
     p.add_argument("--model", required=True, help="built-in name or checkpoint file")
     p.add_argument("--norm", choices=("l2", "linf"), default="l2")
-    p.add_argument("--eps", type=float, nargs="+", default=[1.0])
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--restarts", type=int, default=1)
-    p.add_argument("--max", type=int, default=1000, help="test images for the robust accuracy")
+    p.add_argument("--eps", type=nonnegative_float, nargs="+", default=[1.0])
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--restarts", type=positive_int, default=1)
+    p.add_argument("--max", type=positive_int, default=1000, help="test images for the robust accuracy")
     p.add_argument("--data-root")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.set_defaults(func=run_evaluate)
 
 
@@ -98,6 +100,8 @@ def run_zoo(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load_model(args.model, device=default_device())
     test = load_dataset(model.meta.dataset, "test", args.data_root)
     began = time.perf_counter()

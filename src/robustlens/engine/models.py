@@ -8,10 +8,12 @@ inversion (Ilyas et al. 2019, Sec. 3.1) matches. Each carries ``meta``: dataset,
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Callable
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from .data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
+from .files import CHECKPOINT_LIMIT, MANIFEST_LIMIT, open_regular, read_regular
 
 CHECKPOINT_FORMAT = "robustlens-checkpoint"
 
@@ -151,34 +154,115 @@ def use_interactive_cpu_threads() -> int:
 
 # ---------------------------------------------------------------- checkpoints
 
+def weights_sha256(state_dict: dict) -> str:
+    """SHA-256 of a state_dict's tensors in a canonical order: for each name (sorted) its name, dtype
+    and shape as a JSON line, then its bytes. Independent of how torch lays out the file, so it
+    changes exactly when a weight does."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        header = json.dumps([name, str(tensor.dtype), list(tensor.shape)]) + "\n"
+        digest.update(header.encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(model: Classifier, path: Path | str, **extra) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": CHECKPOINT_FORMAT, "version": 1, "arch": model.meta.arch,
-               "meta": model.meta.to_dict(),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+               "meta": model.meta.to_dict(), "state_dict": state, "weights_sha256": weights_sha256(state)}
     payload.update(extra)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind
 
 
-def _read(path: Path, map_location) -> object:
-    if not path.exists():
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:160] if text else type(error).__name__
+
+
+def _read(path: Path, map_location, sha256: str | None = None) -> object:
+    """Unpickle nothing but tensors and plain data (weights_only), or load TorchScript. The file is
+    opened only if it is a regular file within CHECKPOINT_LIMIT; with ``sha256`` its bytes must hash
+    to it (the zoo manifest's record)."""
+    if not os.path.lexists(path):
         raise ModelError(f"no such model file: {path} (built-in models: {', '.join(zoo_names()) or 'none'})")
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            if any(name.endswith("constants.pkl") for name in archive.namelist()):
-                try:
-                    return torch.jit.load(str(path), map_location=map_location)
-                except Exception as error:  # noqa: BLE001 - any failure means an unreadable file
-                    raise ModelError(f"{path.name} is not a loadable TorchScript model ({error})") from None
+    with open_regular(path, limit=CHECKPOINT_LIMIT, what="a model checkpoint", error=ModelError) as stream:
+        if sha256 is not None:
+            data = stream.read()
+            if hashlib.sha256(data).hexdigest() != sha256.lower():
+                raise ModelError(f"{path} does not match the SHA-256 its manifest records: the file is "
+                                 "damaged or was replaced (reinstall robustlens)")
+            return _parse(io.BytesIO(data), path, map_location)
+        return _parse(stream, path, map_location)
+
+
+def _parse(stream, path: Path, map_location) -> object:
+    if zipfile.is_zipfile(stream):
+        try:
+            stream.seek(0)
+            with zipfile.ZipFile(stream) as archive:
+                scripted = any(name.endswith("constants.pkl") for name in archive.namelist())
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
+            raise ModelError(f"{path.name} is not a readable checkpoint (a damaged zip archive): "
+                             f"{_first_line(error)}") from None
+        if scripted:
+            stream.seek(0)
+            try:
+                return torch.jit.load(stream, map_location=map_location)
+            except Exception as error:  # noqa: BLE001 - any failure means an unreadable file
+                raise ModelError(f"{path.name} is not a loadable TorchScript model ({_first_line(error)})") from None
+    stream.seek(0)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(stream, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - corrupted, truncated, pickled code, not torch at all
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"{path.name} is not a readable checkpoint (corrupted, truncated or not a "
-                         f"torch file): {reason[:160]}") from None
+                         f"torch file): {_first_line(error)}") from None
+
+
+_META_FIELDS = {f.name for f in fields(ModelMeta)}
+
+
+def _checkpoint_meta(obj: dict, path: Path) -> ModelMeta:
+    """The checkpoint's ModelMeta, or a ModelError naming what is missing (never a KeyError)."""
+    meta = obj.get("meta")
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path.name} is a robustlens checkpoint without its metadata ('meta': dataset, "
+                         "classes, architecture): the file is damaged or was not written by robustlens")
+    missing = [key for key in ("arch", "dataset", "classes") if key not in meta]
+    if missing:
+        raise ModelError(f"{path.name}: the checkpoint's metadata lacks {', '.join(map(repr, missing))}: "
+                         "the file is damaged or was not written by robustlens")
+    classes, shape = meta["classes"], meta.get("input_shape", (1, 28, 28))
+    if (not isinstance(classes, (list, tuple)) or not classes
+            or not all(isinstance(c, str) for c in classes)):
+        raise ModelError(f"{path.name}: the checkpoint's metadata has no valid class names ('classes')")
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
+            or not all(isinstance(n, int) and n > 0 for n in shape)):
+        raise ModelError(f"{path.name}: the checkpoint's input shape {shape!r} is not (channels, height, width)")
+    known = {k: v for k, v in meta.items() if k in _META_FIELDS}
+    known.setdefault("name", path.stem)
+    known.setdefault("input_shape", shape)
+    try:
+        return ModelMeta.from_dict(known)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(f"{path.name}: the checkpoint's metadata is not readable ({_first_line(error)})") from None
+
+
+def _checkpoint_state(obj: dict, path: Path) -> dict:
+    """The checkpoint's state_dict, verified against its recorded SHA-256 when it has one (checkpoints
+    written before robustlens recorded it load unverified)."""
+    state = obj.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path.name} is a robustlens checkpoint without its weights ('state_dict')")
+    recorded = obj.get("weights_sha256")
+    if recorded is not None and recorded != weights_sha256(state):
+        raise ModelError(f"{path}: the weights do not match their recorded SHA-256: the file is damaged")
+    return state
 
 
 def _load_state(model: nn.Module, state: dict, path: Path, arch: str) -> None:
@@ -196,6 +280,9 @@ class ScriptedClassifier(nn.Module):
         super().__init__()
         self.scripted = scripted
         self.meta = meta
+        if next(scripted.parameters(), None) is None:
+            # a frozen or weight-free script: an empty parameter tells callers the model's device
+            self.device_anchor = nn.Parameter(torch.empty(0), requires_grad=False)
 
     def forward(self, x):
         return self.scripted(x)
@@ -206,12 +293,14 @@ class ScriptedClassifier(nn.Module):
         return self.scripted.representation(x)
 
 
-def load_checkpoint(path: Path | str, arch: str | None = None, device=None, name: str | None = None) -> nn.Module:
+def load_checkpoint(path: Path | str, arch: str | None = None, device=None, name: str | None = None,
+                    sha256: str | None = None) -> nn.Module:
     """Load a model file: a robustlens checkpoint, a plain state_dict (``arch`` names the architecture)
-    or TorchScript. Raises ModelError with one clear line for a missing, corrupted or mismatched file."""
+    or TorchScript. Raises ModelError with one clear line for a missing, corrupted, damaged (weights
+    not matching their recorded SHA-256; the file not matching ``sha256``) or mismatched file."""
     path = Path(path).expanduser()
     device = torch.device(device) if device is not None else default_device()
-    obj = _read(path, "cpu")
+    obj = _read(path, "cpu", sha256)
     if isinstance(obj, torch.jit.ScriptModule):
         arch = arch or "fmnist-cnn"
         _, dataset, classes, shape = ARCHITECTURES.get(arch, ARCHITECTURES["fmnist-cnn"])
@@ -219,13 +308,14 @@ def load_checkpoint(path: Path | str, arch: str | None = None, device=None, name
                          input_shape=shape)
         model = ScriptedClassifier(obj, meta)
     elif isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        meta = ModelMeta.from_dict(obj["meta"])
+        meta = _checkpoint_meta(obj, path)
+        state = _checkpoint_state(obj, path)
         if name:
             meta.name = name
         if arch and arch != meta.arch:
             raise ModelError(f"{path.name} holds a {meta.arch!r} model, not {arch!r}")
         model = build_model(meta.arch, meta)
-        _load_state(model, obj["state_dict"], path, meta.arch)
+        _load_state(model, state, path, meta.arch)
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if arch is None:
             raise ModelError(f"{path.name} is a plain state_dict: name its architecture "
@@ -243,9 +333,27 @@ def zoo_dir() -> Path:
     return Path(str(importlib_resources.files("robustlens.resources").joinpath("models")))
 
 
+def read_manifest(path: Path) -> dict:
+    """A zoo manifest: a JSON object whose "models" maps names to entries. ModelError naming the file
+    when it is not one."""
+    data = read_regular(path, limit=MANIFEST_LIMIT, what="a manifest", error=ModelError)
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError(f"{path} is not a valid manifest: not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ModelError(f"{path} is not a valid manifest: {error.msg} at line {error.lineno} "
+                         f"column {error.colno}") from None
+    if (not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict)
+            or not all(isinstance(entry, dict) for entry in manifest["models"].values())):
+        raise ModelError(f"{path} is not a valid manifest: expected an object whose \"models\" maps "
+                         "names to entries")
+    return manifest
+
+
 def zoo_manifest() -> dict:
     path = zoo_dir() / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {"models": {}}
+    return read_manifest(path) if os.path.lexists(path) else {"models": {}}
 
 
 def zoo_names() -> list[str]:
@@ -259,8 +367,11 @@ def zoo_file(name: str) -> Path:
 def load_model(name_or_path: str | Path, device=None, arch: str | None = None) -> nn.Module:
     """A built-in zoo model by name (e.g. 'fashion-mnist/l2-robust') or a model file, in eval mode."""
     name = str(name_or_path)
-    if name in zoo_names():
-        return load_checkpoint(zoo_file(name), device=device, name=name)
-    if "/" in name and not Path(name).exists() and not name.endswith((".pt", ".pth", ".ts")):
-        raise ModelError(f"unknown model {name!r}: built-in models are {', '.join(zoo_names())}")
+    listed = zoo_manifest()["models"]
+    if name in listed:
+        sha256 = listed[name].get("sha256")
+        return load_checkpoint(zoo_file(name), device=device, name=name,
+                               sha256=sha256 if isinstance(sha256, str) else None)
+    if "/" in name and not os.path.lexists(Path(name).expanduser()) and not name.endswith((".pt", ".pth", ".ts")):
+        raise ModelError(f"unknown model {name!r}: built-in models are {', '.join(listed)}")
     return load_checkpoint(name, arch=arch, device=device)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .attacks import pgd
 from .data import Dataset
+from .files import CHECKPOINT_LIMIT, open_regular
 from .models import Classifier, build_model, save_checkpoint
 
 MODES = ("standard", "adversarial", "noise")
@@ -43,10 +44,17 @@ class TrainConfig:
             raise ValueError(f"unknown training mode {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be positive")
-        if self.mode == "noise" and not self.sigma > 0:
-            raise ValueError(f"σ must be positive, got {self.sigma}")
-        if self.mode == "adversarial" and not self.eps > 0:
-            raise ValueError(f"ε must be positive, got {self.eps}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"the learning rate must be a finite number above 0, got {self.lr}")
+        if self.mode == "noise" and not (math.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"σ must be a finite number above 0, got {self.sigma}")
+        if self.mode == "adversarial":
+            if not (math.isfinite(self.eps) and self.eps > 0):
+                raise ValueError(f"ε must be a finite number above 0, got {self.eps}")
+            if self.steps < 1:
+                raise ValueError(f"PGD steps must be at least 1, got {self.steps}")
+            if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
+                raise ValueError(f"the PGD step size must be a finite number above 0, got {self.step_size}")
 
     @property
     def pgd_step_size(self) -> float:
@@ -95,6 +103,24 @@ def optimization_step(model, optimizer, schedule, images, labels) -> tuple[float
     return loss.item() * len(labels), (logits.argmax(1) == labels).sum().item()
 
 
+STATE_KEYS = ("config", "model", "optimizer", "schedule", "generator", "order_generator", "history", "epoch",
+              "elapsed")
+
+
+def _read_state(path: Path, device) -> dict:
+    """The resume state OUT.state (weights_only), or a one-line ValueError saying to delete it."""
+    with open_regular(path, limit=CHECKPOINT_LIMIT, what="a training state", error=ValueError) as f:
+        try:
+            state = torch.load(f, map_location=device, weights_only=True)
+        except Exception as error:  # noqa: BLE001 - truncated by a crash, or not a state file at all
+            reason = " ".join(str(error).split())[:160] or type(error).__name__
+            raise ValueError(f"{path} is not a readable training state ({reason}): delete it or pass "
+                             "--no-resume") from None
+    if not isinstance(state, dict) or any(key not in state for key in STATE_KEYS):
+        raise ValueError(f"{path} is not a training state robustlens wrote: delete it or pass --no-resume")
+    return state
+
+
 def train(config: TrainConfig, dataset: Dataset, out: Path | str | None = None, *, resume: bool = True,
           device=None, progress: bool = True, max_batches: int | None = None) -> TrainResult:
     """Train ``config.arch`` on ``dataset``; save the final checkpoint to ``out`` (and ``out.state``
@@ -115,7 +141,7 @@ def train(config: TrainConfig, dataset: Dataset, out: Path | str | None = None, 
     start_epoch, elapsed = 0, 0.0
     state_path = Path(str(out) + ".state") if out else None
     if resume and state_path and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
+        state = _read_state(state_path, device)
         if state["config"] != asdict(config):
             raise ValueError(f"{state_path} was written with other settings; delete it or train with "
                              "the same settings to resume")
