@@ -70,15 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         panel = window.panels["Certify"]
         _wait(app, lambda: window._models_ready and window.ctx.selection is not None, args.timeout, "the models")
         panel.set_sigma(args.sigma)
-        panel.accuracy_images_box.setValue(args.images)
-        panel.accuracy_n_box.setValue(args.accuracy_n)
+        panel.accuracy.images_box.setValue(args.images)
+        panel.accuracy.n_box.setValue(args.accuracy_n)
         panel.run()
         panel.run_accuracy()
         n = panel.current_params().n
         total = args.images * len(window.ctx.models_of_kind("noise"))
 
         def half_way() -> bool:
-            rows = sum(len(r) for r in panel.accuracy_rows.values())
+            rows = sum(len(r) for r in panel.accuracy.rows.values())
             return (panel.certificate is None and panel.histogram.counts().sum() >= 0.45 * n
                     and rows >= 0.3 * total)
 
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         while not half_way():
             app.processEvents()
             time.sleep(0.01)
-            if panel.certificate is not None and sum(len(r) for r in panel.accuracy_rows.values()) < 0.3 * total:
-                _wait(app, lambda: sum(len(r) for r in panel.accuracy_rows.values()) >= 0.3 * total,
+            if panel.certificate is not None and sum(len(r) for r in panel.accuracy.rows.values()) < 0.3 * total:
+                _wait(app, lambda: sum(len(r) for r in panel.accuracy.rows.values()) >= 0.3 * total,
                       args.timeout, "a third of the accuracy rows")
                 panel.run()
             if time.monotonic() - began > args.timeout:
@@ -97,13 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         _settle(app, 0.2)
         window.grab().save(str(out / "panel-running.png"))
         print(f"saved {out / 'panel-running.png'}")
-        _wait(app, lambda: panel.certificate is not None and panel.accuracy_handle is not None
-              and not panel.accuracy_handle.running, args.timeout, "both jobs to finish")
+        _wait(app, lambda: panel.certificate is not None and not panel.job_running("certify-accuracy"), args.timeout, "both jobs to finish")
         _settle(app)
         window.grab().save(str(out / "panel-done.png"))
         print(f"saved {out / 'panel-done.png'}")
         print(panel.certificate.summary(window.ctx.classes))
-        print(panel.accuracy_status.text())
+        print(panel.accuracy.status.text())
         window.close()
     return 0
 
