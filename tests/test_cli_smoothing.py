@@ -9,7 +9,8 @@ from PIL import Image
 from robustlens.engine.cli import main
 from robustlens.engine.cli_smoothing import PALETTE, step_curve
 from robustlens.engine.models import build_model, load_checkpoint, save_checkpoint
-from robustlens.engine.smoothing import TSV_HEADER, Smooth, certify_tsv_row, parse_elapsed
+from robustlens.engine.certify_tsv import TSV_HEADER, certify_tsv_row, parse_elapsed
+from robustlens.engine.smoothing import Smooth
 
 TIME = re.compile(r"^\d+:\d\d:\d\d(\.\d{6})?$")
 

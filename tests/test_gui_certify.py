@@ -9,11 +9,12 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings, Qt
 
+from robustlens.engine import certify_jobs
 from robustlens.engine.model_cache import load_by_key
-from robustlens.app.panels import certify as certify_panel
 from robustlens.app.window import MainWindow
 from robustlens.engine.models import build_model, save_checkpoint, zoo_file, zoo_names
-from robustlens.engine.smoothing import ABSTAIN, Smooth, certified_accuracy
+from robustlens.engine.smoothing import ABSTAIN, Smooth
+from robustlens.engine.smoothing_bounds import certified_accuracy
 
 ZOO_NOISE = "fashion-mnist/noise-0.25"
 SMALL = {"n0": 20, "n": 300, "alpha": 0.001, "batch": 100, "seed": 3}
@@ -109,17 +110,19 @@ def test_click_certifies_and_matches_the_engine(qtbot, tmp_path, noise_key, refe
     assert ys[0] == pytest.approx(expected.radius)
     assert panel.radius_plot.ceiling.value() == pytest.approx(expected.max_radius)
     # the noise draws are shown with their norms, ≈ σ√d
-    assert panel.noise is not None and len(panel.noise.noise_norms) == certify_panel.NOISE_SHOWN
+    assert panel.noise is not None and len(panel.noise.noise_norms) == certify_jobs.NOISE_SHOWN
     assert np.all(np.abs(panel.noise.noise_norms / (0.25 * np.sqrt(784)) - 1) < 0.15)
 
     # F5 certifies the same image again: the same seed gives the same certificate
-    first_id = panel.handle.id
+    first_id = panel.job_handle("certify").id
     window.request_run()
-    qtbot.waitUntil(lambda: panel.handle.id != first_id and panel.certificate is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: panel.job_handle("certify").id != first_id and panel.certificate is not None,
+                    timeout=120_000)
     assert (panel.certificate.prediction, panel.certificate.radius) == (expected.prediction, expected.radius)
-    second_id = panel.handle.id
+    second_id = panel.job_handle("certify").id
     qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)  # and so does the Certify button
-    qtbot.waitUntil(lambda: panel.handle.id != second_id and panel.certificate is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: panel.job_handle("certify").id != second_id and panel.certificate is not None,
+                    timeout=120_000)
     np.testing.assert_array_equal(panel.certificate.counts, expected.counts)
 
     # a click on a strip image certifies that image (here image 9 standing in for an adversarial example),
@@ -145,7 +148,7 @@ def test_click_certifies_and_matches_the_engine(qtbot, tmp_path, noise_key, refe
 
 def test_a_new_click_cancels_the_running_certify(qtbot, tmp_path, noise_key, reference, monkeypatch):
     runs = []  # one record per certify job started on the engine thread: its n, events, whether it ended
-    real_certify_job = certify_panel.certify_job
+    real_certify_job = certify_jobs.certify_job
 
     def spying_certify_job(smooth, x, **options):
         factory = real_certify_job(smooth, x, **options)
@@ -162,22 +165,22 @@ def test_a_new_click_cancels_the_running_certify(qtbot, tmp_path, noise_key, ref
 
         return job
 
-    monkeypatch.setattr(certify_panel, "certify_job", spying_certify_job)
+    monkeypatch.setattr(certify_jobs, "certify_job", spying_certify_job)
     window = open_window(qtbot, tmp_path, [noise_key])
     panel = window.panels["Certify"]
     engine = window.engine
     panel.set_params(n=200_000, batch=100)  # long enough to still be running at the second click
     click_image(qtbot, window, 5)
-    qtbot.waitUntil(lambda: panel.handle is not None and panel.handle.running
+    qtbot.waitUntil(lambda: panel.job_running("certify")
                     and panel.certified_selection.index == 5 and panel.histogram.counts().sum() > 0,
                     timeout=60_000)
-    first = panel.handle
+    first = panel.job_handle("certify")
     assert first.running
 
     panel.set_params(n=SMALL["n"])
     click_image(qtbot, window, 8)
     assert first.superseded and first.state == "aborted" and first.token.cancelled
-    assert engine.active_jobs("certify") == [panel.handle]  # exactly one certify job alive
+    assert engine.active_jobs("certify") == [panel.job_handle("certify")]  # exactly one certify job alive
     wait_certificate_for(qtbot, panel, 8)
 
     expected = engine_certificate(reference(noise_key), window, 8, SMALL)
@@ -197,17 +200,17 @@ def test_a_new_click_cancels_the_running_certify(qtbot, tmp_path, noise_key, ref
 def test_certified_accuracy_job_draws_its_rows(qtbot, tmp_path, noise_key, reference):
     window = open_window(qtbot, tmp_path, [noise_key])
     panel = window.panels["Certify"]
-    panel.accuracy_images_box.setValue(4)
-    panel.accuracy_n_box.setValue(100)
+    panel.accuracy.images_box.setValue(4)
+    panel.accuracy.n_box.setValue(100)
     drawn = []
-    original = panel.accuracy_plot.set_curve
-    panel.accuracy_plot.set_curve = lambda name, radii, accuracy: (drawn.append(np.array(accuracy)),
+    original = panel.accuracy.plot.set_curve
+    panel.accuracy.plot.set_curve = lambda name, radii, accuracy: (drawn.append(np.array(accuracy)),
                                                                    original(name, radii, accuracy))
-    qtbot.mouseClick(panel.accuracy_run, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: panel.accuracy_handle is not None and not panel.accuracy_handle.running,
-                    timeout=120_000)
-    assert panel.accuracy_handle.state == "finished"
-    rows = panel.accuracy_rows[noise_key]
+    qtbot.mouseClick(panel.accuracy.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.job_handle("certify-accuracy") is not None
+                    and not panel.job_running("certify-accuracy"), timeout=120_000)
+    assert panel.job_handle("certify-accuracy").state == "finished"
+    rows = panel.accuracy.rows[noise_key]
     assert [row.images_done for row in rows] == [1, 2, 3, 4]
     assert len(drawn) == 4  # one redraw per certified image, as the rows arrive
 
@@ -223,7 +226,7 @@ def test_certified_accuracy_job_draws_its_rows(qtbot, tmp_path, noise_key, refer
         assert (row.prediction, row.radius) == (cert.prediction, cert.radius)
         radii.append(cert.radius)
         correct.append(cert.prediction == int(dataset.labels[position]))
-    curve = panel.accuracy_plot.curves[noise_key]
+    curve = panel.accuracy.plot.curves[noise_key]
     xs, ys = curve.getData()
     np.testing.assert_allclose(ys, certified_accuracy(radii, correct, xs))
     assert ys[0] == pytest.approx(np.mean(correct))
@@ -242,7 +245,7 @@ def test_missing_noise_model_is_said_and_offered(qtbot, tmp_path):
     panel.set_sigma(0.5)
     assert "σ = 0.5" in panel.model_note.text()
     panel.run_accuracy()
-    assert panel.accuracy_handle is None and "No noise model" in panel.accuracy_status.text()
+    assert panel.job_handle("certify-accuracy") is None and "No noise model" in panel.accuracy.status.text()
     if not zoo_file("fashion-mnist/noise-0.50").exists():
         assert panel.load_button.text() == "Open model…"
         window.close()
@@ -267,6 +270,7 @@ def test_settings_round_trip_and_bad_values(qtbot, tmp_path):
     panel.save_settings(settings)
     assert int(settings.value("n0")) == 77 and float(settings.value("sigma")) == 0.5
     settings.setValue("n", "many")
-    with pytest.raises(ValueError, match="n = 'many'"):
-        panel.restore_settings(settings)
+    problems = panel.restore_settings(settings)  # a value that does not parse falls back to its default
+    assert len(problems) == 1 and "n = 'many'" in problems[0]
+    assert panel.current_params().n0 == 77  # the values that parse are restored
     window.close()

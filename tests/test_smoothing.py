@@ -1,4 +1,4 @@
-"""Randomized smoothing (engine/smoothing.py) against independent computations.
+"""Randomized smoothing (engine/smoothing.py, smoothing_bounds.py, certify_jobs.py) against independent computations.
 
 A linear binary classifier f(x) = [w·x + b > 0] has a known smoothed behaviour: under ε ~ N(0, σ²I),
 P[f(x + ε) = 1] = Φ(dist/σ) with dist = (w·x + b)/‖w‖, so the exact certified radius is σ Φ⁻¹(pA) = dist
@@ -17,10 +17,11 @@ from torch import nn
 from robustlens.engine.data import Dataset
 from robustlens.engine.jobs import Aborted, CancelToken, Finished, Partial, Progress, run_job, run_to_end
 from robustlens.engine.models import zoo_names
-from robustlens.engine.smoothing import (ABSTAIN, Certificate, CertifyUpdate, Smooth, certified_accuracy,
-                                         certified_accuracy_job, certified_radius, certify_job,
-                                         expected_noise_norm, lower_confidence_bound, max_certifiable_radius,
-                                         noise_models, radius_curve, radius_curve_points, upper_confidence_bound)
+from robustlens.engine.certify_jobs import certified_accuracy_job
+from robustlens.engine.smoothing import ABSTAIN, Certificate, CertifyUpdate, Smooth, certify_job, noise_models
+from robustlens.engine.smoothing_bounds import (certified_accuracy, certified_radius, expected_noise_norm,
+                                                lower_confidence_bound, max_certifiable_radius, radius_curve,
+                                                radius_curve_points, upper_confidence_bound)
 
 SHAPE = (1, 4, 4)
 

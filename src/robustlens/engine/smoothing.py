@@ -1,5 +1,5 @@
 """Randomized smoothing (Cohen, Rosenfeld, Kolter 2019): the smoothed classifier, its certificate, and
-jobs that stream the evidence as it piles up.
+the job that streams the evidence as it piles up.
 
 The smoothed classifier is g(x) = argmax_c P[f(x + ε) = c] with ε ~ N(0, σ²I). Theorem 1: if the top
 class has probability at least pA and every other class at most pB, g is constant on the L2 ball of
@@ -15,24 +15,28 @@ Speed on the CPU (see bench/bench_certify.py): the base classifier is run under 
 forward sub-batches small enough for the activations to stay in cache, and — when the model can be traced
 and the traced copy reproduces it — as a frozen TorchScript graph whose convolutions use prepacked oneDNN
 (MKLDNN) weights and a blocked memory layout kept from one layer to the next.
+
+The bounds and radii (Clopper–Pearson, Theorem 1, the ceiling) are in ``smoothing_bounds.py``; the
+reference TSV format in ``certify_tsv.py``; the GUI's jobs by model key and certified accuracy over a
+dataset in ``certify_jobs.py``.
 """
 
 from __future__ import annotations
 
-import datetime
-import math
 import time
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import beta, binomtest, norm
+from scipy.stats import binomtest
 from torch import nn
 
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
+from .smoothing_bounds import (certified_radius, expected_noise_norm, lower_confidence_bound,
+                               max_certifiable_radius, upper_confidence_bound)
+from .zoo import catalogue
 
 ABSTAIN = -1
 
@@ -41,77 +45,7 @@ ABSTAIN = -1
 CPU_FORWARD_BATCH = 256
 
 
-# ---------------------------------------------------------------- bounds and radii
-
-
-def lower_confidence_bound(successes: int, trials: int, alpha: float) -> float:
-    """One-sided (1 − α) Clopper–Pearson lower bound on a binomial proportion.
-
-    The α-quantile of Beta(k, n − k + 1) (Clopper & Pearson 1934); 0 when k = 0. This is what the
-    reference implementation computes as ``proportion_confint(k, n, alpha=2α, method="beta")[0]``.
-    """
-    if successes <= 0:
-        return 0.0
-    return float(beta.ppf(alpha, successes, trials - successes + 1))
-
-
-def upper_confidence_bound(successes: int, trials: int, alpha: float) -> float:
-    """One-sided (1 − α) Clopper–Pearson upper bound: the (1 − α)-quantile of Beta(k + 1, n − k); 1 when k = n."""
-    if successes >= trials:
-        return 1.0
-    return float(beta.ppf(1.0 - alpha, successes + 1, trials - successes))
-
-
-def certified_radius(sigma: float, p_a: float, p_b: float | None = None) -> float:
-    """Theorem 1: R = σ/2 (Φ⁻¹(pA) − Φ⁻¹(pB)); with pB = 1 − pA (the default) R = σ Φ⁻¹(pA).
-
-    Returns 0 when the bound certifies nothing (pA ≤ pB).
-    """
-    if p_b is None:
-        return float(sigma * norm.ppf(p_a)) if p_a > 0.5 else 0.0
-    if not p_a > p_b:
-        return 0.0
-    return float(sigma / 2 * (norm.ppf(p_a) - norm.ppf(p_b)))
-
-
-def radius_curve(sigma: float, p_a) -> np.ndarray:
-    """R(pA) = σ Φ⁻¹(pA) for an array of pA values (the curve the Certify panel draws)."""
-    return sigma * norm.ppf(np.asarray(p_a, dtype=np.float64))
-
-
-def radius_curve_points(sigma: float, n: int | None = None, alpha: float | None = None,
-                        points: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(pA, R(pA)) from pA = 1/2 up to the ceiling α^(1/n) when n and α are given (the largest pA lower bound
-    any run of size n can reach), else up to 1 − 10⁻⁶: ready to plot."""
-    top = alpha ** (1.0 / n) if n and alpha else 1.0 - 1e-6
-    p_a = np.linspace(0.5, top, points)
-    return p_a, radius_curve(sigma, p_a)
-
-
-def max_certifiable_radius(sigma: float, n: int, alpha: float) -> float:
-    """The largest radius CERTIFY can return with n samples: all n agree, so the Clopper–Pearson bound is
-    α^(1/n) and R = σ Φ⁻¹(α^(1/n)) (3.81σ at n = 10⁵, α = 0.001)."""
-    return float(sigma * norm.ppf(alpha ** (1.0 / n)))
-
-
-def expected_noise_norm(sigma: float, dim: int) -> float:
-    """E‖ε‖₂ for ε ~ N(0, σ²I_d): σ √2 Γ((d+1)/2) / Γ(d/2), which is σ√d to within 1/(4d)."""
-    return float(sigma * math.sqrt(2.0) * math.exp(math.lgamma((dim + 1) / 2) - math.lgamma(dim / 2)))
-
-
-def certified_accuracy(radii, correct, at) -> np.ndarray:
-    """Certified accuracy at radius r: the fraction of images whose prediction is correct and whose
-    certified radius is at least r (abstentions count as wrong). ``at`` may be a number or an array."""
-    radii = np.asarray(radii, dtype=np.float64)
-    correct = np.asarray(correct, dtype=bool)
-    at = np.atleast_1d(np.asarray(at, dtype=np.float64))
-    if radii.size == 0:
-        return np.zeros_like(at)
-    return ((radii[None, :] >= at[:, None]) & correct[None, :]).mean(axis=1)
-
-
 # ---------------------------------------------------------------- results
-
 
 @dataclass(frozen=True)
 class Certificate:
@@ -480,14 +414,11 @@ class Smooth:
                             expected_norm=expected_noise_norm(self.sigma, dim), dim=dim)
 
 
+
 def noise_models(dataset: str | None = None) -> dict[float, str]:
     """The built-in noise-trained models as {σ: name}, sorted by σ (the Certify panel's σ choices)."""
-    from .models import zoo_manifest
-
-    models = zoo_manifest()["models"]
-    found = {float(entry["sigma"]): name for name, entry in models.items()
-             if entry.get("kind") == "noise" and entry.get("sigma") is not None
-             and (dataset is None or name.startswith(dataset + "/"))}
+    found = {entry.sigma: entry.name for entry in catalogue()
+             if entry.kind == "noise" and entry.sigma is not None and (dataset is None or entry.dataset == dataset)}
     return dict(sorted(found.items()))
 
 
@@ -509,159 +440,3 @@ def certify_job(smooth: Smooth, x, *, n0: int = 100, n: int = 10_000, alpha: flo
 
     return job
 
-
-@dataclass(frozen=True)
-class AccuracyRow:
-    """One certified image of a certified-accuracy run, with the curve of its model so far."""
-
-    model: str                   # the label of the noise model
-    sigma: float
-    position: int                # position in the subset
-    idx: int                     # index in the dataset split (the TSV's idx)
-    label: int
-    prediction: int
-    radius: float
-    correct: bool
-    seconds: float
-    radii: np.ndarray            # radius grid of the curve
-    accuracy: np.ndarray         # certified accuracy at each radius over this model's rows so far
-    images_done: int             # rows of this model so far
-
-
-@dataclass
-class AccuracyResult:
-    radii: np.ndarray
-    rows: dict[str, list[AccuracyRow]] = field(default_factory=dict)
-    curves: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def default_radius_grid(smooths: Mapping[str, Smooth], n: int, alpha: float, points: int = 201) -> np.ndarray:
-    """0 … the largest ceiling σ Φ⁻¹(α^(1/n)) among the models: no curve can go beyond it."""
-    top = max(max_certifiable_radius(s.sigma, n, alpha) for s in smooths.values())
-    return np.linspace(0.0, top, points)
-
-
-def certified_accuracy_job(smooths: Mapping[str, Smooth], dataset, *, n0: int = 100, n: int = 1000,
-                           alpha: float = 0.001, batch_size: int = 1000, seed: int = 0,
-                           radii: np.ndarray | None = None) -> JobFactory:
-    """Certified accuracy vs radius over ``dataset`` (a Dataset, e.g. ``test.subset(range(0, 10000, 50))``)
-    for each noise model: image by image, every model certifies it and a Partial("row", AccuracyRow) with
-    that model's curve so far is yielded, so all curves grow together on screen. Image ``idx`` is
-    certified with seed ``seed + idx`` (the CLI's choice too), so rows do not depend on the subset."""
-    radii = default_radius_grid(smooths, n, alpha) if radii is None else np.asarray(radii, dtype=np.float64)
-
-    def job(cancel: CancelToken):
-        result = AccuracyResult(radii=radii, rows={name: [] for name in smooths})
-        total = len(dataset) * len(smooths)
-        done = 0
-        for position in range(len(dataset)):
-            idx = dataset.source_index(position)
-            label = int(dataset.labels[position])
-            for name, smooth in smooths.items():
-                certificate = None
-                for update in smooth.certify_steps(dataset.images[position], n0, n, alpha, batch_size,
-                                                   seed + idx):
-                    cancel.check()
-                    certificate = update.certificate
-                rows = result.rows[name]
-                correct = certificate.prediction == label
-                curve = certified_accuracy([r.radius for r in rows] + [certificate.radius],
-                                           [r.correct for r in rows] + [correct], radii)
-                row = AccuracyRow(name, smooth.sigma, position, idx, label, certificate.prediction,
-                                  certificate.radius, correct, certificate.seconds, radii, curve, len(rows) + 1)
-                rows.append(row)
-                result.curves[name] = curve
-                done += 1
-                yield Partial("row", row)
-                yield Progress(done, total, f"{name}: image {position + 1}/{len(dataset)}")
-        yield Finished(result)
-
-    return job
-
-
-# ---------------------------------------------------------------- the reference TSV format
-
-TSV_HEADER = "idx\tlabel\tpredict\tradius\tcorrect\ttime"
-PREDICT_TSV_HEADER = "idx\tlabel\tpredict\tcorrect\ttime"
-
-
-def format_elapsed(seconds: float) -> str:
-    """The reference's time column: str(datetime.timedelta), e.g. '0:00:01.234567'."""
-    return str(datetime.timedelta(seconds=seconds))
-
-
-def certify_tsv_row(idx: int, label: int, prediction: int, radius: float, seconds: float) -> str:
-    """One line of the reference certify output (radius to 3 significant digits, as ``{:.3}``)."""
-    return f"{idx}\t{label}\t{prediction}\t{radius:.3}\t{int(prediction == label)}\t{format_elapsed(seconds)}"
-
-
-def predict_tsv_row(idx: int, label: int, prediction: int, seconds: float) -> str:
-    return f"{idx}\t{label}\t{prediction}\t{int(prediction == label)}\t{format_elapsed(seconds)}"
-
-
-def parse_elapsed(text: str) -> float:
-    """Seconds from '0:00:01.234567' (or 'N days, H:MM:SS') or a plain number."""
-    text = text.strip()
-    days = 0.0
-    if "day" in text:
-        day_part, text = text.split(",", 1)
-        days = float(day_part.split()[0])
-        text = text.strip()
-    parts = text.split(":")
-    if not 1 <= len(parts) <= 3:
-        raise ValueError(f"not a time: {text!r}")
-    seconds = 0.0
-    for part in parts:
-        seconds = seconds * 60 + float(part)
-    return days * 86400 + seconds
-
-
-@dataclass
-class CertifyTable:
-    """A certify TSV read back: one entry per image."""
-
-    path: Path
-    idx: np.ndarray
-    label: np.ndarray
-    prediction: np.ndarray
-    radius: np.ndarray
-    correct: np.ndarray
-    seconds: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.idx)
-
-    def accuracy_at(self, radii) -> np.ndarray:
-        return certified_accuracy(self.radius, self.correct, radii)
-
-
-def read_certify_tsv(path: Path | str) -> CertifyTable:
-    """Read a certify TSV (ours or the reference's). Raises ValueError naming the file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    if not lines:
-        raise ValueError(f"{path}: empty file (expected the header {TSV_HEADER!r})")
-    header = lines[0].strip().split("\t")
-    if header == PREDICT_TSV_HEADER.split("\t"):
-        raise ValueError(f"{path} is a predict output (no radius column): analyze reads certify outputs")
-    if header != TSV_HEADER.split("\t"):
-        raise ValueError(f"{path}: header {lines[0].strip()!r} is not {TSV_HEADER!r}")
-    columns: list[list] = [[] for _ in range(6)]
-    for number, line in enumerate(lines[1:], start=2):
-        fields = line.split("\t")
-        if len(fields) != 6:
-            raise ValueError(f"{path}:{number}: expected 6 tab-separated fields, found {len(fields)}")
-        try:
-            values = (int(fields[0]), int(fields[1]), int(fields[2]), float(fields[3]), int(fields[4]),
-                      parse_elapsed(fields[5]))
-        except ValueError:
-            raise ValueError(f"{path}:{number}: malformed row {line.strip()!r}") from None
-        if values[4] not in (0, 1) or values[3] < 0 or math.isnan(values[3]):
-            raise ValueError(f"{path}:{number}: correct must be 0/1 and radius ≥ 0 in {line.strip()!r}")
-        for column, value in zip(columns, values):
-            column.append(value)
-    idx, label, prediction, radius, correct, seconds = (np.asarray(c) for c in columns)
-    return CertifyTable(path, idx.astype(np.int64), label.astype(np.int64), prediction.astype(np.int64),
-                        radius.astype(np.float64), correct.astype(bool), seconds.astype(np.float64))

@@ -1,6 +1,7 @@
 """The Certify panel's drawings: the live class histogram, the radius curve, the noise-vs-radius bars,
-the noise samples and the certified-accuracy curves. They only draw numbers the engine computed
-(``engine/smoothing.py``); the panel (``certify.py``) decides what to show when."""
+the noise samples and the certified-accuracy curves, the plots on the shared :class:`~robustlens.app.plots.Plot`.
+They only draw numbers the engine computed (``engine/smoothing.py``, ``engine/smoothing_bounds.py``); the
+panel (``certify.py``) decides what to show when."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWi
 
 from .. import style
 from ..imaging import ImageView, to_qimage
+from ..plots import Plot
 
 BAR_OTHER = QColor(176, 184, 196)          # classes other than ĉA
 NOISE_COLOR = QColor(120, 120, 130)        # the noise length
@@ -22,63 +24,7 @@ GENERAL_COLOR = QColor(214, 120, 40)       # the general (Bonferroni) bound
 CEILING_COLOR = QColor(150, 40, 40)
 
 
-_font = style.sized_font
-
-
-class _Plot(pg.PlotWidget):
-    """A white, static pyqtgraph plot (no mouse panning: a lecture hall clicks, it does not drag)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent=parent, background="w")
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        self.setMenuEnabled(False)
-        for axis in ("left", "bottom"):
-            self.getAxis(axis).setTextPen("k")
-            self.getAxis(axis).setPen("k")
-        self._text_items: list[pg.TextItem] = []
-        self._point_size = style.base_point_size()
-        self.setMinimumHeight(int(QFontMetrics(_font(self._point_size)).height() * self.MIN_LINES))
-
-    # the plot's minimum height in lines of its font, so labels never overlap (lecture fonts need more)
-    MIN_LINES = 8.0
-
-    def set_fonts(self, point_size: float) -> None:
-        self._point_size = point_size
-        font = _font(point_size)
-        self.setMinimumHeight(int(QFontMetrics(font).height() * self.MIN_LINES))
-        for axis in ("left", "bottom"):
-            self.getAxis(axis).setStyle(tickFont=font)
-            self.getAxis(axis).label.setFont(font)
-        title = self.getPlotItem().titleLabel
-        if title.text:
-            self.set_title(title.text)
-        for item in self._text_items:
-            item.setFont(font)
-        legend = self.getPlotItem().legend
-        if legend is not None:
-            for _sample, label in legend.items:
-                label.item.setFont(font)
-            legend.updateSize()
-
-    def set_title(self, text: str) -> None:
-        """The title, a little larger than the axes' text (and scaled with it in lecture mode); lines
-        separated by <br> get the room they need."""
-        size = self._point_size * 1.2
-        self.setTitle(text, color="k", size=f"{size:.1f}pt")
-        height = int(QFontMetrics(_font(size)).height() * (text.count("<br>") + 1) + 10)
-        self.getPlotItem().titleLabel.setMaximumHeight(height)
-        self.getPlotItem().layout.setRowFixedHeight(0, height)
-
-    def text_item(self, **options) -> pg.TextItem:
-        item = pg.TextItem(**options)
-        item.setFont(_font(self._point_size))
-        self.addItem(item)
-        self._text_items.append(item)
-        return item
-
-
-class ClassHistogram(_Plot):
+class ClassHistogram(Plot):
     """Counts of the base classifier's classes on the noise samples drawn so far: horizontal bars,
     class names on the left axis (✓ marks the true class), ĉA highlighted, the count at each bar."""
 
@@ -142,7 +88,7 @@ class ClassHistogram(_Plot):
         return self._counts.copy()
 
 
-class RadiusCurvePlot(_Plot):
+class RadiusCurvePlot(Plot):
     """R(pA) = σ Φ⁻¹(pA) (Theorem 1 with pB = 1 − pA) for the chosen σ, the ceiling σ Φ⁻¹(α^(1/n)) that no
     run of n samples can pass, this image's pA lower bound on the curve (●), and the general-bound radius
     σ/2 (Φ⁻¹(pA) − Φ⁻¹(pB)) with simultaneous (Bonferroni) bounds beside it (▲)."""
@@ -353,7 +299,7 @@ class NoiseSampleStrip(QWidget):
             self._set_caption(i, self._texts[i])
 
 
-class AccuracyPlot(_Plot):
+class AccuracyPlot(Plot):
     """Certified accuracy vs L2 radius, one curve per noise model, growing as images are certified."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -383,7 +329,7 @@ class AccuracyPlot(_Plot):
         self.setYRange(0, 1.0, padding=0.02)
         self.hint.setPos(max(max_radius, 1e-3) / 2, 0.5)
         self.set_title(title + "<br>σ:&nbsp;" + "&nbsp;&nbsp;".join(key))
-        self.set_fonts(self._point_size)
+        self.set_fonts(self.point_size)
 
     def set_hint(self, text: str) -> None:
         """A line in the middle of the empty plot: what to press to fill it."""

@@ -1,0 +1,183 @@
+"""The certification jobs the Certify tab runs on the engine thread, each ``fn(cache, request)`` with a
+frozen request of plain values captured when the run starts (``cache`` is the engine thread's
+:class:`~robustlens.engine.model_cache.ModelCache`, whose ``Smooth`` per model builds its fast forward
+once): certify one image with a few noise draws to show, get the noise models' fast forwards ready, and
+certified accuracy against radius over a test subset, one curve per noise model.
+
+Image ``idx`` of a dataset split is certified with seed ``seed + idx`` everywhere (the CLI's choice), so
+a click, the accuracy curves and ``robustlens certify`` agree on every image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
+from .smoothing import Smooth, certify_job
+from .smoothing_bounds import certified_accuracy, max_certifiable_radius
+
+NOISE_SHOWN = 4              # draws x + ε shown beside the histogram
+NOISE_SEED_OFFSET = 7_919    # the displayed draws use their own generator, apart from CERTIFY's
+
+
+@dataclass(frozen=True)
+class CertifyParams:
+    """CERTIFY's settings as a run was asked for them (captured when it starts: widgets may change
+    meanwhile). ``sigma`` picks the noise model trained at it; ``seed`` + idx seeds image idx."""
+    sigma: float
+    n0: int
+    n: int
+    alpha: float
+    batch: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class CertifyRequest:
+    """Certify ``image`` ((1, C, H, W) in [0, 1]) with the noise model ``model_key``; ``index`` is its
+    idx in the dataset split (0 for an image from elsewhere), which makes the seed."""
+    model_key: str
+    image: Any = field(compare=False)
+    index: int
+    params: CertifyParams
+    noise_shown: int = NOISE_SHOWN
+
+
+def certify_image_job(cache, request: CertifyRequest) -> JobFactory:
+    """Partial("noise", NoiseSamples) — ``noise_shown`` draws x + ε with their classes and norms —, then
+    :func:`~robustlens.engine.smoothing.certify_job`'s events: Partial("counts", CertifyUpdate) and
+    Progress per chunk, Finished(Certificate)."""
+    params = request.params
+    seed = params.seed + request.index
+
+    def job(cancel: CancelToken):
+        smooth = cache.smooth(request.model_key)
+        yield Partial("noise", smooth.noise_samples(request.image, request.noise_shown,
+                                                    generator=seed + NOISE_SEED_OFFSET))
+        yield from certify_job(smooth, request.image, n0=params.n0, n=params.n, alpha=params.alpha,
+                               batch_size=params.batch, generator=seed)(cancel)
+
+    return job
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    """Noise models to get ready, each with the (C, H, W) shape of the images it will certify."""
+    models: tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def prepare_smooths_job(cache, request: PrepareRequest) -> JobFactory:
+    """Build each model's fast forward now (:meth:`Smooth.prepare`), so the first click certifies at
+    full speed; Progress before each model."""
+
+    def job(cancel: CancelToken):
+        for done, (key, shape) in enumerate(request.models):
+            cancel.check()
+            yield Progress(done, len(request.models), f"preparing {key}")
+            cache.smooth(key).prepare(shape)
+
+    return job
+
+
+@dataclass(frozen=True)
+class AccuracyRow:
+    """One certified image of a certified-accuracy run, with the curve of its model so far."""
+
+    model: str                   # the label of the noise model
+    sigma: float
+    position: int                # position in the subset
+    idx: int                     # index in the dataset split (the TSV's idx)
+    label: int
+    prediction: int
+    radius: float
+    correct: bool
+    seconds: float
+    radii: np.ndarray            # radius grid of the curve
+    accuracy: np.ndarray         # certified accuracy at each radius over this model's rows so far
+    images_done: int             # rows of this model so far
+
+
+@dataclass
+class AccuracyResult:
+    radii: np.ndarray
+    rows: dict[str, list[AccuracyRow]] = field(default_factory=dict)
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def default_radius_grid(smooths: Mapping[str, Smooth], n: int, alpha: float, points: int = 201) -> np.ndarray:
+    """0 … the largest ceiling σ Φ⁻¹(α^(1/n)) among the models: no curve can go beyond it."""
+    top = max(max_certifiable_radius(s.sigma, n, alpha) for s in smooths.values())
+    return np.linspace(0.0, top, points)
+
+
+def certified_accuracy_job(smooths: Mapping[str, Smooth], dataset, *, n0: int = 100, n: int = 1000,
+                           alpha: float = 0.001, batch_size: int = 1000, seed: int = 0,
+                           radii: np.ndarray | None = None) -> JobFactory:
+    """Certified accuracy vs radius over ``dataset`` (a Dataset, e.g. ``test.subset(range(0, 10000, 50))``)
+    for each noise model: image by image, every model certifies it and a Partial("row", AccuracyRow) with
+    that model's curve so far is yielded, so all curves grow together on screen. Image ``idx`` is
+    certified with seed ``seed + idx`` (the CLI's choice too), so rows do not depend on the subset."""
+    radii = default_radius_grid(smooths, n, alpha) if radii is None else np.asarray(radii, dtype=np.float64)
+
+    def job(cancel: CancelToken):
+        result = AccuracyResult(radii=radii, rows={name: [] for name in smooths})
+        total = len(dataset) * len(smooths)
+        done = 0
+        for position in range(len(dataset)):
+            idx = dataset.source_index(position)
+            label = int(dataset.labels[position])
+            for name, smooth in smooths.items():
+                certificate = None
+                for update in smooth.certify_steps(dataset.images[position], n0, n, alpha, batch_size,
+                                                   seed + idx):
+                    cancel.check()
+                    certificate = update.certificate
+                rows = result.rows[name]
+                correct = certificate.prediction == label
+                curve = certified_accuracy([r.radius for r in rows] + [certificate.radius],
+                                           [r.correct for r in rows] + [correct], radii)
+                row = AccuracyRow(name, smooth.sigma, position, idx, label, certificate.prediction,
+                                  certificate.radius, correct, certificate.seconds, radii, curve, len(rows) + 1)
+                rows.append(row)
+                result.curves[name] = curve
+                done += 1
+                yield Partial("row", row)
+                yield Progress(done, total, f"{name}: image {position + 1}/{len(dataset)}")
+        yield Finished(result)
+
+    return job
+
+
+def evenly_spaced(total: int, count: int) -> list[int]:
+    """``count`` positions spread evenly through ``total`` (every ⌊total/count⌋-th, from 0)."""
+    count = min(count, total)
+    stride = max(1, total // max(count, 1))
+    return list(range(0, stride * count, stride))[:count]
+
+
+@dataclass(frozen=True)
+class AccuracyRequest:
+    """Certified accuracy of the noise models ``model_keys`` on ``images`` test images spread evenly
+    through ``dataset``, with ``n`` samples per image and the rest of ``params`` (n0, α, batch, seed)."""
+    model_keys: tuple[str, ...]
+    dataset: Any = field(compare=False)
+    images: int
+    n: int
+    params: CertifyParams
+
+
+def accuracy_curves_job(cache, request: AccuracyRequest) -> JobFactory:
+    """:func:`certified_accuracy_job` over the subset with the cache's smoothed classifiers: a
+    Partial("row", AccuracyRow) per model and image, Finished(AccuracyResult)."""
+    params = request.params
+
+    def job(cancel: CancelToken):
+        smooths = {key: cache.smooth(key) for key in request.model_keys}
+        subset = request.dataset.subset(evenly_spaced(len(request.dataset), request.images))
+        yield from certified_accuracy_job(smooths, subset, n0=params.n0, n=request.n, alpha=params.alpha,
+                                          batch_size=params.batch, seed=params.seed)(cancel)
+
+    return job
