@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from robustlens.engine.attacks import (AttackConfig, AttackStep, SmoothedSoftClassifier, attack, attack_job,
-                                       attack_loss, choose_targets, fgsm, initial_delta, margin_loss,
-                                       perturbation_norm, pgd, pgd_steps)
+from robustlens.engine.attack_jobs import AttackConfig, AttackStep, attack, attack_job
+from robustlens.engine.attacks import (SmoothedSoftClassifier, attack_loss, choose_targets, fgsm, initial_delta,
+                                       margin_loss, perturbation_norm, pgd, pgd_steps)
 from robustlens.engine.jobs import Aborted, CancelToken, Finished, Partial, Progress, Snapshot, run_job, run_to_end
 
 TOL = 1e-6

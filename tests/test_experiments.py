@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from robustlens.engine.attacks import AttackConfig, attack, choose_targets
-from robustlens.engine.experiments import (CurvePoint, TransferCell, robustness_curves, robustness_curves_job,
-                                           save_result, transfer_matrix, transfer_matrix_job)
+from robustlens.engine.attack_jobs import AttackConfig, attack
+from robustlens.engine.attacks import choose_targets
 from robustlens.engine.jobs import Aborted, CancelToken, Finished, Partial, Progress, run_job
+from robustlens.engine.robustness import (CurvePoint, TransferCell, robustness_curves, robustness_curves_job,
+                                          save_result, transfer_matrix, transfer_matrix_job)
 
 N = 24
 SETTINGS = dict(steps=5, relative_step=2.5, random_start="uniform", batch_size=10, seed=3)
