@@ -37,6 +37,13 @@ def table_item(text: str, tooltip: str = "", bold: bool = False, color: QColor |
     return item
 
 
+def make_read_only(table: QTableWidget) -> None:
+    """A table that only shows: no editing, no selection, no focus."""
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+
+
 class TransferTable(QTableWidget):
     """model | clean prediction | adversarial prediction | fooled? — one row per judging model."""
 
@@ -44,9 +51,7 @@ class TransferTable(QTableWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        make_read_only(self)
         self.setWordWrap(False)
         self.setColumnCount(len(self.HEADERS))
         self.setHorizontalHeaderLabels(self.HEADERS)

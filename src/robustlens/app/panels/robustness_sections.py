@@ -89,6 +89,7 @@ class _Section(Panel):
         self.result = None
         self.state = "idle"
         self._started = 0.0
+        self._per_norm: dict = {}          # norm -> its ε (grid); the subclass fills it
         self.run_button = QPushButton("Run (F5)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -101,6 +102,25 @@ class _Section(Panel):
         self.status.setMinimumWidth(200)
         self.run_button.clicked.connect(self.run)
         self.save_button.clicked.connect(self._ask_and_save)
+
+    # the settings eps_linf / eps_l2: a value per norm, kept in self._per_norm while the other norm shows
+    def setting_value(self, key: str):
+        if key in ("eps_linf", "eps_l2"):
+            return self._per_norm[key[len("eps_"):]]
+        return super().setting_value(key)
+
+    def apply_setting(self, key: str, value) -> None:
+        if key in ("eps_linf", "eps_l2"):
+            self._per_norm[key[len("eps_"):]] = self._eps_value(value)
+        else:
+            super().apply_setting(key, value)
+
+    def settings_applied(self) -> None:
+        self._on_norm(0)
+
+    def _eps_value(self, value):
+        """A stored per-norm value as the section keeps it; ValueError when it is not one."""
+        return value
 
     def _controls(self, pairs) -> QHBoxLayout:
         row = labelled_row(pairs, stretch=False)
@@ -170,6 +190,7 @@ class _Section(Panel):
         self.ctx.info("Saved " + ", ".join(str(p) for p in written))
 
     # subclasses
+    def _on_norm(self, _index: int) -> None: ...
     def _on_partial(self, event) -> None: ...
     def _on_finished(self, result, seconds: float) -> None: ...
     def _partial_text(self) -> str: return ""
@@ -189,9 +210,9 @@ class RobustnessSection(_Section):
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__(ctx)
-        self._grids = dict(DEFAULT_EPS_GRID)
+        self._per_norm = dict(DEFAULT_EPS_GRID)
         self.norm_box = norm_combo()
-        self.eps_edit = QLineEdit(self._grids["linf"])
+        self.eps_edit = QLineEdit(self._per_norm["linf"])
         self.eps_edit.setToolTip("the ε values to attack at, in [0,1]-pixel units of the norm, e.g. 0, 0.05, 0.1")
         self.eps_edit.setMinimumWidth(210)
         self.steps_box = spin_box(STEPS)
@@ -221,7 +242,7 @@ class RobustnessSection(_Section):
         body.addWidget(side_widget)
         layout.addLayout(body, 1)
         self.norm_box.currentIndexChanged.connect(self._on_norm)
-        self.eps_edit.editingFinished.connect(lambda: self._grids.__setitem__(self.norm_box.currentData(),
+        self.eps_edit.editingFinished.connect(lambda: self._per_norm.__setitem__(self.norm_box.currentData(),
                                                                                 self.eps_edit.text()))
         ctx.register_exportable("Experiments: robust accuracy vs ε", self.plot)
         self.points: dict[str, list] = {}
@@ -232,7 +253,7 @@ class RobustnessSection(_Section):
                   "images it classifies correctly both clean and attacked. Press F5 (or Run).")
 
     def _on_norm(self, _index: int) -> None:
-        self.eps_edit.setText(self._grids[self.norm_box.currentData()])
+        self.eps_edit.setText(self._per_norm[self.norm_box.currentData()])
 
     def run(self) -> None:
         models = self._ready()
@@ -249,8 +270,8 @@ class RobustnessSection(_Section):
             self._say(f"ε = {eps_values[-1]:g} is beyond any sensible {NORM_NAMES[norm]} radius (≤ {top:g})",
                       error=True)
             return
-        self._grids[norm] = ", ".join(f"{e:g}" for e in eps_values)
-        self.eps_edit.setText(self._grids[norm])
+        self._per_norm[norm] = ", ".join(f"{e:g}" for e in eps_values)
+        self.eps_edit.setText(self._per_norm[norm])
         steps, count = self.steps_box.value(), self.images_box.value()
         subset, _positions = evaluation_subset(self.ctx, count)
         keys = [m.key for m in models]
@@ -307,20 +328,9 @@ class RobustnessSection(_Section):
     def setting_widgets(self) -> dict[str, QWidget]:
         return {"norm": self.norm_box, "steps": self.steps_box, "images": self.images_box}
 
-    def setting_value(self, key: str):
-        if key in ("eps_linf", "eps_l2"):
-            return self._grids[key[len("eps_"):]]
-        return super().setting_value(key)
-
-    def apply_setting(self, key: str, value) -> None:
-        if key in ("eps_linf", "eps_l2"):
-            parse_eps_list(str(value))  # ValueError: the base falls back to the default
-            self._grids[key[len("eps_"):]] = str(value)
-        else:
-            super().apply_setting(key, value)
-
-    def settings_applied(self) -> None:
-        self._on_norm(0)
+    def _eps_value(self, value) -> str:
+        parse_eps_list(str(value))  # ValueError: the base falls back to the default
+        return str(value)
 
 
 # ---------------------------------------------------------------- transfer matrix
@@ -339,7 +349,7 @@ class TransferSection(_Section):
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__(ctx)
-        self._eps = dict(DEFAULT_EPS)
+        self._per_norm = dict(DEFAULT_EPS)
         self.norm_box = norm_combo()
         self.eps_box = double_spin_box(self.SETTINGS[1], decimals=4, tip="ε, in [0,1]-pixel units of the norm")
         self.steps_box = spin_box(STEPS)
@@ -370,7 +380,7 @@ class TransferSection(_Section):
         layout.addWidget(body, 1)
         layout.addWidget(self.status)
         self.norm_box.currentIndexChanged.connect(self._on_norm)
-        self.eps_box.valueChanged.connect(lambda v: self._eps.__setitem__(self.norm_box.currentData(), float(v)))
+        self.eps_box.valueChanged.connect(lambda v: self._per_norm.__setitem__(self.norm_box.currentData(), float(v)))
         self._on_norm(0)
         ctx.register_exportable("Experiments: transfer matrix", body)
         self._cells = 0
@@ -384,7 +394,7 @@ class TransferSection(_Section):
         self.eps_box.blockSignals(True)
         self.eps_box.setRange(0.0, step * positions)
         self.eps_box.setSingleStep(step)
-        self.eps_box.setValue(self._eps[norm])
+        self.eps_box.setValue(self._per_norm[norm])
         self.eps_box.blockSignals(False)
 
     def run(self) -> None:
@@ -429,16 +439,5 @@ class TransferSection(_Section):
     def setting_widgets(self) -> dict[str, QWidget]:
         return {"norm": self.norm_box, "steps": self.steps_box, "images": self.images_box, "target": self.target_box}
 
-    def setting_value(self, key: str):
-        if key in ("eps_linf", "eps_l2"):
-            return self._eps[key[len("eps_"):]]
-        return super().setting_value(key)
-
-    def apply_setting(self, key: str, value) -> None:
-        if key in ("eps_linf", "eps_l2"):
-            self._eps[key[len("eps_"):]] = float(value)
-        else:
-            super().apply_setting(key, value)
-
-    def settings_applied(self) -> None:
-        self._on_norm(0)
+    def _eps_value(self, value) -> float:
+        return float(value)
