@@ -54,7 +54,7 @@ class _Column(QWidget):
 class AttackPanel(Panel):
     """PGD on the selected image, live; then every loaded model's verdict on the result."""
 
-    # the order matters only to the settings test's garbage; ε per norm is remembered for both norms
+    # ε is remembered for each norm; a stored source or target class waits for its model or dataset
     SETTINGS = (
         Setting("source", "", help="the attacked model's key (chosen once it is loaded)"),
         Setting("source_smoothed", False, help="attack the smoothed classifier of the source"),
