@@ -22,7 +22,8 @@ import time
 
 import torch
 
-from robustlens.engine.attacks import AttackConfig, attack, pgd
+from robustlens.engine.attack_jobs import AttackConfig, attack
+from robustlens.engine.attacks import pgd
 from robustlens.engine.data import load_dataset
 from robustlens.engine.models import load_model, zoo_names
 

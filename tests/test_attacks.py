@@ -13,10 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from robustlens.engine.attacks import (AttackConfig, AttackStep, SmoothedSoftClassifier, attack, attack_job,
-                                       attack_loss, choose_targets, fgsm, initial_delta, margin_loss,
-                                       perturbation_norm, pgd, pgd_steps)
+from robustlens.engine.attack_jobs import AttackConfig, AttackStep, attack, attack_job
+from robustlens.engine.attack_judge import (SMOOTH_ALPHA, SMOOTH_N, SMOOTH_N0, SMOOTH_SEED, AttackParams, AttackRequest,
+                                            attack_and_judge_job)
+from robustlens.engine.attacks import (SmoothedSoftClassifier, attack_loss, choose_targets, fgsm, initial_delta,
+                                       margin_loss, perturbation_norm, pgd, pgd_steps)
 from robustlens.engine.jobs import Aborted, CancelToken, Finished, Partial, Progress, Snapshot, run_job, run_to_end
+from robustlens.engine.model_cache import ModelCache
+from robustlens.engine.models import build_model, save_checkpoint
 
 TOL = 1e-6
 
@@ -352,3 +356,35 @@ def test_clean_predictions_are_the_models(start):
     result = attack(TINY, x, y, AttackConfig(norm="l2", eps=1.0, steps=3, random_start=start))
     with torch.no_grad():
         assert torch.allclose(result.clean_logits, TINY(x), atol=1e-6)
+
+
+def test_attack_and_judge_job_judges_with_every_model_and_certifies(tmp_path):
+    """The Attack tab's engine job: the streamed PGD steps, every judge's clean and adversarial
+    probabilities, and CERTIFY of each noise model's smoothed classifier on both images."""
+    torch.manual_seed(0)
+    keys = []
+    for name, meta in (("standard", {}), ("noise", {"kind": "noise", "sigma": 0.25})):
+        path = str(tmp_path / f"{name}.pt")
+        save_checkpoint(build_model("fmnist-cnn", name=f"test/{name}", **meta), path)
+        keys.append(path)
+    cache = ModelCache("cpu")
+    image = torch.rand(1, 1, 28, 28)
+    params = AttackParams(source=keys[0], smoothed=False, samples=1, norm="linf", eps=0.1, step_size=None, steps=3,
+                          random_start="none", restarts=1, target="untargeted", target_class=None, loss="ce")
+    steps = []
+    outcome = run_to_end(attack_and_judge_job(cache, AttackRequest(params, image, 3, tuple(keys), (keys[1],))),
+                         on_event=lambda e: steps.append(e.value) if isinstance(e, Partial) else None)
+    assert [s.step for s in steps] == [0, 1, 2, 3]
+    assert np.abs(outcome.perturbation).max() <= 0.1 + 1e-6
+    assert outcome.label == 3 and outcome.label_known
+    for key in keys:
+        with torch.no_grad():
+            expected = cache.model(key)(torch.as_tensor(outcome.adversarial)).softmax(1)[0].numpy()
+            clean = cache.model(key)(image).softmax(1)[0].numpy()
+        np.testing.assert_allclose(outcome.adversarial_probs[key], expected, atol=1e-5)
+        np.testing.assert_allclose(outcome.clean_probs[key], clean, atol=1e-5)
+    verdict = outcome.smoothed[keys[1]]
+    smooth = cache.smooth(keys[1])
+    before = smooth.certify_detailed(image, SMOOTH_N0, SMOOTH_N, SMOOTH_ALPHA, generator=SMOOTH_SEED)
+    assert verdict.sigma == 0.25
+    assert (verdict.clean_prediction, verdict.clean_radius) == (before.prediction, pytest.approx(before.radius))

@@ -6,10 +6,12 @@ import math
 import pytest
 import torch
 
-from robustlens.engine.attacks import AttackConfig, attack, choose_targets
-from robustlens.engine.experiments import (CurvePoint, TransferCell, robustness_curves, robustness_curves_job,
-                                           save_result, transfer_matrix, transfer_matrix_job)
-from robustlens.engine.jobs import Aborted, CancelToken, Finished, Partial, Progress, run_job
+from robustlens.engine.attack_jobs import AttackConfig, attack
+from robustlens.engine.attacks import choose_targets
+from robustlens.engine.jobs import Aborted, CancelToken, Finished, Partial, Progress, run_job, run_to_end
+from robustlens.engine.robustness import (CurvePoint, RobustnessRequest, TransferCell, TransferRequest, batch_for,
+                                          cached_robustness_curves_job, cached_transfer_matrix_job, robustness_curves,
+                                          robustness_curves_job, save_result, transfer_matrix, transfer_matrix_job)
 
 N = 24
 SETTINGS = dict(steps=5, relative_step=2.5, random_start="uniform", batch_size=10, seed=3)
@@ -176,3 +178,28 @@ def test_cli_attack_images_curve_and_transfer(tmp_path, capsys):
         assert main(["attack", "--out", str(out), *bad]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("robustlens attack: error:") and "\n" not in err
+
+
+class _Cache:
+    """What the request jobs use of the engine thread's model cache."""
+
+    def __init__(self, models):
+        self._models = models
+
+    def models(self, keys):
+        return {key: self._models[key] for key in keys}
+
+
+def test_request_jobs_give_the_direct_jobs_results(models, batch):
+    """The Experiments tab's request jobs are the CLI's jobs on the cache's models."""
+    x, y = batch
+    keys = ("l2-robust", "standard")
+    curves = run_to_end(cached_robustness_curves_job(_Cache(models), RobustnessRequest(keys, x, y, "l2", (0.0, 1.0), 4)))
+    direct = robustness_curves({k: models[k] for k in keys}, x, y, norm="l2", eps_values=[0.0, 1.0], steps=4,
+                               batch_size=batch_for(4))
+    assert curves.models == list(keys) and curves.accuracy == direct.accuracy
+    matrix = run_to_end(cached_transfer_matrix_job(_Cache(models), TransferRequest(keys, x, y, "l2", 1.0, 4, "next")))
+    direct = transfer_matrix({k: models[k] for k in keys}, x, y, norm="l2", eps=1.0, steps=4, target="next",
+                             batch_size=batch_for(4))
+    assert matrix.fooled == direct.fooled and matrix.eligible == direct.eligible
+    assert batch_for(10) == 250 and batch_for(100) == 25

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings
 
-from robustlens.engine.model_cache import load_by_key
-from robustlens.app.panels.experiments import parse_eps_list
+from robustlens.app.panels.robustness_sections import parse_eps_list
 from robustlens.app.window import MainWindow
+from robustlens.engine.model_cache import load_by_key
 from robustlens.engine.models import build_model, save_checkpoint, zoo_file
 
 ZOO = ("fashion-mnist/standard", "fashion-mnist/linf-robust", "fashion-mnist/noise-0.25")
@@ -126,7 +126,7 @@ def test_cancel_mid_run_then_attack_again(window, qtbot):
     window.cancel_action.trigger()  # Esc
     qtbot.waitUntil(lambda: panel.state != "running", timeout=10_000)
     assert panel.state == "cancelled"
-    assert panel.handle.state == "aborted"
+    assert panel.job_handle("attack").state == "aborted"
     assert len(panel._steps_seen) < 2001
     assert "Cancelled" in panel.status.text()
     assert panel.table.rowCount() == 0

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .attacks import KEEPS, LOSSES, NORMS, RANDOM_STARTS, TARGET_MODES, AttackConfig, attack_job
+from .attack_jobs import AttackConfig, attack_job
+from .attacks import KEEPS, LOSSES, NORMS, RANDOM_STARTS, TARGET_MODES
 from .data import load_dataset
-from .experiments import robustness_curves_job, save_result, transfer_matrix_job
-from .jobs import Finished, Partial, Progress, run_to_end
+from .jobs import Partial, Progress, run_to_end
 from .models import default_device, load_model, zoo_names
+from .robustness import robustness_curves_job, save_result, transfer_matrix_job
 
 DEFAULT_EPS = {"linf": 0.1, "l2": 1.5}
 NORM_LABEL = {"linf": "L∞", "l2": "L2"}

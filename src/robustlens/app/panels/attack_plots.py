@@ -1,6 +1,6 @@
-"""The Attack and Experiments tabs' drawings: live PGD curves, robust-accuracy-vs-ε curves, the
-transfer table and the transfer matrix. They only draw numbers the engine computed
-(``engine/attacks.py``, ``engine/experiments.py``); the panels decide what to show when."""
+"""The Attack and Experiments tabs' drawings: live PGD curves, robust-accuracy-vs-ε curves and the
+transfer matrix. They only draw numbers the engine computed (``engine/attack_judge.py``,
+``engine/robustness.py``); the panels decide what to show when."""
 
 from __future__ import annotations
 
@@ -9,60 +9,18 @@ from typing import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QHeaderView, QSplitter, QTableWidget, QTableWidgetItem, QWidget
 
-from .. import style
+from ..plots import Plot
+from .attack_table import make_read_only, table_item
 
 LOSS_COLOR = QColor(90, 60, 160)
 TRUE_COLOR = QColor(46, 139, 87)
 TARGET_COLOR = QColor(200, 55, 45)
 RESTART_COLOR = QColor(150, 150, 150)
-
-
-_font = style.sized_font
-
-
-class Plot(pg.PlotWidget):
-    """A white, static pyqtgraph plot (no mouse panning: a lecture hall clicks, it does not drag)
-    whose axis, title and legend fonts follow lecture mode."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent=parent, background="w")
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        self.setMenuEnabled(False)
-        for axis in ("left", "bottom"):
-            self.getAxis(axis).setTextPen("k")
-            self.getAxis(axis).setPen("k")
-            self.getAxis(axis).enableAutoSIPrefix(False)  # ε = 0.05 stays 0.05, not "50 (×0.001)"
-        self._point_size = style.base_point_size()
-        self.set_fonts(self._point_size)
-
-    def sizeHint(self) -> QSize:
-        # modest: a panel inside a scroll area is laid out at its preferred height, and the plots
-        # should share a 1440×920 window with the strip rather than push the panel into scrolling
-        return QSize(400, 240)
-
-    def set_fonts(self, point_size: float) -> None:
-        self._point_size = point_size
-        font = _font(point_size)
-        for axis in ("left", "bottom"):
-            self.getAxis(axis).setStyle(tickFont=font)
-            self.getAxis(axis).label.setFont(font)
-        # the title and legend labels carry their size in their HTML (pyqtgraph's 11pt / 9pt defaults)
-        size = f"{point_size:.1f}pt"
-        title = self.getPlotItem().titleLabel
-        title.opts["size"] = f"{point_size * 1.15:.1f}pt"
-        if title.text:
-            title.setText(title.text)
-        legend = self.getPlotItem().legend
-        if legend is not None:
-            legend.opts["labelTextSize"] = size
-            for _sample, label in legend.items:
-                label.setText(label.text, size=size)
-            legend.updateSize()
+LOSS_NAMES = {"ce": "cross-entropy", "cw": "CW margin"}
 
 
 class StepCurve(Plot):
@@ -87,8 +45,7 @@ class StepCurve(Plot):
         self.addItem(self.marker)
         self._fixed_y = y_range
         self._restart_lines: list[pg.InfiniteLine] = []
-        self.setMinimumSize(220, 150)
-        self.set_fonts(self._point_size)
+        self.setMinimumWidth(220)
         self.prepare(1)
         self._retitle()
 
@@ -139,7 +96,7 @@ class StepCurve(Plot):
             if shown:
                 line = "╍╍" if dashed else "━━"
                 parts.append(f"<span style='color:{color.name()}'><b>{line}</b></span>&nbsp;{_escape(text)}")
-        self.setTitle("&nbsp;&nbsp;&nbsp;".join(parts), color="k")
+        self.set_title("&nbsp;&nbsp;&nbsp;".join(parts))
 
     def set_marker(self, x: float | None, y: float | None) -> None:
         if x is None or y is None or not math.isfinite(y):
@@ -152,11 +109,79 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+class AttackCurves(QSplitter):
+    """The Attack tab's two live curves side by side: the attack loss, and the probability of the true
+    class (and of the target) against the PGD step over all restarts."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self.loss_plot = StepCurve("loss", {"loss": ("loss", LOSS_COLOR, False)})
+        self.loss_plot.setObjectName("attack-loss")
+        self.probability_plot = StepCurve("probability", {"true": ("P(true class)", TRUE_COLOR, False),
+                                                          "target": ("P(target)", TARGET_COLOR, True)},
+                                          y_range=(0.0, 1.0))
+        self.probability_plot.setObjectName("attack-probability")
+        self.probability_plot.set_visible("target", False)
+        self.addWidget(self.loss_plot)
+        self.addWidget(self.probability_plot)
+        self.setChildrenCollapsible(False)
+
+    def prepare(self, params, classes, label: int | None) -> None:
+        """Empty curves for an attack of ``params`` (AttackParams; None: no attack) on an image of true
+        class ``label``, with legends naming the loss and the classes."""
+        steps = params.steps if params else 1
+        restarts = params.restarts if params else 1
+        boundaries = [r * steps for r in range(1, restarts)]
+        self.loss_plot.prepare(steps * restarts, boundaries)
+        self.probability_plot.prepare(steps * restarts, boundaries)
+        if params is None:
+            return
+        smoothed = "smoothed " if params.smoothed else ""
+        true_name = classes[label] if label is not None and label < len(classes) else "its class"
+        targeted = params.target != "untargeted"
+        towards = "to the target" if targeted else "of the true class"
+        self.loss_plot.set_legend("loss", f"{smoothed}{LOSS_NAMES[params.loss]} {towards}")
+        self.loss_plot.setLabel("left", f"loss ({'minimised' if targeted else 'maximised'})")
+        self.probability_plot.set_legend("true", f"{smoothed}P({true_name}), true")
+        self.probability_plot.set_visible("target", targeted)
+        if targeted:
+            text = (f"{smoothed}P({classes[params.target_class]}), target" if params.target == "class"
+                    and params.target_class is not None and params.target_class < len(classes) else
+                    f"{smoothed}P(target)")
+            self.probability_plot.set_legend("target", text)
+
+    def draw(self, steps: Sequence) -> None:
+        """The curves through ``steps`` (the AttackStep of every iterate so far), a dot on the last."""
+        # x = the step counted over all restarts; NaN between restarts breaks the line
+        x, loss, p_true, p_target = [], [], [], []
+        previous = None
+        for s in steps:
+            if previous is not None and s.restart != previous:
+                for values in (x, loss, p_true, p_target):
+                    values.append(np.nan)
+            previous = s.restart
+            x.append(s.restart * s.steps + s.step)
+            loss.append(float(s.loss[0]))
+            p_true.append(float(s.true_probability[0]))
+            p_target.append(float(s.target_probability[0]) if s.target_probability is not None else np.nan)
+        x = np.asarray(x, dtype=float)
+        self.loss_plot.set_series("loss", x, np.asarray(loss))
+        self.probability_plot.set_series("true", x, np.asarray(p_true))
+        self.probability_plot.set_series("target", x, np.asarray(p_target))
+        self.loss_plot.set_marker(x[-1], loss[-1])
+        self.probability_plot.set_marker(x[-1], p_true[-1])
+
+    def set_fonts(self, point_size: float) -> None:
+        for plot in (self.loss_plot, self.probability_plot):
+            plot.set_fonts(point_size)
+
+
 class RobustnessPlot(Plot):
     """Robust accuracy against ε, one curve (with a dot per computed ε) per model, growing as the
     points arrive."""
 
     TOP = 1.38  # the y axis goes past 1 to leave room for the legend
+    MIN_LINES = 12.0
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -169,8 +194,8 @@ class RobustnessPlot(Plot):
         self.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0, 0.2, 0.4, 0.6, 0.8, 1.0)]])
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.setYRange(-0.03, self.TOP, padding=0)
-        self.setMinimumSize(300, 220)
-        self.set_fonts(self._point_size)
+        self.setMinimumWidth(300)
+        self.style_legend(self.legend)
 
     def prepare(self, models: Sequence[tuple[str, str, QColor]], eps_values: Sequence[float], x_label: str,
               title: str) -> None:
@@ -186,8 +211,8 @@ class RobustnessPlot(Plot):
         top = max(eps_values) if len(eps_values) else 1.0
         self.setXRange(min(0.0, min(eps_values, default=0.0)), top if top > 0 else 1.0, padding=0.03)
         self.setYRange(-0.03, self.TOP, padding=0)
-        self.setTitle(title, color="k")
-        self.set_fonts(self._point_size)
+        self.set_title(title)
+        self.style_legend(self.legend)
 
     def set_curve(self, name: str, eps: Sequence[float], accuracy: Sequence[float]) -> None:
         curve = self.curves.get(name)
@@ -197,71 +222,6 @@ class RobustnessPlot(Plot):
     def curve_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = self.curves[name].getData()
         return (np.asarray([]) if x is None else x), (np.asarray([]) if y is None else y)
-
-
-def _item(text: str, tooltip: str = "", bold: bool = False, color: QColor | None = None,
-          background: QColor | None = None, align=Qt.AlignmentFlag.AlignLeft) -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
-    item.setTextAlignment(align | Qt.AlignmentFlag.AlignVCenter)
-    if tooltip:
-        item.setToolTip(tooltip)
-    if bold:
-        font = item.font()
-        font.setBold(True)
-        item.setFont(font)
-    if color is not None:
-        item.setForeground(QBrush(color))
-    if background is not None:
-        item.setBackground(QBrush(background))
-    return item
-
-
-class TransferTable(QTableWidget):
-    """model | clean prediction | adversarial prediction | fooled? — one row per judging model."""
-
-    HEADERS = ("model", "clean prediction", "adversarial prediction", "fooled?")
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.setWordWrap(False)
-        self.setColumnCount(len(self.HEADERS))
-        self.setHorizontalHeaderLabels(self.HEADERS)
-        self.verticalHeader().hide()
-        # compact rows: every loaded model and smoothed classifier should fit without scrolling
-        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
-        header = self.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        for column in (1, 2):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
-        self.setMinimumSize(300, 90)
-
-    def set_rows(self, rows: Sequence[dict]) -> None:
-        """Each row: name, color (QColor), clean, adversarial, fooled (texts), verdict ("yes"/"no"/other),
-        tooltip, bold (the source model)."""
-        self.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            name = _item(row["name"], row.get("tooltip", ""), bold=row.get("bold", False))
-            chip = QColor(row.get("color") or QColor("gray"))
-            name.setData(Qt.ItemDataRole.DecorationRole, chip)
-            self.setItem(r, 0, name)
-            self.setItem(r, 1, _item(row["clean"], row.get("clean_tip", "")))
-            self.setItem(r, 2, _item(row["adversarial"], row.get("adversarial_tip", ""),
-                                     color=style.WRONG if row.get("adversarial_wrong") else None))
-            verdict = row.get("verdict")
-            color = {"yes": style.WRONG, "no": style.CORRECT}.get(verdict)
-            self.setItem(r, 3, _item(row["fooled"], row.get("fooled_tip", ""), bold=verdict in ("yes", "no"),
-                                     color=color))
-
-    def clear_rows(self) -> None:
-        self.setRowCount(0)
-
-    def row_texts(self) -> list[list[str]]:
-        return [[self.item(r, c).text() if self.item(r, c) else "" for c in range(self.columnCount())]
-                for r in range(self.rowCount())]
 
 
 def success_color(rate: float) -> QColor:
@@ -280,9 +240,7 @@ class TransferMatrixTable(QTableWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        make_read_only(self)
         self.setWordWrap(True)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -309,7 +267,7 @@ class TransferMatrixTable(QTableWidget):
             self.setVerticalHeaderItem(i, row)
         for r in range(len(names)):
             for c in range(len(names)):
-                self.setItem(r, c, _item("…", "not computed yet", color=QColor(150, 150, 150),
+                self.setItem(r, c, table_item("…", "not computed yet", color=QColor(150, 150, 150),
                                          align=Qt.AlignmentFlag.AlignCenter))
 
     def set_cell(self, source: str, target: str, rate: float, fooled: int, eligible: int) -> None:
@@ -323,7 +281,7 @@ class TransferMatrixTable(QTableWidget):
         where = "white box: the attack's own model" if r == c else "transfer: crafted on another model"
         tip = (f"{fooled} of {eligible} images that {target} classifies correctly are fooled by examples "
                f"crafted on {source} ({where})")
-        self.setItem(r, c, _item(text, tip, bold=r == c, color=QColor("white") if dark else QColor(20, 20, 20),
+        self.setItem(r, c, table_item(text, tip, bold=r == c, color=QColor("white") if dark else QColor(20, 20, 20),
                                  background=background, align=Qt.AlignmentFlag.AlignCenter))
 
     def cell_text(self, source: str, target: str) -> str:

@@ -1,10 +1,14 @@
-"""Experiments over a test subset, as streaming jobs (engine/jobs.py): robust accuracy against ε for
-several models, and the transfer matrix of PGD adversarial examples between models (Ilyas et al.
+"""Robustness curves and the transfer matrix over a test subset, as streaming jobs (engine/jobs.py):
+robust accuracy against ε for several models, and the transfer matrix of PGD adversarial examples between models (Ilyas et al.
 2019, Sec. 5: adversarial examples transfer because models share non-robust features).
 
 Models are passed in already loaded (a mapping name -> model), so a caller with a model cache
 reuses it. Every (model, ε) point and every matrix cell is attacked with its own generator seeded
 with ``seed``, so a result does not depend on the order of the models or the ε grid.
+
+The Experiments tab runs them as :func:`cached_robustness_curves_job` / :func:`cached_transfer_matrix_job`
+``(cache, request)``: the models come from the engine thread's model cache, every other value from a
+request captured when the run starts.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from .attacks import AttackConfig, _model_device, attack, choose_targets
+from .attack_jobs import AttackConfig, attack, inference_mode_off
+from .attacks import choose_targets, model_device
 from .jobs import Finished, JobFactory, Partial, Progress, run_to_end
 
 
@@ -34,7 +39,7 @@ def _check_inputs(models: Mapping[str, nn.Module], images: torch.Tensor, labels:
 
 @torch.no_grad()
 def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    device = _model_device(model)
+    device = model_device(model)
     return torch.cat([model(images[i:i + batch_size].to(device)).argmax(1).cpu()
                       for i in range(0, len(images), batch_size)])
 
@@ -55,7 +60,7 @@ def _craft(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, targets
     if config.eps == 0:  # the ball is a point: nothing to attack
         yield Progress(done + len(images), total, message)
         return images.clone()
-    device = _model_device(model)
+    device = model_device(model)
     generator = torch.Generator(device=device).manual_seed(int(config.seed))
     out = []
     for i in range(0, len(images), batch_size):
@@ -226,7 +231,7 @@ def transfer_matrix_job(models: Mapping[str, nn.Module], images: torch.Tensor, l
         targets = None
         if config.targeted:
             with torch.no_grad():
-                num_classes = models[names[0]](images[:1].to(_model_device(models[names[0]]))).shape[1]
+                num_classes = models[names[0]](images[:1].to(model_device(models[names[0]]))).shape[1]
             targets = choose_targets(labels, num_classes, target, torch.Generator().manual_seed(seed),
                                      target_class=target_class)
         clean = {name: _predict(model, images, batch_size) for name, model in models.items()}
@@ -254,6 +259,56 @@ def transfer_matrix_job(models: Mapping[str, nn.Module], images: torch.Tensor, l
 def transfer_matrix(models, images, labels, **kwargs) -> TransferMatrix:
     """:func:`transfer_matrix_job` run to its end (no events)."""
     return run_to_end(transfer_matrix_job(models, images, labels, **kwargs))
+
+
+# ---------------------------------------------------------------- as the Experiments tab runs them
+
+def batch_for(steps: int) -> int:
+    """Images per attacked batch: the job checks for cancellation between batches, so a batch is kept
+    to about 2,500 image-steps (a second or less on a laptop CPU); at 10 steps this is the CLI's 250,
+    so the default settings give the CLI's numbers."""
+    return max(25, min(250, 2500 // max(1, int(steps))))
+
+
+@dataclass(frozen=True)
+class RobustnessRequest:
+    """Robust accuracy against ε of the models ``keys`` on ``images`` / ``labels`` ((N, C, H, W) and
+    (N,) tensors), untargeted PGD-``steps`` in ``norm`` at every ε of ``eps_values``."""
+    keys: tuple[str, ...]
+    images: Any
+    labels: Any
+    norm: str
+    eps_values: tuple[float, ...]
+    steps: int
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """The transfer matrix of the models ``keys`` on ``images`` / ``labels``: PGD-``steps`` in ``norm``
+    at radius ``eps`` with target mode ``target``."""
+    keys: tuple[str, ...]
+    images: Any
+    labels: Any
+    norm: str
+    eps: float
+    steps: int
+    target: str
+
+
+def cached_robustness_curves_job(cache, request: RobustnessRequest) -> JobFactory:
+    """:func:`robustness_curves_job` with the cache's models, in batches of :func:`batch_for` images."""
+    job = robustness_curves_job(cache.models(request.keys), request.images, request.labels, norm=request.norm,
+                                eps_values=request.eps_values, steps=request.steps,
+                                batch_size=batch_for(request.steps))
+    return lambda cancel: inference_mode_off(job(cancel))
+
+
+def cached_transfer_matrix_job(cache, request: TransferRequest) -> JobFactory:
+    """:func:`transfer_matrix_job` with the cache's models, in batches of :func:`batch_for` images."""
+    job = transfer_matrix_job(cache.models(request.keys), request.images, request.labels, norm=request.norm,
+                              eps=request.eps, steps=request.steps, target=request.target,
+                              batch_size=batch_for(request.steps))
+    return lambda cancel: inference_mode_off(job(cancel))
 
 
 def save_result(result: RobustnessCurves | TransferMatrix, stem: Path | str) -> list[Path]:
