@@ -9,9 +9,9 @@ from pathlib import Path
 from PySide6.QtWidgets import QComboBox
 
 from robustlens.engine.models import zoo_file
+from robustlens.engine.zoo import catalogue
 
 from ..context import AppContext
-from ..pickers import available_zoo_models
 
 NONE_KEY = ""  # "no model" (the optional third column)
 
@@ -22,20 +22,6 @@ DEFAULT_TAILS = {"adversarial": ("l2-robust", "linf-robust"), "standard": ("stan
 TRAIN_HINT = {"adversarial": "robustlens train --mode adversarial --norm l2 --eps 1.5 --out robust.pt",
               "standard": "robustlens train --mode standard --out standard.pt",
               "noise": "robustlens train --mode noise --sigma 0.5 --out noise.pt"}
-
-
-def kind_of_zoo_name(name: str, info: dict) -> str | None:
-    """A zoo model's kind from its manifest entry, or from its name while the manifest lacks it."""
-    if info.get("kind"):
-        return str(info["kind"])
-    tail = name.rsplit("/", 1)[-1]
-    if tail.startswith("noise-"):
-        return "noise"
-    if tail.endswith("-robust"):
-        return "adversarial"
-    if tail == "standard":
-        return "standard"
-    return None
 
 
 def dataset_name(ctx: AppContext) -> str:
@@ -59,9 +45,9 @@ def candidates(ctx: AppContext, kind: str) -> list[str]:
     so the panel can say what to do), the zoo's others of that kind, and the loaded ones."""
     dataset = dataset_name(ctx)
     keys = [f"{dataset}/{tail}" for tail in DEFAULT_TAILS[kind]]
-    for name, info in available_zoo_models():
-        if kind_of_zoo_name(name, info) == kind and name.startswith(dataset + "/") and name not in keys:
-            keys.append(name)
+    for entry in catalogue():
+        if entry.kind == kind and entry.dataset == dataset and entry.name not in keys:
+            keys.append(entry.name)
     for info in ctx.models_of_kind(kind):
         if info.key not in keys:
             keys.append(info.key)
@@ -110,6 +96,14 @@ def fill_model_box(box: QComboBox, ctx: AppContext, kind: str, *, optional: bool
         box.setCurrentIndex(position if position >= 0 else 0)
     finally:
         box.blockSignals(False)
+
+
+def load_unloaded(ctx: AppContext, keys) -> None:
+    """Ask the window to load the built-in models a run uses but the window has not loaded yet, so
+    they appear (ticked, in their colour) wherever models are shown."""
+    wanted = [key for key in keys if model_status(ctx, key) == "zoo"]
+    if wanted:
+        ctx.load_models(wanted)
 
 
 def choose(box: QComboBox, ctx: AppContext, key: str, metas: dict | None = None) -> None:

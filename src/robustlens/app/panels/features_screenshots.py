@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from robustlens.app.pickers import available_zoo_models
     from robustlens.app.window import MainWindow
 
-    from .features_experiments import REPO_RESULTS
+    from .features import JOB_SLOT
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
               "a third of the steps")
         window.grab().save(str(out / "panel-running.png"))
         print(f"saved {out / 'panel-running.png'}", flush=True)
-        _wait(app, lambda: not panel.handle.running, args.timeout, "the run to finish")
+        _wait(app, lambda: not panel.job_running(JOB_SLOT), args.timeout, "the run to finish")
         seconds = time.monotonic() - began
         _wait(app, lambda: window.strip.has_all_predictions("robust") and window.strip.has_all_predictions("non_robust")
               and len(panel.prediction_rows) >= 4, args.timeout, "the predictions on the reconstructions")
@@ -106,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.steps} steps of {len(panel.run_roles)} models in {seconds:.1f} s on {panel.ctx.engine.device}")
         experiments = window.panels.get("Experiments")
         title = "Dataset experiments (Ilyas et al.)"
-        if REPO_RESULTS.exists() and experiments is not None and title in getattr(experiments, "sections", {}):
+        results = out / "results.json"  # the experiment's results beside the pictures
+        if results.exists() and experiments is not None and title in getattr(experiments, "sections", {}):
             window.tabs.setCurrentIndex(list(window.panels).index("Experiments"))
             experiments.show_section(title)
+            experiments.sections[title].load_results(results)
             _settle(app)
             window.grab().save(str(out / "panel-experiments.png"))
             print(f"saved {out / 'panel-experiments.png'}")
