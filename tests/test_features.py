@@ -1,6 +1,7 @@
 """Representation inversion, the D_R / D_NR / D_rand / D_det builders and the experiment (Ilyas et al.)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,8 +14,10 @@ from robustlens.engine.constructed import (load_built_dataset, non_robust_datase
 from robustlens.engine.data import FASHION_MNIST_CLASSES, Dataset
 from robustlens.engine.ilyas_experiment import (ConstructionSettings, ExperimentSettings, format_experiment_table,
                                                 paper_experiment_job, train_standard_job)
-from robustlens.engine.inversion import invert, inversion_steps, make_seeds, reconstruct_job
+from robustlens.engine.inversion import (ReconstructRequest, invert, inversion_steps, make_seeds, reconstruct_image_job,
+                                         reconstruct_job, seed_mode_for)
 from robustlens.engine.jobs import CancelToken, Cancelled, Finished, Partial, Progress, Snapshot, run_to_end
+from robustlens.engine.model_cache import ModelCache
 from robustlens.engine.models import build_model, save_checkpoint
 from robustlens.engine.train import TrainConfig, train
 
@@ -145,6 +148,28 @@ def test_reconstruct_job_streams_both_models_and_can_be_cancelled(zoo_model, fmn
     with pytest.raises(Cancelled):
         run_to_end(reconstruct_job(models, targets, "noise", steps=200), cancel, stop_early)
     assert max(e.value["step"] for e in seen if isinstance(e, Partial) and e.kind == "distance") <= 2
+
+
+def test_reconstruct_image_job_keeps_running_minima_and_one_snapshot_kind_per_model(zoo_model, fmnist_test):
+    """The Features tab's job: whole curves and their running minima, snapshots re-keyed per model."""
+    zoo_model(ROBUST), zoo_model(STANDARD)  # skips without the built-in models
+    request = ReconstructRequest(image=fmnist_test.images[5:6], keys=(ROBUST, STANDARD),
+                                 label=int(fmnist_test.labels[5]), index=5, pool=fmnist_test, steps=6, step_size=0.3)
+    events = []
+    result = run_to_end(reconstruct_image_job(ModelCache("cpu"), request), on_event=events.append)
+    curves = [e.value for e in events if isinstance(e, Partial) and e.kind == "curves"][-1]
+    for key in request.keys:
+        d, lowest = curves["d"][key], curves["lowest"][key]
+        assert len(d) == 7 and np.allclose(lowest, np.minimum.accumulate(d))
+        assert lowest[-1] == pytest.approx(float(result.results[key].distances[0]), rel=1e-5)
+    assert {e.kind for e in events if isinstance(e, Snapshot)} == {f"reconstruction:{k}" for k in request.keys}
+    seed = next(e.value for e in events if isinstance(e, Partial) and e.kind == "seed")
+    assert seed["mode"] == "other-class" and seed["index"] != 5
+    assert fmnist_test.labels[seed["index"]] != fmnist_test.labels[5]
+    # without a class, or without a dataset to draw from, the seed falls back and says so
+    assert seed_mode_for(replace(request, label=None))[0] == "random"
+    mode, note = seed_mode_for(replace(request, pool=None))
+    assert mode == "noise" and "noise instead" in note
 
 
 # ---------------------------------------------------------------- relabelled datasets

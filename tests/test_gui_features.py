@@ -20,6 +20,8 @@ from robustlens.app.panels import features_experiments
 from robustlens.app.panels.features import JOB_SLOT, FeaturesPanel
 from robustlens.app.panels.features_experiments import DatasetExperiments
 from robustlens.app.window import MainWindow
+from robustlens.engine.cli import build_parser, main
+from robustlens.engine.cli_features import experiment_request
 from robustlens.engine.ilyas_experiment import ExperimentSettings
 from robustlens.engine.inversion import representation_distance
 from robustlens.engine.models import zoo_file
@@ -264,3 +266,39 @@ def test_experiment_section_fills_the_table_row_by_row(window, qtbot, tmp_path):
     bad.write_text('{"rows": []}')
     assert not other.load_results(bad)
     assert other.results_path == section.results_path
+
+
+def test_the_gui_and_the_cli_run_one_pipeline(window, qtbot, tmp_path):
+    """The Experiments tab's section and `robustlens experiment --build-in` build the same request from
+    the same settings, and it gives the same rows (tiny counts: behaviour, not accuracy)."""
+    section = DatasetExperiments(window.ctx)
+    qtbot.addWidget(section)
+    assert section.results is None and "Load results" in section.shown.text()  # first start: what to do
+    section.data_root = tmp_path / "gui"
+    section.set_models(ROBUST, STANDARD)
+    section.count_box.setValue(20)
+    section.steps_box.setValue(2)
+    section.test_box.setValue(100)
+    section.construction = replace(section.construction, pgd_steps=2)
+    section.training = ExperimentSettings(epochs=1, eval_images=20, eval_steps=1)
+    args = ["experiment", "--build-in", str(tmp_path / "cli"), "--robust-model", ROBUST, "--standard-model", STANDARD,
+            "--count", "20", "--steps", "2", "--pgd-steps", "2", "--test-images", "100", "--epochs", "1",
+            "--eval-images", "20", "--eval-steps", "1"]
+    cli_request = experiment_request(build_parser().parse_args(args))
+    gui_request = section.request()
+    # the same settings object, only the folder differs (and the GUI names its dataset)
+    assert gui_request.dataset == "fashion-mnist"
+    assert replace(gui_request, workdir=cli_request.workdir, dataset=None) == cli_request
+    section.run()
+    job = section.job_handle(features_experiments.JOB_SLOT)
+    qtbot.waitUntil(lambda: not job.running, timeout=120_000)
+    assert job.state == "finished", section.status.text()
+    assert main(args) == 0
+    cli_rows = json.loads((tmp_path / "cli" / "results.json").read_text())["rows"]
+    gui_rows = json.loads(section.results_path.read_text())["rows"]
+
+    def without_timings(rows):
+        return [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in rows]
+
+    assert [r["dataset"] for r in gui_rows] == ["D", "D_R", "D_NR", "D_rand", "D_det"]
+    assert without_timings(gui_rows) == without_timings(cli_rows)

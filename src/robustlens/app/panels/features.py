@@ -34,8 +34,8 @@ from ..controls import double_spin_box, labelled_row, setting_combo, spin_box
 from ..predictions import PredictionRow
 from ..settings import Setting
 from .base import Panel
-from .features_models import (NONE_KEY, choose, display_name, fill_model_box, load_unloaded, missing_text,
-                              model_status)
+from .features_models import (NONE_KEY, check_remembered, choose, display_name, fill_model_box, load_unloaded,
+                              missing_text, model_status)
 from .features_plots import DISTANCE_LABEL, DistancePlot, ImageColumn
 
 JOB_SLOT = "features"
@@ -240,6 +240,7 @@ class FeaturesPanel(Panel):
         if role is None:
             super().apply_setting(key, value)
         elif value or role == "extra":
+            check_remembered(self.ctx, ROLE_KIND[role], str(value))
             self.set_model(role, str(value))
         else:  # no model remembered: the first one there, as on first start
             self.model_boxes[role].clear()

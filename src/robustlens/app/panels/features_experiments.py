@@ -31,7 +31,7 @@ from ..context import AppContext
 from ..controls import double_spin_box, labelled_row, setting_combo, spin_box
 from ..settings import Setting
 from .base import Panel
-from .features_models import choose, fill_model_box, load_unloaded, missing_text, model_status
+from .features_models import check_remembered, choose, fill_model_box, load_unloaded, missing_text, model_status
 
 JOB_SLOT = "features-experiment"
 BUILD = ConstructionSettings()  # the pipeline's defaults: the controls start from them
@@ -224,6 +224,7 @@ class DatasetExperiments(Panel):
         if key in ("robust_model", "standard_model"):
             box = self.robust_box if key == "robust_model" else self.standard_box
             if value:
+                check_remembered(self.ctx, "adversarial" if box is self.robust_box else "standard", str(value))
                 choose(box, self.ctx, str(value))
             else:  # none remembered: the first model there, as on first start
                 box.clear()

@@ -98,6 +98,13 @@ def fill_model_box(box: QComboBox, ctx: AppContext, kind: str, *, optional: bool
         box.blockSignals(False)
 
 
+def check_remembered(ctx: AppContext, kind: str, key: str) -> None:
+    """ValueError for a remembered key that names no model there is or could be (a built-in default
+    still being trained is offered, so it passes), so that settings fall back to the default."""
+    if key and model_status(ctx, key) == "missing" and key not in candidates(ctx, kind):
+        raise ValueError(f"no model {key!r} (no such built-in model or file)")
+
+
 def load_unloaded(ctx: AppContext, keys) -> None:
     """Ask the window to load the built-in models a run uses but the window has not loaded yet, so
     they appear (ticked, in their colour) wherever models are shown."""
