@@ -105,13 +105,8 @@ def run_job(factory: JobFactory, cancel: CancelToken) -> Iterator[Any]:
     yielding Finished gets ``Finished(None)``).
     """
     try:
-        cancel.check()
-        for event in factory(cancel):
-            yield event
-            if isinstance(event, Finished):
-                return
-            cancel.check()
-        yield Finished(None)
+        if not (yield from _unguarded(factory, cancel)):
+            yield Finished(None)
     except Cancelled:
         yield Aborted()
     except Exception as error:  # noqa: BLE001 - a job's failure must never take the engine thread down
@@ -136,14 +131,16 @@ def run_to_end(factory: JobFactory, cancel: CancelToken | None = None, on_event=
     return None
 
 
-def _unguarded(factory: JobFactory, cancel: CancelToken) -> Iterator[Any]:
-    """The job's events with cancellation checked between them, its exceptions let through."""
+def _unguarded(factory: JobFactory, cancel: CancelToken):
+    """The job's events up to Finished, with cancellation checked between them and its exceptions
+    let through; returns whether it finished."""
     cancel.check()
     for event in factory(cancel):
         yield event
         if isinstance(event, Finished):
-            return
+            return True
         cancel.check()
+    return False
 
 
 def predict_job(models, images, batch_size: int = 512) -> JobFactory:
