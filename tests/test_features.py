@@ -11,12 +11,12 @@ from PIL import Image
 from robustlens.engine.cli import main
 from robustlens.engine.constructed import (load_built_dataset, non_robust_dataset_job, real_images_of,
                                            relabel_targets, relabeled_dataset_job, robust_dataset_job)
-from robustlens.engine.data import FASHION_MNIST_CLASSES, Dataset
+from robustlens.engine.data import FASHION_MNIST_CLASSES
 from robustlens.engine.ilyas_experiment import (ConstructionSettings, ExperimentSettings, format_experiment_table,
                                                 paper_experiment_job, train_standard_job)
 from robustlens.engine.inversion import (ReconstructRequest, invert, inversion_steps, make_seeds, reconstruct_image_job,
                                          reconstruct_job, seed_mode_for)
-from robustlens.engine.jobs import CancelToken, Cancelled, Finished, Partial, Progress, Snapshot, run_to_end
+from robustlens.engine.jobs import CancelToken, Cancelled, Partial, Progress, Snapshot, run_to_end
 from robustlens.engine.model_cache import ModelCache
 from robustlens.engine.models import build_model, save_checkpoint
 from robustlens.engine.train import TrainConfig, train

@@ -302,3 +302,26 @@ def test_the_gui_and_the_cli_run_one_pipeline(window, qtbot, tmp_path):
 
     assert [r["dataset"] for r in gui_rows] == ["D", "D_R", "D_NR", "D_rand", "D_det"]
     assert without_timings(gui_rows) == without_timings(cli_rows)
+
+
+def test_experiment_section_settings_round_trip_and_garbage_falls_back(window, qtbot, tmp_path):
+    section = DatasetExperiments(window.ctx)
+    qtbot.addWidget(section)
+    store = QSettings(str(tmp_path / "section.ini"), QSettings.Format.IniFormat)
+    garbage = ("nowhere/model", "", "abc", "-7", "nan", "x", "99999999", str(tmp_path / "none.json"))
+    for setting, value in zip(section.SETTINGS, garbage):
+        store.setValue(setting.key, value)
+    problems = section.restore_settings(store)
+    assert len(problems) == 6 and any("nowhere/model" in p for p in problems)
+    for setting in section.SETTINGS[2:7]:
+        assert section.setting_value(setting.key) == setting.default
+    assert section.models() == (ROBUST, STANDARD) and section.results is None
+    section.count_box.setValue(300)
+    section.schedule_box.setCurrentIndex(section.schedule_box.findData("cosine"))
+    saved = QSettings(str(tmp_path / "saved.ini"), QSettings.Format.IniFormat)
+    section.save_settings(saved)
+    fresh = DatasetExperiments(window.ctx)
+    qtbot.addWidget(fresh)
+    assert fresh.restore_settings(saved) == []
+    assert {s.key: fresh.setting_value(s.key) for s in fresh.SETTINGS} == \
+        {s.key: section.setting_value(s.key) for s in section.SETTINGS}
