@@ -1,20 +1,23 @@
 """Representation inversion, the D_R / D_NR / D_rand / D_det builders and the experiment (Ilyas et al.)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from robustlens.engine import features
 from robustlens.engine.cli import main
-from robustlens.engine.data import FASHION_MNIST_CLASSES, Dataset
-from robustlens.engine.features import (ConstructionSettings, ExperimentSettings, build_non_robust_dataset,
-                                        build_relabeled_dataset, build_robust_dataset, format_experiment_table,
-                                        invert, inversion_steps, load_built_dataset, make_seeds,
-                                        paper_experiment_job, real_images_of, reconstruct_job, relabel_targets)
-from robustlens.engine.jobs import CancelToken, Cancelled, Finished, Partial, Progress, Snapshot, run_to_end
+from robustlens.engine.constructed import (load_built_dataset, non_robust_dataset_job, real_images_of,
+                                           relabel_targets, relabeled_dataset_job, robust_dataset_job)
+from robustlens.engine.data import FASHION_MNIST_CLASSES
+from robustlens.engine.ilyas_experiment import (ConstructionSettings, ExperimentSettings, format_experiment_table,
+                                                paper_experiment_job, train_standard_job)
+from robustlens.engine.inversion import (ReconstructRequest, invert, inversion_steps, make_seeds, reconstruct_image_job,
+                                         reconstruct_job, seed_mode_for)
+from robustlens.engine.jobs import CancelToken, Cancelled, Partial, Progress, Snapshot, run_to_end
+from robustlens.engine.model_cache import ModelCache
 from robustlens.engine.models import build_model, save_checkpoint
 from robustlens.engine.train import TrainConfig, train
 
@@ -41,6 +44,11 @@ def small_source(fmnist_test):
 def random_model():
     torch.manual_seed(1)
     return build_model("fmnist-cnn", name="test/random").eval()
+
+
+def build(job, cancel=None, on_event=None):
+    """Run a builder synchronously, its own errors (a ValueError) let through."""
+    return run_to_end(job, cancel, on_event, keep_errors=True)
 
 
 def relative_distance(model, images, targets):
@@ -142,6 +150,28 @@ def test_reconstruct_job_streams_both_models_and_can_be_cancelled(zoo_model, fmn
     assert max(e.value["step"] for e in seen if isinstance(e, Partial) and e.kind == "distance") <= 2
 
 
+def test_reconstruct_image_job_keeps_running_minima_and_one_snapshot_kind_per_model(zoo_model, fmnist_test):
+    """The Features tab's job: whole curves and their running minima, snapshots re-keyed per model."""
+    zoo_model(ROBUST), zoo_model(STANDARD)  # skips without the built-in models
+    request = ReconstructRequest(image=fmnist_test.images[5:6], keys=(ROBUST, STANDARD),
+                                 label=int(fmnist_test.labels[5]), index=5, pool=fmnist_test, steps=6, step_size=0.3)
+    events = []
+    result = run_to_end(reconstruct_image_job(ModelCache("cpu"), request), on_event=events.append)
+    curves = [e.value for e in events if isinstance(e, Partial) and e.kind == "curves"][-1]
+    for key in request.keys:
+        d, lowest = curves["d"][key], curves["lowest"][key]
+        assert len(d) == 7 and np.allclose(lowest, np.minimum.accumulate(d))
+        assert lowest[-1] == pytest.approx(float(result.results[key].distances[0]), rel=1e-5)
+    assert {e.kind for e in events if isinstance(e, Snapshot)} == {f"reconstruction:{k}" for k in request.keys}
+    seed = next(e.value for e in events if isinstance(e, Partial) and e.kind == "seed")
+    assert seed["mode"] == "other-class" and seed["index"] != 5
+    assert fmnist_test.labels[seed["index"]] != fmnist_test.labels[5]
+    # without a class, or without a dataset to draw from, the seed falls back and says so
+    assert seed_mode_for(replace(request, label=None))[0] == "random"
+    mode, note = seed_mode_for(replace(request, pool=None))
+    assert mode == "noise" and "noise instead" in note
+
+
 # ---------------------------------------------------------------- relabelled datasets
 
 def test_relabel_targets():
@@ -157,8 +187,8 @@ def test_relabel_targets():
 @pytest.mark.parametrize("mode", ["det", "rand"])
 def test_relabeled_dataset_labels(mode, zoo_model, small_source, tmp_path):
     model = zoo_model(STANDARD)
-    built = build_relabeled_dataset(model, small_source, tmp_path / mode, mode=mode, count=40, eps=1.0, steps=5,
-                                    chunk_size=20)
+    built = build(relabeled_dataset_job(model, small_source, tmp_path / mode, mode=mode, count=40, eps=1.0,
+                                        steps=5, chunk_size=20))
     data = load_built_dataset(built.path)
     original = small_source.labels[data.indices]  # the true labels of the source images, looked up afresh
     if mode == "det":
@@ -194,7 +224,7 @@ def test_builder_resumes_after_cancel_without_duplicates_or_losses(random_model,
     out = tmp_path / "nr"
     cancel, chunks, on_event = _cancel_after_chunks(2)
     with pytest.raises(Cancelled):
-        build_non_robust_dataset(random_model, small_source, out, cancel=cancel, on_event=on_event, **settings)
+        build(non_robust_dataset_job(random_model, small_source, out, **settings), cancel, on_event)
     assert chunks == [0, 1]
     manifest = json.loads((out / "manifest.json").read_text())
     assert [c["index"] for c in manifest["chunks"]] == [0, 1] and not manifest["complete"]
@@ -203,14 +233,14 @@ def test_builder_resumes_after_cancel_without_duplicates_or_losses(random_model,
     # a crash right after writing chunk 2 but before recording it: the file on disk counts
     cancel, chunks, on_event = _cancel_after_chunks(1)
     with pytest.raises(Cancelled):
-        build_non_robust_dataset(random_model, small_source, out, cancel=cancel, on_event=on_event, **settings)
+        build(non_robust_dataset_job(random_model, small_source, out, **settings), cancel, on_event)
     assert chunks == [2]
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["chunks"] = [c for c in manifest["chunks"] if c["index"] != 2]
     (out / "manifest.json").write_text(json.dumps(manifest))
     # resume: only chunks 3 and 4 are computed
     events = []
-    built = build_non_robust_dataset(random_model, small_source, out, on_event=events.append, **settings)
+    built = build(non_robust_dataset_job(random_model, small_source, out, **settings), on_event=events.append)
     assert [e.value["index"] for e in events if isinstance(e, Partial) and e.kind == "chunk"] == [3, 4]
     resumed = [e.value for e in events if isinstance(e, Partial) and e.kind == "resumed"]
     assert resumed and resumed[0]["done"] == 30
@@ -218,21 +248,21 @@ def test_builder_resumes_after_cancel_without_duplicates_or_losses(random_model,
     assert len(data) == 50 and len(set(data.indices.tolist())) == 50
     assert torch.equal(data.labels, small_source.labels[data.indices])
     # identical to an uninterrupted build
-    fresh = build_non_robust_dataset(random_model, small_source, tmp_path / "fresh", **settings).load()
+    fresh = build(non_robust_dataset_job(random_model, small_source, tmp_path / "fresh", **settings)).load()
     assert torch.equal(fresh.indices, data.indices)
     torch.testing.assert_close(fresh.images, data.images, atol=0, rtol=0)
     # a finished build is not redone; other settings are refused with one line
     again = []
-    build_non_robust_dataset(random_model, small_source, out, on_event=again.append, **settings)
+    build(non_robust_dataset_job(random_model, small_source, out, **settings), on_event=again.append)
     assert not [e for e in again if isinstance(e, Partial) and e.kind == "chunk"]
     with pytest.raises(ValueError, match="other settings"):
-        build_non_robust_dataset(random_model, small_source, out, **{**settings, "steps": 4})
+        build(non_robust_dataset_job(random_model, small_source, out, **{**settings, "steps": 4}))
 
 
 def test_robust_dataset_keeps_labels_and_lowers_distance(zoo_model, small_source, tmp_path):
     model = zoo_model(ROBUST)
-    built = build_robust_dataset(model, small_source, tmp_path / "r", count=12, chunk_size=6, steps=20,
-                                 step_size=0.2, schedule="cosine", dtype="uint8")
+    built = build(robust_dataset_job(model, small_source, tmp_path / "r", count=12, chunk_size=6, steps=20,
+                                     step_size=0.2, schedule="cosine", dtype="uint8"))
     data = built.load()
     assert torch.equal(data.labels, small_source.labels[data.indices])
     assert data.images.min() >= 0 and data.images.max() <= 1
@@ -248,7 +278,7 @@ def test_robust_dataset_keeps_labels_and_lowers_distance(zoo_model, small_source
 
 def test_training_matches_the_zoo_recipe(small_source):
     settings = ExperimentSettings(seed=3)
-    job = features.train_standard_job(small_source, settings, epochs=2)
+    job = train_standard_job(small_source, settings, epochs=2)
     ours = run_to_end(job)
     theirs = train(TrainConfig(mode="standard", epochs=2, seed=3), small_source, None, progress=False).model
     for (name, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items()):

@@ -7,6 +7,7 @@ not pictures."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,10 +16,14 @@ from PySide6.QtCore import QSettings
 
 from robustlens.app import style
 from robustlens.app.export import export_widget
-from robustlens.app.panels.features import FeaturesPanel
+from robustlens.app.panels import features_experiments
+from robustlens.app.panels.features import JOB_SLOT, FeaturesPanel
 from robustlens.app.panels.features_experiments import DatasetExperiments
 from robustlens.app.window import MainWindow
-from robustlens.engine.features import representation_distance
+from robustlens.engine.cli import build_parser, main
+from robustlens.engine.cli_features import experiment_request
+from robustlens.engine.ilyas_experiment import ExperimentSettings
+from robustlens.engine.inversion import representation_distance
 from robustlens.engine.models import zoo_file
 
 ROBUST, STANDARD, NOISE = "fashion-mnist/l2-robust", "fashion-mnist/standard", "fashion-mnist/noise-0.50"
@@ -55,8 +60,12 @@ def window(qtbot, tmp_path):
     win.close()
 
 
+def handle(panel):
+    return panel.job_handle(JOB_SLOT)
+
+
 def wait_for_run(qtbot, panel, timeout=60_000):
-    qtbot.waitUntil(lambda: panel.handle is not None and not panel.handle.running, timeout=timeout)
+    qtbot.waitUntil(lambda: handle(panel) is not None and not handle(panel).running, timeout=timeout)
 
 
 def test_reconstruction_fills_both_strip_slots_and_the_distance_falls(window, qtbot, zoo_model, tmp_path):
@@ -65,7 +74,7 @@ def test_reconstruction_fills_both_strip_slots_and_the_distance_falls(window, qt
     assert "robust" not in window.ctx.strip_images and "non_robust" not in window.ctx.strip_images
     panel.run()
     wait_for_run(qtbot, panel)
-    assert panel.handle.state == "finished"
+    assert handle(panel).state == "finished"
     qtbot.waitUntil(lambda: strip.has_all_predictions("robust") and strip.has_all_predictions("non_robust"),
                     timeout=30_000)
     original = window.ctx.dataset.images[7:8]
@@ -112,7 +121,7 @@ def test_cancel_ends_the_job_and_a_new_run_works(window, qtbot):
     qtbot.waitUntil(lambda: len(panel.curves.get(ROBUST, [])) >= 3, timeout=30_000)
     assert panel.cancel_button.isEnabled()
     panel.cancel_button.click()
-    qtbot.waitUntil(lambda: panel.handle.state == "aborted", timeout=10_000)
+    qtbot.waitUntil(lambda: handle(panel).state == "aborted", timeout=10_000)
     assert not panel.cancel_button.isEnabled() and "Cancelled" in panel.status.text()
     # the partial iterates stay in the strip, now judged by every model
     qtbot.waitUntil(lambda: strip.has_all_predictions("robust") and strip.has_all_predictions("non_robust"),
@@ -125,7 +134,7 @@ def test_cancel_ends_the_job_and_a_new_run_works(window, qtbot):
     panel.set_params(steps=10)
     panel.run()
     wait_for_run(qtbot, panel)
-    assert panel.handle.state == "finished"
+    assert handle(panel).state == "finished"
     assert {"robust", "non_robust"} <= set(window.ctx.strip_images)
     assert len(panel.plot.curve_data(ROBUST)) == 11
 
@@ -134,27 +143,27 @@ def test_esc_cancels_and_a_newer_run_replaces_an_older_one(window, qtbot):
     panel = window.panels["Features"]
     panel.set_params(steps=100_000)
     panel.run()
-    first = panel.handle
+    first = handle(panel)
     qtbot.waitUntil(lambda: len(panel.curves.get(ROBUST, [])) >= 2, timeout=30_000)
     panel.set_params(steps=8, seed_mode="noise")
     panel.run()  # latest wins: the first run is cancelled
     qtbot.waitUntil(lambda: not first.running, timeout=10_000)
     assert first.state == "aborted"
     wait_for_run(qtbot, panel)
-    assert panel.handle.state == "finished" and len(panel.plot.curve_data(STANDARD)) == 9
+    assert handle(panel).state == "finished" and len(panel.plot.curve_data(STANDARD)) == 9
     assert panel.columns["seed"].caption.text().startswith("gray 0.5")
     panel.set_params(steps=100_000)
     panel.run()
     qtbot.waitUntil(lambda: len(panel.curves.get(ROBUST, [])) >= 2, timeout=30_000)
     window.cancel_action.trigger()  # Esc
-    qtbot.waitUntil(lambda: panel.handle.state == "aborted", timeout=10_000)
+    qtbot.waitUntil(lambda: handle(panel).state == "aborted", timeout=10_000)
     # with "on click", selecting another image (this tab shown) reconstructs it at once
     panel.set_params(auto=True, steps=5)
-    before = panel.handle
+    before = handle(panel)
     window.select_index(11)
-    assert panel.handle is not before and panel.run_selection.index == 11
+    assert handle(panel) is not before and panel.run_selection.index == 11
     wait_for_run(qtbot, panel)
-    assert panel.handle.state == "finished"
+    assert handle(panel).state == "finished"
 
 
 def test_noise_trained_third_column(window, qtbot):
@@ -166,7 +175,7 @@ def test_noise_trained_third_column(window, qtbot):
     panel.set_params(steps=12)
     panel.run()
     wait_for_run(qtbot, panel)
-    assert panel.handle.state == "finished"
+    assert handle(panel).state == "finished"
     assert set(panel.final) == {"robust", "non_robust", "extra"}
     assert panel.columns["extra"].has_image()
     assert "extra" not in window.ctx.strip_images  # the strip has no third reconstruction slot
@@ -180,9 +189,9 @@ def test_missing_model_is_named_and_nothing_runs(window, qtbot):
     panel.set_model("robust", missing)
     assert panel.missing_models() == {"robust": missing}
     assert missing in panel.model_note.text() and "Open model" in panel.model_note.text()
-    handle_before = panel.handle
+    handle_before = handle(panel)
     panel.run()
-    assert panel.handle is handle_before and missing in panel.status.text()
+    assert handle(panel) is handle_before and missing in panel.status.text()
     panel.set_model("robust", ROBUST)
     assert not panel.missing_models() and panel.model_note.isHidden()
 
@@ -209,9 +218,9 @@ def test_settings_are_saved_and_restored(window, tmp_path):
     assert fresh.plot.getAxis("bottom").style["tickFont"].pointSizeF() == pytest.approx(lecture)
     window.set_lecture_mode(False)
     assert fresh.plot.getAxis("bottom").style["tickFont"].pointSizeF() == pytest.approx(style.base_point_size())
-    settings.setValue("steps", "many")
-    with pytest.raises(ValueError, match="steps"):
-        fresh.restore_settings(settings)
+    settings.setValue("steps", "many")  # a value that does not parse is reported and ignored
+    problems = fresh.restore_settings(settings)
+    assert len(problems) == 1 and "steps" in problems[0] and fresh.current_params().steps == 321
     fresh.deleteLater()
 
 
@@ -224,12 +233,13 @@ def test_experiment_section_fills_the_table_row_by_row(window, qtbot, tmp_path):
     section.steps_box.setValue(3)
     section.test_box.setValue(200)
     # a tiny run: one batch of training per model, a short attack on a few test images
-    section.extra_settings = {"epochs": 1, "max_batches": 1, "eval_images": 20, "eval_steps": 2, "eval_batch": 20}
-    section.build_options = {"chunk_size": 10, "pgd_steps": 2}
+    section.training = ExperimentSettings(epochs=1, max_batches=1, eval_images=20, eval_steps=2, eval_batch=20)
+    section.construction = replace(section.construction, chunk_size=10, pgd_steps=2)
     rows_seen = []
     section.run()
-    qtbot.waitUntil(lambda: section.handle is not None and not section.handle.running, timeout=120_000)
-    assert section.handle.state == "finished", section.status.text()
+    job = section.job_handle(features_experiments.JOB_SLOT)
+    qtbot.waitUntil(lambda: not job.running, timeout=120_000)
+    assert job.state == "finished", section.status.text()
     names = [section.table.item(r, 0).text() for r in range(section.table.rowCount())]
     assert names == ["D", "D_R", "D_NR", "D_rand", "D_det"]
     for r, name in enumerate(names):
@@ -251,8 +261,67 @@ def test_experiment_section_fills_the_table_row_by_row(window, qtbot, tmp_path):
     assert other.load_results(section.results_path)
     assert other.row_values("D_NR")["clean_accuracy"] == section.row_values("D_NR")["clean_accuracy"]
     # and its recipe becomes the next run's: 3 inversion steps, 2 PGD steps
-    assert other.steps_box.value() == 3 and other.relabel["pgd_steps"] == 2
+    assert other.steps_box.value() == 3 and other.construction.pgd_steps == 2
     bad = tmp_path / "bad.json"
     bad.write_text('{"rows": []}')
     assert not other.load_results(bad)
     assert other.results_path == section.results_path
+
+
+def test_the_gui_and_the_cli_run_one_pipeline(window, qtbot, tmp_path):
+    """The Experiments tab's section and `robustlens experiment --build-in` build the same request from
+    the same settings, and it gives the same rows (tiny counts: behaviour, not accuracy)."""
+    section = DatasetExperiments(window.ctx)
+    qtbot.addWidget(section)
+    assert section.results is None and "Load results" in section.shown.text()  # first start: what to do
+    section.data_root = tmp_path / "gui"
+    section.set_models(ROBUST, STANDARD)
+    section.count_box.setValue(20)
+    section.steps_box.setValue(2)
+    section.test_box.setValue(100)
+    section.construction = replace(section.construction, pgd_steps=2)
+    section.training = ExperimentSettings(epochs=1, eval_images=20, eval_steps=1)
+    args = ["experiment", "--build-in", str(tmp_path / "cli"), "--robust-model", ROBUST, "--standard-model", STANDARD,
+            "--count", "20", "--steps", "2", "--pgd-steps", "2", "--test-images", "100", "--epochs", "1",
+            "--eval-images", "20", "--eval-steps", "1"]
+    cli_request = experiment_request(build_parser().parse_args(args))
+    gui_request = section.request()
+    # the same settings object, only the folder differs (and the GUI names its dataset)
+    assert gui_request.dataset == "fashion-mnist"
+    assert replace(gui_request, workdir=cli_request.workdir, dataset=None) == cli_request
+    section.run()
+    job = section.job_handle(features_experiments.JOB_SLOT)
+    qtbot.waitUntil(lambda: not job.running, timeout=120_000)
+    assert job.state == "finished", section.status.text()
+    assert main(args) == 0
+    cli_rows = json.loads((tmp_path / "cli" / "results.json").read_text())["rows"]
+    gui_rows = json.loads(section.results_path.read_text())["rows"]
+
+    def without_timings(rows):
+        return [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in rows]
+
+    assert [r["dataset"] for r in gui_rows] == ["D", "D_R", "D_NR", "D_rand", "D_det"]
+    assert without_timings(gui_rows) == without_timings(cli_rows)
+
+
+def test_experiment_section_settings_round_trip_and_garbage_falls_back(window, qtbot, tmp_path):
+    section = DatasetExperiments(window.ctx)
+    qtbot.addWidget(section)
+    store = QSettings(str(tmp_path / "section.ini"), QSettings.Format.IniFormat)
+    garbage = ("nowhere/model", "", "abc", "-7", "nan", "x", "99999999", str(tmp_path / "none.json"))
+    for setting, value in zip(section.SETTINGS, garbage):
+        store.setValue(setting.key, value)
+    problems = section.restore_settings(store)
+    assert len(problems) == 6 and any("nowhere/model" in p for p in problems)
+    for setting in section.SETTINGS[2:7]:
+        assert section.setting_value(setting.key) == setting.default
+    assert section.models() == (ROBUST, STANDARD) and section.results is None
+    section.count_box.setValue(300)
+    section.schedule_box.setCurrentIndex(section.schedule_box.findData("cosine"))
+    saved = QSettings(str(tmp_path / "saved.ini"), QSettings.Format.IniFormat)
+    section.save_settings(saved)
+    fresh = DatasetExperiments(window.ctx)
+    qtbot.addWidget(fresh)
+    assert fresh.restore_settings(saved) == []
+    assert {s.key: fresh.setting_value(s.key) for s in fresh.SETTINGS} == \
+        {s.key: section.setting_value(s.key) for s in section.SETTINGS}

@@ -10,16 +10,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .constructed import (DATASET_KINDS, STORAGE_DTYPES, load_built_dataset, non_robust_dataset_job,
+                          real_images_of, relabeled_dataset_job, robust_dataset_job)
 from .data import DATASETS, Dataset, load_dataset
-from .features import (DATASET_KINDS, SEED_MODES, STEP_SCHEDULES, STORAGE_DTYPES, ConstructionSettings,
-                       ExperimentSettings, format_experiment_table, load_built_dataset, non_robust_dataset_job,
-                       paper_experiment_job, real_images_of, reconstruct_job, relabeled_dataset_job,
-                       robust_dataset_job, run_directly, run_experiment)
-from .jobs import Partial, Progress
+from .ilyas_experiment import (DEFAULT_ROBUST, DEFAULT_STANDARD, ConstructionSettings, ExperimentSettings,
+                               IlyasExperimentRequest, experiment_job, format_experiment_table,
+                               ilyas_experiment_job)
+from .inversion import SEED_MODES, STEP_SCHEDULES, reconstruct_job
+from .jobs import Partial, Progress, run_to_end
+from .model_cache import ModelCache
 from .models import default_device, load_model
 
-DEFAULT_ROBUST = "fashion-mnist/l2-robust"
-DEFAULT_STANDARD = "fashion-mnist/standard"
+# the pipeline's defaults: the options below show them, so the CLI and the GUI start from the same recipe
+BUILD = ConstructionSettings()
+TRAINING = ExperimentSettings()
 
 
 def register(sub) -> None:
@@ -50,12 +54,12 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     p.add_argument("--data-root", help="folder with the dataset files")
     _inversion_options(p)
-    p.add_argument("--eps", type=float, default=1.5, help="rand/det: L2 ε of the targeted PGD")
-    p.add_argument("--pgd-steps", type=int, default=50, help="rand/det: PGD steps")
+    p.add_argument("--eps", type=float, default=BUILD.eps, help="rand/det: L2 ε of the targeted PGD")
+    p.add_argument("--pgd-steps", type=int, default=BUILD.pgd_steps, help="rand/det: PGD steps")
     p.add_argument("--pgd-step-size", type=float, help="rand/det: PGD step (default 2.5·ε/steps)")
-    p.add_argument("--chunk", type=int, default=500, help="images per chunk (the unit of resuming)")
+    p.add_argument("--chunk", type=int, default=BUILD.chunk_size, help="images per chunk (the unit of resuming)")
     p.add_argument("--seed", type=int, default=0, help="selects the images, seeds and targets")
-    p.add_argument("--dtype", choices=STORAGE_DTYPES, default="float16", help="how images are stored")
+    p.add_argument("--dtype", choices=STORAGE_DTYPES, default=BUILD.dtype, help="how images are stored")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(func=run_build_dataset)
 
@@ -65,22 +69,23 @@ def register(sub) -> None:
     p.add_argument("--build-in", metavar="DIR",
                    help="instead of --data: build (or resume) D_R, D_NR, D_rand, D_det in DIR first, then run "
                         "the table (with the baseline row D)")
-    p.add_argument("--count", type=int, default=10_000, help="--build-in: training images per dataset")
+    p.add_argument("--count", type=int, default=BUILD.count, help="--build-in: training images per dataset")
     p.add_argument("--robust-model", default=DEFAULT_ROBUST, help="--build-in: model for D_R")
     p.add_argument("--standard-model", default=DEFAULT_STANDARD, help="--build-in: model for D_NR, D_rand, D_det")
     _inversion_options(p)
-    p.add_argument("--eps", type=float, default=1.5, help="--build-in: L2 ε of the targeted PGD (D_rand, D_det)")
-    p.add_argument("--pgd-steps", type=int, default=50, help="--build-in: targeted PGD steps")
+    p.add_argument("--eps", type=float, default=BUILD.eps, help="--build-in: L2 ε of the targeted PGD (D_rand, D_det)")
+    p.add_argument("--pgd-steps", type=int, default=BUILD.pgd_steps, help="--build-in: targeted PGD steps")
     p.add_argument("--baseline", action="store_true",
                    help="also train on the real images the first dataset was built from (row 'D')")
     p.add_argument("--out", help="results JSON (rows already there with the same settings are kept)")
     p.add_argument("--show", metavar="JSON", help="only print the table of a results file")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--epochs", type=int, help="epochs per model (default: scaled to the dataset's size)")
-    p.add_argument("--max-epochs", type=int, default=30, help="cap of the scaled number of epochs")
-    p.add_argument("--eval-eps", type=float, nargs="+", default=[0.5, 1.5], help="L2 ε of the robust accuracy")
-    p.add_argument("--eval-steps", type=int, default=20)
-    p.add_argument("--eval-images", type=int, default=1000, help="test images for the robust accuracy")
+    p.add_argument("--max-epochs", type=int, default=TRAINING.max_epochs, help="cap of the scaled number of epochs")
+    p.add_argument("--eval-eps", type=float, nargs="+", default=list(TRAINING.eval_eps), help="L2 ε of the robust accuracy")
+    p.add_argument("--eval-steps", type=int, default=TRAINING.eval_steps)
+    p.add_argument("--eval-images", type=int, default=TRAINING.eval_images, help="test images for the robust accuracy")
+    p.add_argument("--test-images", type=int, help="evaluate on the first N test images (default: all)")
     p.add_argument("--data-root", help="folder with the dataset files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -88,12 +93,12 @@ def register(sub) -> None:
 
 
 def _inversion_options(p) -> None:
-    p.add_argument("--seeds", choices=SEED_MODES, default="other-class",
+    p.add_argument("--seeds", choices=SEED_MODES, default=BUILD.seeds,
                    help="start of the inversion: a random image of another class (default), any other "
                         "random image (the paper's), or gray 0.5 + N(0, 0.05²) noise")
-    p.add_argument("--steps", type=int, default=1000, help="inversion steps (paper: 1000)")
-    p.add_argument("--step-size", type=float, default=0.1, help="inversion L2 step (paper: 0.1)")
-    p.add_argument("--schedule", choices=STEP_SCHEDULES, default="constant",
+    p.add_argument("--steps", type=int, default=BUILD.steps, help="inversion steps (paper: 1000)")
+    p.add_argument("--step-size", type=float, default=BUILD.step_size, help="inversion L2 step (paper: 0.1)")
+    p.add_argument("--schedule", choices=STEP_SCHEDULES, default=BUILD.schedule,
                    help="step size: constant (paper) or cosine-annealed from --step-size to 0")
 
 
@@ -205,9 +210,10 @@ def run_invert(args) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     bar = _Bar(f"inverting {len(chosen)} images with {len(models)} models", unit="step")
     try:
-        result = run_directly(reconstruct_job(models, targets, args.seeds, steps=args.steps, step_size=args.step_size,
+        result = run_to_end(reconstruct_job(models, targets, args.seeds, steps=args.steps, step_size=args.step_size,
                                               schedule=args.schedule, generator=generator, pool=dataset,
-                                              labels=labels, own_indices=torch.tensor(chosen)), on_event=bar)
+                                              labels=labels, own_indices=torch.tensor(chosen)), on_event=bar,
+                            keep_errors=True)
     finally:
         bar.close()
     classes = dataset.classes
@@ -250,7 +256,7 @@ def run_build_dataset(args) -> int:
     began = time.perf_counter()
     bar = _Bar(f"{args.kind}", unit="img")
     try:
-        built = run_directly(job, on_event=bar)
+        built = run_to_end(job, on_event=bar, keep_errors=True)
     finally:
         bar.close()
     manifest = built.manifest
@@ -273,10 +279,9 @@ def run_experiment_command(args) -> int:
         raise ValueError("name the dataset folders (--data DIR [DIR ...]) or a folder to build them in "
                          "(--build-in DIR), one of the two (or --show RESULTS.json)")
     _threads(args)
-    settings = ExperimentSettings(epochs=args.epochs, max_epochs=args.max_epochs, eval_eps=tuple(args.eval_eps),
-                                  eval_steps=args.eval_steps, eval_images=args.eval_images, seed=args.seed)
     if args.build_in:
-        return _build_and_run(args, settings)
+        return _build_and_run(args)
+    settings = _training_settings(args)
     folders = [Path(d).expanduser() for d in args.data]
     datasets = {}
     if args.baseline:
@@ -290,10 +295,12 @@ def run_experiment_command(args) -> int:
         datasets[name] = folder
     source_name = json.loads((folders[0] / "manifest.json").read_text())["settings"]["source"]["name"]
     test = load_dataset(source_name, "test", args.data_root)
+    if args.test_images is not None and args.test_images < len(test):
+        test = test.subset(range(args.test_images))
     bar = _Bar("experiment", unit="row")
     try:
-        results = run_experiment(datasets, test, settings=settings, out=args.out, device=default_device(),
-                                 on_event=bar)
+        results = run_to_end(experiment_job(datasets, test, settings=settings, out=args.out,
+                                            device=default_device()), on_event=bar, keep_errors=True)
     finally:
         bar.close()
     print(format_experiment_table(results, markdown=args.markdown))
@@ -302,21 +309,30 @@ def run_experiment_command(args) -> int:
     return 0
 
 
-def _build_and_run(args, settings: ExperimentSettings) -> int:
-    device = default_device()
-    robust, standard = load_model(args.robust_model, device=device), load_model(args.standard_model, device=device)
-    source = load_dataset(standard.meta.dataset, "train", args.data_root)
-    test = load_dataset(standard.meta.dataset, "test", args.data_root)
+def experiment_request(args) -> IlyasExperimentRequest:
+    """`experiment --build-in DIR`'s options as the pipeline's request (the GUI builds the same one)."""
     construction = ConstructionSettings(count=args.count, seed=args.seed, seeds=args.seeds, steps=args.steps,
                                         step_size=args.step_size, schedule=args.schedule, eps=args.eps,
                                         pgd_steps=args.pgd_steps)
+    return IlyasExperimentRequest(workdir=str(Path(args.build_in).expanduser()), robust_model=args.robust_model,
+                                  standard_model=args.standard_model, data_root=args.data_root,
+                                  test_images=args.test_images, construction=construction,
+                                  training=_training_settings(args), out=args.out)
+
+
+def _training_settings(args) -> ExperimentSettings:
+    return ExperimentSettings(epochs=args.epochs, max_epochs=args.max_epochs, eval_eps=tuple(args.eval_eps),
+                              eval_steps=args.eval_steps, eval_images=args.eval_images, seed=args.seed)
+
+
+def _build_and_run(args) -> int:
+    request = experiment_request(args)
     bar = _Bar("D_R, D_NR, D_rand, D_det, then training", unit="stage")
     try:
-        results = run_directly(paper_experiment_job(robust, standard, source, test, args.build_in,
-                                                    construction=construction, settings=settings, out=args.out,
-                                                    device=device), on_event=bar)
+        results = run_to_end(ilyas_experiment_job(ModelCache(default_device()), request), on_event=bar,
+                             keep_errors=True)
     finally:
         bar.close()
     print(format_experiment_table(results, markdown=args.markdown))
-    print(f"results written to {args.out or Path(args.build_in) / 'results.json'}")
+    print(f"results written to {request.out or Path(request.workdir) / 'results.json'}")
     return 0

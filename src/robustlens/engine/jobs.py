@@ -117,23 +117,21 @@ def run_job(factory: JobFactory, cancel: CancelToken) -> Iterator[Any]:
     yielding Finished gets ``Finished(None)``).
     """
     try:
-        cancel.check()
-        for event in factory(cancel):
-            yield event
-            if isinstance(event, Finished):
-                return
-            cancel.check()
-        yield Finished(None)
+        if not (yield from _unguarded(factory, cancel)):
+            yield Finished(None)
     except Cancelled:
         yield Aborted()
     except Exception as error:  # noqa: BLE001 - a job's failure must never take the engine thread down
         yield Failed(describe_error(error), traceback.format_exc())
 
 
-def run_to_end(factory: JobFactory, cancel: CancelToken | None = None, on_event=None) -> Any:
-    """Run a job synchronously (CLI, tests): returns Finished.result, raises on failure."""
+def run_to_end(factory: JobFactory, cancel: CancelToken | None = None, on_event=None, *,
+               keep_errors: bool = False) -> Any:
+    """Run a job synchronously (CLI, tests): returns Finished.result, raises on failure (RuntimeError
+    with the one-line message; with ``keep_errors`` the job's own exception, so a ValueError stays a
+    ValueError that the CLI prints as one line) and Cancelled once ``cancel`` is set."""
     cancel = cancel or CancelToken()
-    for event in run_job(factory, cancel):
+    for event in (_unguarded(factory, cancel) if keep_errors else run_job(factory, cancel)):
         if on_event is not None:
             on_event(event)
         if isinstance(event, Finished):
@@ -143,6 +141,18 @@ def run_to_end(factory: JobFactory, cancel: CancelToken | None = None, on_event=
         if isinstance(event, Aborted):
             raise Cancelled()
     return None
+
+
+def _unguarded(factory: JobFactory, cancel: CancelToken):
+    """The job's events up to Finished, with cancellation checked between them and its exceptions
+    let through; returns whether it finished."""
+    cancel.check()
+    for event in factory(cancel):
+        yield event
+        if isinstance(event, Finished):
+            return True
+        cancel.check()
+    return False
 
 
 def predict_job(models, images, batch_size: int = 512) -> JobFactory:

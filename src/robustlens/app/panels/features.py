@@ -12,26 +12,30 @@ attack in its loop, a cheaper route to robust features?
 
 The paper's dataset experiment is a section of the Experiments tab (``features_experiments.py``).
 
-All numbers come from ``engine/features.py``; this module asks for them and draws them.
+All numbers come from ``engine/inversion.py`` (:func:`reconstruct_image_job`); this module asks for them
+and draws them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel,
-                               QPushButton, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QPushButton, QSizePolicy, QSplitter,
+                               QVBoxLayout, QWidget)
 
-from robustlens.engine.features import STEP_SCHEDULES, reconstruct_job
-from robustlens.engine.jobs import Aborted, Failed, Finished, Partial, Snapshot
+from robustlens.engine.inversion import SEED_MODES, STEP_SCHEDULES, ReconstructRequest, reconstruct_image_job
+from robustlens.engine.jobs import Snapshot, predict_job
 
 from .. import style
 from ..context import AppContext
+from ..controls import double_spin_box, labelled_row, setting_combo, spin_box
 from ..predictions import PredictionRow
-from .features_models import NONE_KEY, choose, display_name, fill_model_box, missing_text, model_status
+from ..settings import Setting
+from .base import Panel
+from .features_models import (NONE_KEY, check_remembered, choose, display_name, fill_model_box, load_unloaded,
+                              missing_text, model_status)
 from .features_plots import DISTANCE_LABEL, DistancePlot, ImageColumn
 
 JOB_SLOT = "features"
@@ -42,12 +46,11 @@ ROLES = ("robust", "non_robust", "extra")
 ROLE_KIND = {"robust": "adversarial", "non_robust": "standard", "extra": "noise"}
 ROLE_TITLE = {"robust": "Robust", "non_robust": "Non-robust", "extra": "Noise-trained"}
 ROLE_COLOR = {"robust": QColor("#dd8452"), "non_robust": QColor("#4c72b0"), "extra": QColor("#55a868")}
+ROLE_SETTING = {"robust": "robust_model", "non_robust": "standard_model", "extra": "extra_model"}
 
-SEED_CHOICES = (
-    ("other-class", "image of another class"),
-    ("random", "any other image (paper)"),
-    ("noise", "gray + N(0, 0.05²)"),
-)
+SEED_TEXT = {"other-class": "image of another class", "random": "any other image (paper)",
+             "noise": "gray + N(0, 0.05²)"}
+SCHEDULE_TEXT = {"constant": "constant α", "cosine": "cosine α"}
 EXTRA_EXPLANATION = ("3rd column, in neither paper: a Gaussian-noise-trained model. If it reconstructs the garment "
                      "too, noise training (no attack in the loop) is a cheaper route to robust features.")
 
@@ -57,7 +60,7 @@ METHOD = (f"d(x_r) = {DISTANCE_LABEL}, g = the penultimate layer; each step move
 
 @dataclass(frozen=True)
 class ReconstructParams:
-    """What one run was asked for (captured when it starts: the widgets may change meanwhile)."""
+    """What the controls ask for (captured when a run starts: the widgets may change meanwhile)."""
     robust: str
     non_robust: str
     extra: str
@@ -73,24 +76,30 @@ class ReconstructParams:
         return {role: key for role, key in found.items() if key}
 
 
-def _spin(minimum: int, maximum: int, value: int, step: int, tip: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(minimum, maximum)
-    box.setValue(value)
-    box.setSingleStep(step)
-    box.setGroupSeparatorShown(True)
-    box.setKeyboardTracking(False)
-    box.setToolTip(tip)
-    return box
-
-
-class FeaturesPanel(QWidget):
+class FeaturesPanel(Panel):
     """Original | robust reconstruction | non-robust reconstruction (| noise-trained), live."""
 
+    SETTINGS = (
+        Setting("robust_model", "", help="Adversarially trained model whose representation is inverted: its "
+                                         "reconstruction keeps only the features it relies on (robust features)"),
+        Setting("standard_model", "", help="Standard model whose representation is inverted: its reconstruction "
+                                           "matches g(x) through non-robust features"),
+        Setting("extra_model", "", help=EXTRA_EXPLANATION),
+        Setting("seed", "other-class", choices=SEED_MODES,
+                help="Where x_r starts. A dataset image: whatever of the target's class appears in a "
+                     "reconstruction was put there by the inversion. Gray noise: the paper's other seed."),
+        Setting("draw", 0, 0, 999_999, step=1, help="Which random seed image / noise: draw number (the selected "
+                                                    "image's index is added, so each image gets its own)"),
+        Setting("steps", 1000, 1, 100_000, step=100, help="Inversion steps (the paper: 1000)"),
+        Setting("step_size", 0.1, 0.001, 10.0, step=0.05,
+                help="α: L2 length of each normalised gradient step (the paper: 0.1)"),
+        Setting("schedule", "constant", choices=STEP_SCHEDULES,
+                help="constant α: the paper's. cosine α: α shrinks to 0, settling closer to g(x) in fewer steps"),
+        Setting("auto", True, help="Reconstruct whenever another image is selected (while this tab is shown)"),
+    )
+
     def __init__(self, ctx: AppContext) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.handle = None
+        super().__init__(ctx)
         self.params: ReconstructParams | None = None
         self.run_roles: dict[str, str] = {}       # role -> model key of the current / last run
         self.run_selection = None                  # the Selection the shown reconstructions are of
@@ -100,10 +109,10 @@ class FeaturesPanel(QWidget):
         self.final: dict[str, object] = {}         # role -> InversionResult of a finished run
         self.seed_image = None
         self.seed_index: int | None = None         # position of the seed in the dataset (−1: noise)
-        self.curves: dict[str, list] = {}          # model key -> d at each step so far
+        self.seed_note = ""
+        self.curves: dict[str, list] = {}          # model key -> d at each step so far (from the engine)
         self.lowest: dict[str, list] = {}          # model key -> lowest d so far, at each step
         self.prediction_rows: dict[str, list] = {}  # column -> PredictionRow list shown
-        self._run_id = 0
         self._stale = False
         self._build()
         self._connect()
@@ -113,40 +122,21 @@ class FeaturesPanel(QWidget):
     # ---------------------------------------------------------------- construction
 
     def _build(self) -> None:
+        settings = {s.key: s for s in self.SETTINGS}
         self.model_boxes: dict[str, QComboBox] = {}
-        for role, tip in (("robust", "Adversarially trained model whose representation is inverted: its "
-                                     "reconstruction keeps only the features it relies on (robust features)"),
-                          ("non_robust", "Standard model whose representation is inverted: its reconstruction "
-                                         "matches g(x) through non-robust features"),
-                          ("extra", EXTRA_EXPLANATION)):
+        for role in ROLES:
             box = QComboBox()
-            box.setToolTip(tip)
+            box.setToolTip(settings[ROLE_SETTING[role]].help)
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             self.model_boxes[role] = box
-        self.seed_box = QComboBox()
-        for mode, text in SEED_CHOICES:
-            self.seed_box.addItem(text, mode)
-        self.seed_box.setToolTip("Where x_r starts. A dataset image: whatever of the target's class appears in a "
-                                 "reconstruction was put there by the inversion. Gray noise: the paper's other seed.")
-        self.draw_box = _spin(0, 999_999, 0, 1, "Which random seed image / noise: draw number (the selected "
-                                                "image's index is added, so each image gets its own)")
+        self.seed_box = setting_combo(settings["seed"], text=SEED_TEXT.get)
+        self.draw_box = spin_box(settings["draw"])
         self.draw_box.setMaximumWidth(80)
         self.new_seed_button = QPushButton("New seed")
         self.new_seed_button.setToolTip("Draw another seed and reconstruct again")
-        self.steps_box = _spin(1, 100_000, 1000, 100, "Inversion steps (the paper: 1000)")
-        self.step_size_box = QDoubleSpinBox()
-        self.step_size_box.setDecimals(3)
-        self.step_size_box.setRange(0.001, 10.0)
-        self.step_size_box.setSingleStep(0.05)
-        self.step_size_box.setValue(0.1)
-        self.step_size_box.setKeyboardTracking(False)
-        self.step_size_box.setToolTip("α: L2 length of each normalised gradient step (the paper: 0.1)")
-        self.schedule_box = QComboBox()
-        for schedule in STEP_SCHEDULES:
-            self.schedule_box.addItem({"constant": "constant α", "cosine": "cosine α"}.get(
-                schedule, schedule), schedule)
-        self.schedule_box.setToolTip("constant α: the paper's. cosine α: α shrinks to 0, settling closer to g(x) "
-                                     "in fewer steps")
+        self.steps_box = spin_box(settings["steps"])
+        self.step_size_box = double_spin_box(settings["step_size"], decimals=3)
+        self.schedule_box = setting_combo(settings["schedule"], text=lambda s: SCHEDULE_TEXT.get(s, s))
         self.run_button = QPushButton("Reconstruct (F5)")
         self.run_button.setToolTip("Invert the models' representations of the selected image, live")
         self.cancel_button = QPushButton("Cancel")
@@ -154,30 +144,17 @@ class FeaturesPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.auto_box = QCheckBox("on click")
         self.auto_box.setChecked(True)
-        self.auto_box.setToolTip("Reconstruct whenever another image is selected (while this tab is shown)")
+        self.auto_box.setToolTip(settings["auto"].help)
 
-        models_row = QHBoxLayout()
-        models_row.setSpacing(4)
-        for text, role in (("Robust", "robust"), ("Standard", "non_robust"), ("3rd column", "extra")):
-            label = QLabel(text)
-            label.setBuddy(self.model_boxes[role])
-            models_row.addWidget(label)
-            models_row.addWidget(self.model_boxes[role])
-            models_row.addSpacing(10)
+        models_row = labelled_row([(text, self.model_boxes[role]) for text, role in
+                                   (("Robust", "robust"), ("Standard", "non_robust"), ("3rd column", "extra"))],
+                                  spacing=10, stretch=False)
         models_row.addWidget(self.run_button)
         models_row.addWidget(self.cancel_button)
         models_row.addStretch(1)
-        run_row = QHBoxLayout()
-        run_row.setSpacing(4)
-        for text, widget in (("Seed", self.seed_box), ("draw", self.draw_box), (None, self.new_seed_button),
-                             ("steps", self.steps_box), ("α", self.step_size_box),
-                             (None, self.schedule_box)):
-            if text:
-                label = QLabel(text)
-                label.setBuddy(widget)
-                run_row.addWidget(label)
-            run_row.addWidget(widget)
-            run_row.addSpacing(6)
+        run_row = labelled_row([("Seed", self.seed_box), ("draw", self.draw_box), ("", self.new_seed_button),
+                                ("steps", self.steps_box), ("α", self.step_size_box), ("", self.schedule_box)],
+                               spacing=6, stretch=False)
         run_row.addWidget(self.auto_box)
         run_row.addStretch(1)
         self.model_note = QLabel("")
@@ -192,12 +169,8 @@ class FeaturesPanel(QWidget):
         self.columns: dict[str, ImageColumn] = {
             "seed": ImageColumn("Seed x₀\n(the start)", "The seed appears here when a run starts"),
             "original": ImageColumn("Original x\ntarget: g(x)", "Click a thumbnail"),
-            "robust": ImageColumn(f"{ROLE_TITLE['robust']}\nreconstruction", "Press F5 to reconstruct",
-                                  ROLE_COLOR["robust"]),
-            "non_robust": ImageColumn(f"{ROLE_TITLE['non_robust']}\nreconstruction", "Press F5 to reconstruct",
-                                      ROLE_COLOR["non_robust"]),
-            "extra": ImageColumn(f"{ROLE_TITLE['extra']}\nreconstruction", "Press F5 to reconstruct",
-                                 ROLE_COLOR["extra"]),
+            **{role: ImageColumn(f"{ROLE_TITLE[role]}\nreconstruction", "Press F5 to reconstruct", ROLE_COLOR[role])
+               for role in ROLES},
         }
         for name, column in self.columns.items():
             column.setObjectName(f"features-column-{name}")
@@ -244,13 +217,34 @@ class FeaturesPanel(QWidget):
         ctx.modelsChanged.connect(lambda _m: self._refresh_model_choices())
         ctx.datasetChanged.connect(lambda _d: self._refresh_model_choices())
         ctx.lectureModeChanged.connect(self.set_lecture_mode)
-        ctx.cancelRequested.connect(self._after_cancel)
         self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
         self.new_seed_button.clicked.connect(self._new_seed)
         for box in self.model_boxes.values():
             box.activated.connect(lambda _i: self._update_model_note())
         self.model_boxes["extra"].activated.connect(lambda _i: self._show_extra_column())
+
+    # ---------------------------------------------------------------- settings
+
+    def setting_widgets(self) -> dict[str, QWidget]:
+        return {"seed": self.seed_box, "draw": self.draw_box, "steps": self.steps_box,
+                "step_size": self.step_size_box, "schedule": self.schedule_box, "auto": self.auto_box}
+
+    def setting_value(self, key: str):
+        role = next((r for r, k in ROLE_SETTING.items() if k == key), None)
+        if role is not None:
+            return self.model_boxes[role].currentData() or NONE_KEY
+        return super().setting_value(key)
+
+    def apply_setting(self, key: str, value) -> None:
+        role = next((r for r, k in ROLE_SETTING.items() if k == key), None)
+        if role is None:
+            super().apply_setting(key, value)
+        elif value or role == "extra":
+            check_remembered(self.ctx, ROLE_KIND[role], str(value))
+            self.set_model(role, str(value))
+        else:  # no model remembered: the first one there, as on first start
+            self.model_boxes[role].clear()
+            self._refresh_model_choices()
 
     # ---------------------------------------------------------------- models for each role
 
@@ -301,37 +295,22 @@ class FeaturesPanel(QWidget):
             seed_mode=self.seed_box.currentData(), draw=self.draw_box.value(), steps=self.steps_box.value(),
             step_size=float(self.step_size_box.value()), schedule=self.schedule_box.currentData())
 
-    def set_params(self, *, steps: int | None = None, step_size: float | None = None, seed_mode: str | None = None,
-                   draw: int | None = None, schedule: str | None = None, auto: bool | None = None) -> None:
-        """Set the controls (tests, presets); takes effect at the next run."""
-        if steps is not None:
-            self.steps_box.setValue(int(steps))
-        if step_size is not None:
-            if not step_size > 0:
-                raise ValueError(f"step size must be positive, got {step_size}")
-            self.step_size_box.setValue(float(step_size))
-        if seed_mode is not None:
-            position = self.seed_box.findData(seed_mode)
-            if position < 0:
-                raise ValueError(f"unknown seed {seed_mode!r}: choose one of "
-                                 f"{', '.join(m for m, _ in SEED_CHOICES)}")
-            self.seed_box.setCurrentIndex(position)
-        if draw is not None:
-            self.draw_box.setValue(int(draw))
-        if schedule is not None:
-            position = self.schedule_box.findData(schedule)
-            if position < 0:
-                raise ValueError(f"unknown step schedule {schedule!r}")
-            self.schedule_box.setCurrentIndex(position)
-        if auto is not None:
-            self.auto_box.setChecked(bool(auto))
+    def set_params(self, **values) -> None:
+        """Set the controls (tests, presets): ``steps``, ``step_size``, ``seed_mode``, ``draw``,
+        ``schedule``, ``auto``; takes effect at the next run. ValueError for a value the setting refuses."""
+        settings = {s.key: s for s in self.SETTINGS}
+        for name, value in values.items():
+            if value is None:
+                continue
+            key = "seed" if name == "seed_mode" else name
+            settings[key].check(value)
+            self.apply_setting(key, value)
 
     # ---------------------------------------------------------------- selection
 
     def _on_selection(self, selection) -> None:
-        self._run_id += 1
-        self.ctx.cancel(JOB_SLOT)
-        self.ctx.cancel(PREDICT_SLOT)
+        self.cancel_job(JOB_SLOT)
+        self.cancel_job(PREDICT_SLOT)
         self.run_roles = {}
         self._reset_columns(selection)
         if selection is None or not self.auto_box.isChecked():
@@ -388,86 +367,30 @@ class FeaturesPanel(QWidget):
             return
         missing = self.missing_models()
         if missing:
-            self._run_id += 1
-            self.ctx.cancel(JOB_SLOT)
+            self.cancel_job(JOB_SLOT)
             self.status.setText("Cannot reconstruct: " + "; ".join(f"{key} is missing" for key in missing.values())
                                 + " (see above).")
             return
         if len(set(roles.values())) != len(roles):
             self.status.setText("Choose different models for the columns.")
             return
-        dataset = self.ctx.dataset
-        mode = params.seed_mode
-        note = ""
-        if mode == "other-class" and selection.label is None:
-            mode, note = "random", " (no class known for this file: a random image instead)"
-        if mode != "noise" and (dataset is None or len(dataset) < 2):
-            mode, note = "noise", " (no dataset to draw a seed image from: noise instead)"
-        image = selection.image
-        shape = tuple(image.shape[1:])
-        own = selection.index
-        source_index = dataset.source_index(own) if (dataset is not None and own is not None) else 0
-        generator_seed = params.draw * 1_000_003 + source_index
-        label = selection.label if selection.label is not None else 0
-        pool = dataset
-
-        def job(engine, cancel):  # on the engine thread
-            import torch
-
-            models = {}
-            for role, key in roles.items():
-                model = engine.model(key)
-                model_shape = tuple(model.meta.input_shape)
-                if model_shape != shape:
-                    raise ValueError(f"{key} takes {'×'.join(map(str, model_shape))} images, this one is "
-                                     f"{'×'.join(map(str, shape))}: choose models of this dataset")
-                models[key] = model
-            yield Partial("models", {key: model.meta for key, model in models.items()})
-            generator = torch.Generator().manual_seed(generator_seed)
-            inner = reconstruct_job(models, image, mode, steps=params.steps, step_size=params.step_size,
-                                    schedule=params.schedule, generator=generator,
-                                    pool=pool if mode != "noise" else None, labels=torch.tensor([label]),
-                                    own_indices=torch.tensor([own]) if own is not None else None)
-            curves = {key: [] for key in models}
-            lowest = {key: [] for key in models}  # the running minimum: the d of the iterate shown
-            for event in inner(cancel):
-                if isinstance(event, Partial) and event.kind == "distance":
-                    key, d = event.value["model"], event.value["mean"]
-                    curves[key].append(d)
-                    lowest[key].append(min(d, lowest[key][-1]) if lowest[key] else d)
-                    # a complete state, not a delta: the engine thread keeps only the latest per 40 ms
-                    yield Partial("curves", {"d": {k: list(v) for k, v in curves.items()},
-                                             "lowest": {k: list(v) for k, v in lowest.items()}})
-                elif isinstance(event, Snapshot) and event.kind == "seed":
-                    indices = event.info.get("seed_indices") or [-1]
-                    yield Partial("seed", {"image": event.image, "index": int(indices[0]), "mode": mode})
-                elif isinstance(event, Snapshot):
-                    # one kind per model, so coalescing keeps every model's latest image
-                    yield Snapshot(f"reconstruction:{event.info['model']}", event.image, event.info)
-                else:
-                    yield event
-
-        self._run_id += 1
-        run_id = self._run_id
-        self.ctx.cancel(PREDICT_SLOT)
+        load_unloaded(self.ctx, roles.values())
+        request = ReconstructRequest(image=selection.image, keys=tuple(roles.values()), label=selection.label,
+                                     index=selection.index, pool=self.ctx.dataset, seed_mode=params.seed_mode,
+                                     draw=params.draw, steps=params.steps, step_size=params.step_size,
+                                     schedule=params.schedule)
+        self.cancel_job(PREDICT_SLOT)
         self._reset_columns(selection)
         self.params = params
         self.run_roles = dict(roles)
         self.run_selection = selection
-        self.seed_note = note
         self._prepare_run(params)
-        self.handle = self.ctx.submit_with_models(
-            JOB_SLOT, job, on_event=lambda event: self._on_event(event, run_id),
-            label=f"reconstructing {selection.source}")
-        self.cancel_button.setEnabled(True)
+        self.run_engine(JOB_SLOT, reconstruct_image_job, request, label=f"reconstructing {selection.source}",
+                        on_partial=self._on_partial, on_snapshot=self._show_snapshot, on_done=self._show_final,
+                        on_aborted=lambda _event: self._show_cancelled(), on_failed=self._show_failed,
+                        cancel_button=self.cancel_button)
         self.status.setText(f"Inverting {len(roles)} representations of {selection.source}, {params.steps} steps of "
                             f"α = {params.step_size:g}…")
-
-    def cancel(self) -> None:
-        self.ctx.cancel(JOB_SLOT)
-
-    def _after_cancel(self) -> None:
-        self.cancel_button.setEnabled(False)
 
     def _new_seed(self) -> None:
         self.draw_box.setValue(self.draw_box.value() + 1)
@@ -496,36 +419,29 @@ class FeaturesPanel(QWidget):
     def _role_of(self, key: str) -> str | None:
         return next((role for role, k in self.run_roles.items() if k == key), None)
 
-    def _on_event(self, event, run_id: int) -> None:
-        if run_id != self._run_id:
-            return  # an older run (cancelled, its last events in flight)
-        if isinstance(event, Partial) and event.kind == "models":
+    def _on_partial(self, event) -> None:
+        if event.kind == "models":
             self.metas.update(event.value)
             self._prepare_run(self.params)
-        elif isinstance(event, Partial) and event.kind == "seed":
+        elif event.kind == "seed":
             self._show_seed(event.value)
-        elif isinstance(event, Partial) and event.kind == "curves":
+        elif event.kind == "curves":
             self.curves, self.lowest = event.value["d"], event.value["lowest"]
             for key, values in self.curves.items():
                 self.plot.set_curve(key, values, self.lowest.get(key))
             step = max((len(v) for v in self.curves.values()), default=1) - 1
             self.status.setText(f"step {step} / {self.params.steps} · " + " · ".join(
                 f"{self._display_name(key)}: d = {values[-1]:.3g}" for key, values in self.curves.items() if values))
-        elif isinstance(event, Snapshot) and event.kind.startswith("reconstruction:"):
-            self._show_snapshot(event)
-        elif isinstance(event, Finished):
-            self._show_final(event.result)
-        elif isinstance(event, Aborted):
-            self._show_cancelled()
-        elif isinstance(event, Failed):
-            self.cancel_button.setEnabled(False)
-            self.status.setText(f"Reconstruction failed: {event.message}")
-            for role in self.run_roles:
-                self.columns[role].view.set_hint("failed: see the message above")
+
+    def _show_failed(self, event) -> None:
+        self.status.setText(f"Reconstruction failed: {event.message}")
+        for role in self.run_roles:
+            self.columns[role].view.set_hint("failed: see the message above")
 
     def _show_seed(self, value: dict) -> None:
         self.seed_image = value["image"]
         self.seed_index = value["index"]
+        self.seed_note = value["note"]
         dataset = self.ctx.dataset
         if value["mode"] == "noise":
             caption = "gray 0.5 + N(0, 0.05²)"
@@ -533,7 +449,7 @@ class FeaturesPanel(QWidget):
             index = value["index"]
             cls = self.ctx.classes[int(dataset.labels[index])] if dataset is not None else "?"
             caption = f"{dataset.split} #{dataset.source_index(index)} · {cls}"
-        self.columns["seed"].set_image(value["image"], caption + getattr(self, "seed_note", ""))
+        self.columns["seed"].set_image(value["image"], caption + self.seed_note)
 
     def _show_snapshot(self, event: Snapshot) -> None:
         key = event.kind.split(":", 1)[1]
@@ -549,8 +465,7 @@ class FeaturesPanel(QWidget):
             self.ctx.set_strip_image(role, event.image, f"{self._display_name(key)} · step {info['step']}/"
                                                         f"{info['steps']} · d = {distance:.3g}", live=True)
 
-    def _show_final(self, result: dict) -> None:
-        self.cancel_button.setEnabled(False)
+    def _show_final(self, result) -> None:
         params = self.params
         images = {}
         parts = []
@@ -571,7 +486,6 @@ class FeaturesPanel(QWidget):
         self._predict_columns(images)
 
     def _show_cancelled(self) -> None:
-        self.cancel_button.setEnabled(False)
         step = max(self.last_step.values(), default=0)
         self.status.setText(f"Cancelled at step {step} of {self.params.steps if self.params else '?'}: the images "
                             "are the iterates reached so far.")
@@ -590,67 +504,33 @@ class FeaturesPanel(QWidget):
 
     def _predict_columns(self, reconstructions: dict) -> None:
         """The inverted models' class probabilities on the seed, the original and each reconstruction."""
-        selection = self.run_selection
         images = dict(reconstructions)
-        if selection is not None:
-            images["original"] = selection.image
+        if self.run_selection is not None:
+            images["original"] = self.run_selection.image
         if self.seed_image is not None:
             images["seed"] = self.seed_image
         keys = list(self.run_roles.values())
-        run_id = self._run_id
         for name in images:
             self.columns[name].set_prediction_note("predictions: computing…")
+        self.start_job(PREDICT_SLOT, lambda cache, cancel: predict_job(cache.models(keys), images)(cancel),
+                       label="predictions on the reconstructions", on_done=self._show_predictions)
 
-        def on_result(result: dict) -> None:
-            if run_id != self._run_id:
-                return
-            classes = self.ctx.classes
-            label = selection.label if selection is not None else None
-            for name, per_model in result.items():
-                rows = []
-                for role, key in self.run_roles.items():
-                    probs = per_model.get(key, "—")
-                    probs = probs if isinstance(probs, str) else probs[0]
-                    rows.append(PredictionRow(self._display_name(key).split(" (")[0], self._display_name(key),
-                                              probs, self._role_color(role, key)))
-                self.prediction_rows[name] = rows
-                self.columns[name].set_predictions(rows, classes, label)
+    def _show_predictions(self, result: dict) -> None:
+        classes = self.ctx.classes
+        label = self.run_selection.label if self.run_selection is not None else None
+        for name, per_model in result.items():
+            rows = []
+            for role, key in self.run_roles.items():
+                probs = per_model.get(key, "—")
+                probs = probs if isinstance(probs, str) else probs[0]
+                rows.append(PredictionRow(self._display_name(key).split(" (")[0], self._display_name(key),
+                                          probs, self._role_color(role, key)))
+            self.prediction_rows[name] = rows
+            self.columns[name].set_predictions(rows, classes, label)
 
-        self.ctx.predict(PREDICT_SLOT, images, on_result, keys=keys, label="predictions on the reconstructions")
-
-    # ---------------------------------------------------------------- lecture mode and settings
+    # ---------------------------------------------------------------- lecture mode
 
     def set_lecture_mode(self, on: bool) -> None:
-        size = style.base_point_size() * (style.LECTURE_FONT_SCALE if on else 1.0)
-        self.plot.set_fonts(size)
+        self.plot.set_fonts(style.point_size(on))
         for column in self.columns.values():
             column.set_image_minimum(112 if on else 84)
-
-    def save_settings(self, settings) -> None:
-        params = self.current_params()
-        for key, value in (("robust_model", params.robust), ("standard_model", params.non_robust),
-                           ("extra_model", params.extra), ("seed", params.seed_mode), ("draw", params.draw),
-                           ("steps", params.steps), ("step_size", params.step_size), ("schedule", params.schedule),
-                           ("auto", int(self.auto_box.isChecked()))):
-            settings.setValue(key, value)
-
-    def restore_settings(self, settings) -> None:
-        """Restore the controls; a value that does not parse raises ValueError (the window reports it)."""
-        def number(key, kind):
-            value = settings.value(key)
-            if value is None:
-                return None
-            try:
-                return kind(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{key} = {value!r} is not a number") from None
-
-        for role, name in (("robust", "robust_model"), ("non_robust", "standard_model"), ("extra", "extra_model")):
-            key = settings.value(name)
-            if key is not None and (key or role == "extra"):
-                self.set_model(role, str(key))
-        seed = settings.value("seed")
-        auto = number("auto", int)
-        self.set_params(steps=number("steps", int), step_size=number("step_size", float),
-                        seed_mode=str(seed) if seed is not None else None, draw=number("draw", int),
-                        schedule=settings.value("schedule"), auto=bool(auto) if auto is not None else None)

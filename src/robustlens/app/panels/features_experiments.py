@@ -1,38 +1,42 @@
-"""Ilyas et al.'s dataset experiment as a GUI section: build D_R, D_NR, D_rand and D_det from the
-training set, train a standard model on each (and on the real images, D), and fill the table of clean
-and robust accuracy on the real test set as the rows finish — beside the paper's CIFAR-10 figures,
-labelled as theirs. Saved results (``docs/features/results.json`` from the CLI, or a previous run
-here) load without running anything.
+"""Ilyas et al.'s dataset experiment as a section of the Experiments tab: build D_R, D_NR, D_rand and
+D_det from the training set, train a standard model on each (and on the real images, D), and fill the
+table of clean and robust accuracy on the real test set as the rows finish — beside the paper's
+CIFAR-10 figures, labelled as theirs. A results file (``robustlens experiment --out``, or a previous
+run here) opens without running anything.
 
-The datasets and the experiment are ``engine/features.py`` jobs; this module chains them on the engine
-thread and draws the rows.
+The run is ``engine/ilyas_experiment.py``'s :func:`ilyas_experiment_job` with an
+:class:`IlyasExperimentRequest`, the very job and settings ``robustlens experiment --build-in`` runs;
+this module builds the request from its controls and draws the rows.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView,
-                               QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHeaderView, QLabel, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from robustlens.engine.data import load_dataset
-from robustlens.engine.features import (EXPERIMENT_FORMAT, PAPER_CIFAR10, PAPER_ROBUST_EPS, SEED_MODES,
-                                        STEP_SCHEDULES, ExperimentSettings,
-                                        experiment_job, non_robust_dataset_job, relabeled_dataset_job,
-                                        robust_dataset_job, select_source_indices)
-from robustlens.engine.jobs import Aborted, Failed, Finished, Partial, Progress
+from robustlens.engine.ilyas_experiment import (EXPERIMENT_FORMAT, PAPER_CIFAR10, PAPER_ROBUST_EPS,
+                                                ConstructionSettings, ExperimentSettings, IlyasExperimentRequest,
+                                                ilyas_experiment_job)
+from robustlens.engine.inversion import SEED_MODES, STEP_SCHEDULES
 
 from .. import style
 from ..context import AppContext
-from .features_models import choose, fill_model_box, missing_text, model_status
+from ..controls import double_spin_box, labelled_row, setting_combo, spin_box
+from ..settings import Setting
+from .base import Panel
+from .features_models import check_remembered, choose, fill_model_box, load_unloaded, missing_text, model_status
 
 JOB_SLOT = "features-experiment"
-REPO_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "features" / "results.json"
+BUILD = ConstructionSettings()  # the pipeline's defaults: the controls start from them
 ROW_ORDER = ("D", "D_R", "D_NR", "D_rand", "D_det")
+BUILT_ROWS = ROW_ORDER[1:]
 ROW_MEANING = {
     "D": "real images (baseline)",
     "D_R": "robust model's inversions",
@@ -52,8 +56,9 @@ ROW_TOOLTIP = {
              "agree with the label, robust ones contradict it",
 }
 PAPER_COLOR = QColor(236, 236, 244)     # the paper's columns: theirs, set apart
-# progress in units a user can follow: each of the 4 builds is one, each of the 5 trained rows one
-UNITS = 4 + len(ROW_ORDER)
+NOTHING_SHOWN = ("No results shown yet. Load results… opens a results file (written by "
+                 "<code>robustlens experiment --out FILE</code> or by a run here); Run experiment builds the four "
+                 "datasets and fills the table row by row.")
 
 
 def default_data_root() -> Path:
@@ -66,76 +71,60 @@ def _percent(value) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
 
-class DatasetExperiments(QWidget):
+class DatasetExperiments(Panel):
     """The table of Ilyas et al.'s experiment, filled by a run here or loaded from a results file.
-    A section of the Experiments tab (``Section(ctx)``, see ``experiments.py``)."""
+    A section of the Experiments tab (``Section(ctx)``, see ``experiments.py``); a Panel, so its
+    declared settings save and restore themselves in whatever settings group it is given."""
+
+    SETTINGS = (
+        Setting("robust_model", "", help="The adversarially trained model whose representation D_R inverts"),
+        Setting("standard_model", "", help="The standard model whose representation D_NR inverts, and that "
+                                           "D_rand / D_det attack with targeted PGD"),
+        Setting("images", BUILD.count, 20, 60_000, step=500,
+                help="Training images transformed into each constructed dataset (the paper: all 50,000 of "
+                     "CIFAR-10; the README's table: 10,000)"),
+        Setting("steps", BUILD.steps, 1, 10_000, step=100,
+                help="Inversion steps per image for D_R and D_NR (the paper: 1000, α = 0.1)"),
+        Setting("step_size", BUILD.step_size, 0.001, 10.0, step=0.05,
+                help="α of the inversions' normalised gradient steps (the paper: 0.1)"),
+        Setting("schedule", BUILD.schedule, choices=STEP_SCHEDULES,
+                help="constant α: the paper's; cosine α: annealed to 0, which reaches a low d in fewer steps"),
+        Setting("test_images", 10_000, 100, 10_000, step=1000,
+                help="Real test images the clean accuracy is measured on (the first N of the test split; "
+                     "robust accuracy: the first 1,000 of them)"),
+        Setting("results", "", help="The results file shown"),
+    )
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.ctx = ctx
+        super().__init__(ctx, parent)
         self.data_root = default_data_root()
-        self.extra_settings: dict = {}        # ExperimentSettings fields beyond the controls (quick checks)
-        self.build_options: dict = {}         # builder options beyond the controls (e.g. chunk size)
-        # how D_rand / D_det are pushed and where inversions start: the engine's defaults, or those of
-        # the results file shown (so a smaller run here follows the recipe of the table on screen)
-        self.relabel = {"eps": 1.0, "pgd_steps": 100}
-        self.seeds = "other-class"
-        self.handle = None
+        # the recipe beyond the controls (seeds, PGD ε and steps, chunks): the engine's defaults, or
+        # those of the results file shown, so that a smaller run here follows the table on screen
+        self.construction = BUILD
+        self.training = ExperimentSettings()
         self.results: dict | None = None
         self.results_path: Path | None = None
         self.row_status: dict[str, str] = {}
+        self.stage: str | None = None   # the build or "experiment" the running job is in
         self._started = 0.0
-        self._run_id = 0
         self._build()
-        if REPO_RESULTS.exists():
-            self.load_results(REPO_RESULTS, quiet=True)
-        else:
-            self._fill_table()
+        self._fill_table()
+        self._describe_results()
 
     # ---------------------------------------------------------------- construction
 
     def _build(self) -> None:
-        self.count_box = QSpinBox()
-        self.count_box.setRange(20, 60_000)
-        self.count_box.setValue(1000)
-        self.count_box.setSingleStep(500)
-        self.count_box.setGroupSeparatorShown(True)
-        self.count_box.setKeyboardTracking(False)
-        self.count_box.setToolTip("Training images transformed into each constructed dataset (the paper: all "
-                                  "50,000 of CIFAR-10; the README's table: 10,000)")
-        self.steps_box = QSpinBox()
-        self.steps_box.setRange(1, 10_000)
-        self.steps_box.setValue(1000)
-        self.steps_box.setSingleStep(100)
-        self.steps_box.setKeyboardTracking(False)
-        self.steps_box.setToolTip("Inversion steps per image for D_R and D_NR (the paper: 1000, α = 0.1)")
-        self.step_size_box = QDoubleSpinBox()
-        self.step_size_box.setDecimals(3)
-        self.step_size_box.setRange(0.001, 10.0)
-        self.step_size_box.setSingleStep(0.05)
-        self.step_size_box.setValue(0.1)
-        self.step_size_box.setKeyboardTracking(False)
-        self.step_size_box.setToolTip("α of the inversions' normalised gradient steps (the paper: 0.1)")
-        self.schedule_box = QComboBox()
-        for schedule in STEP_SCHEDULES:
-            self.schedule_box.addItem({"constant": "constant α", "cosine": "cosine α"}.get(schedule, schedule),
-                                      schedule)
-        self.schedule_box.setToolTip("constant α: the paper's; cosine α: annealed to 0, which reaches a low d in "
-                                     "fewer steps")
-        self.test_box = QSpinBox()
-        self.test_box.setRange(100, 10_000)
-        self.test_box.setValue(10_000)
-        self.test_box.setSingleStep(1000)
-        self.test_box.setGroupSeparatorShown(True)
-        self.test_box.setKeyboardTracking(False)
-        self.test_box.setToolTip("Real test images the clean accuracy is measured on (the first N of the test "
-                                 "split; robust accuracy: the first 1,000 of them)")
-        self.robust_box = QComboBox()
-        self.robust_box.setToolTip("The adversarially trained model whose representation D_R inverts")
-        self.standard_box = QComboBox()
-        self.standard_box.setToolTip("The standard model whose representation D_NR inverts, and that D_rand / "
-                                     "D_det attack with targeted PGD")
-        for box in (self.robust_box, self.standard_box):
+        settings = {s.key: s for s in self.SETTINGS}
+        self.count_box = spin_box(settings["images"])
+        self.steps_box = spin_box(settings["steps"])
+        self.steps_box.setGroupSeparatorShown(False)
+        self.step_size_box = double_spin_box(settings["step_size"], decimals=3)
+        self.schedule_box = setting_combo(settings["schedule"],
+                                          text=lambda s: {"constant": "constant α", "cosine": "cosine α"}.get(s, s))
+        self.test_box = spin_box(settings["test_images"])
+        self.robust_box, self.standard_box = QComboBox(), QComboBox()
+        for box, key in ((self.robust_box, "robust_model"), (self.standard_box, "standard_model")):
+            box.setToolTip(settings[key].help)
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.run_button = QPushButton("Run experiment")
         self.run_button.setToolTip("Build the four datasets, train a standard model on each and on the real "
@@ -144,22 +133,12 @@ class DatasetExperiments(QWidget):
         self.cancel_button.setEnabled(False)
         self.load_button = QPushButton("Load results…")
         self.load_button.setToolTip("Show a results JSON written by `robustlens experiment --out` or by a run here")
-        models_row, run_row = QHBoxLayout(), QHBoxLayout()
-        for row, pairs in ((models_row, (("Build D_R with", self.robust_box), ("D_NR, D_rand, D_det with",
-                                                                             self.standard_box))),
-                           (run_row, (("images per dataset", self.count_box), ("inversion steps", self.steps_box),
-                                      ("α", self.step_size_box), ("", self.schedule_box),
-                                      ("test images", self.test_box)))):
-            row.setSpacing(4)
-            for text, widget in pairs:
-                if text:
-                    label = QLabel(text)
-                    label.setBuddy(widget)
-                    row.addWidget(label)
-                row.addWidget(widget)
-                row.addSpacing(6)
-        models_row.addStretch(1)
+        models_row = labelled_row([("Build D_R with", self.robust_box),
+                                   ("D_NR, D_rand, D_det with", self.standard_box)], spacing=6)
         models_row.addWidget(self.load_button)
+        run_row = labelled_row([("images per dataset", self.count_box), ("inversion steps", self.steps_box),
+                                ("α", self.step_size_box), ("", self.schedule_box), ("test images", self.test_box)],
+                               spacing=6, stretch=False)
         run_row.addWidget(self.run_button)
         run_row.addWidget(self.cancel_button)
         run_row.addStretch(1)
@@ -188,11 +167,9 @@ class DatasetExperiments(QWidget):
         layout.addWidget(self.shown)
         layout.addWidget(self.status)
         self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(lambda: self.ctx.cancel(JOB_SLOT))
         self.load_button.clicked.connect(self._ask_results)
         self.count_box.valueChanged.connect(lambda _v: self._update_warning())
         self.steps_box.valueChanged.connect(lambda _v: self._update_warning())
-        self.ctx.cancelRequested.connect(lambda: self.cancel_button.setEnabled(False))
         self.ctx.modelsChanged.connect(lambda _m: self._refresh_models())
         self.ctx.datasetChanged.connect(lambda _d: self._refresh_models())
         self._refresh_models()
@@ -225,17 +202,46 @@ class DatasetExperiments(QWidget):
         passes = 2 * count * steps
         self.warning.setText(
             f"A full run takes long on {where}: {passes:,} forward+backward passes to invert {count:,} images twice "
-            f"({steps} steps each), targeted PGD (L2 ε = {self.relabel['eps']:g}, {self.relabel['pgd_steps']} "
+            f"({steps} steps each), targeted PGD (L2 ε = {self.construction.eps:g}, {self.construction.pgd_steps} "
             f"steps) for D_rand and D_det, then 5 standard models trained and attacked. Start small (a few hundred "
             f"images) to see the rows fill in; a cancelled run resumes where it stopped. Data kept in "
             f"{self.data_root}.")
 
+    # ---------------------------------------------------------------- settings
+
+    def setting_widgets(self) -> dict[str, QWidget]:
+        return {"images": self.count_box, "steps": self.steps_box, "step_size": self.step_size_box,
+                "schedule": self.schedule_box, "test_images": self.test_box}
+
+    def setting_value(self, key: str):
+        if key in ("robust_model", "standard_model"):
+            return self.models()[key == "standard_model"]
+        if key == "results":
+            return str(self.results_path) if self.results_path is not None else ""
+        return super().setting_value(key)
+
+    def apply_setting(self, key: str, value) -> None:
+        if key in ("robust_model", "standard_model"):
+            box = self.robust_box if key == "robust_model" else self.standard_box
+            if value:
+                check_remembered(self.ctx, "adversarial" if box is self.robust_box else "standard", str(value))
+                choose(box, self.ctx, str(value))
+            else:  # none remembered: the first model there, as on first start
+                box.clear()
+                self._refresh_models()
+        elif key == "results":
+            if value and Path(str(value)).is_file():
+                self.load_results(Path(str(value)), quiet=True)
+        else:
+            super().apply_setting(key, value)
+
     # ---------------------------------------------------------------- results files
 
     def _ask_results(self) -> None:
-        start = str(self.results_path.parent if self.results_path else REPO_RESULTS.parent)
+        start = str(self.results_path.parent) if self.results_path else self.ctx.last_folder("results")
         path, _ = QFileDialog.getOpenFileName(self, "Experiment results", start, "Results (*.json)")
         if path:
+            self.ctx.remember_folder("results", str(Path(path).parent))
             self.load_results(Path(path))
 
     def load_results(self, path: Path, quiet: bool = False) -> bool:
@@ -270,10 +276,11 @@ class DatasetExperiments(QWidget):
             if self.schedule_box.findData(inversion.get("schedule")) >= 0:
                 self.schedule_box.setCurrentIndex(self.schedule_box.findData(inversion["schedule"]))
             if inversion.get("seeds") in SEED_MODES:
-                self.seeds = inversion["seeds"]
+                self.construction = replace(self.construction, seeds=inversion["seeds"])
             relabel = sources.get("D_rand") or sources.get("D_det") or {}
             if "eps" in relabel and "steps" in relabel:
-                self.relabel = {"eps": float(relabel["eps"]), "pgd_steps": int(relabel["steps"])}
+                self.construction = replace(self.construction, eps=float(relabel["eps"]),
+                                            pgd_steps=int(relabel["steps"]))
         except (TypeError, ValueError):
             pass  # a hand-edited file: keep the controls as they are
         self._update_warning()
@@ -281,7 +288,7 @@ class DatasetExperiments(QWidget):
     def _describe_results(self) -> None:
         results, path = self.results, self.results_path
         if results is None:
-            self.shown.setText("")
+            self.shown.setText(NOTHING_SHOWN)
             return
         parts = []
         for row in results.get("rows", []):
@@ -296,11 +303,6 @@ class DatasetExperiments(QWidget):
                 parts.append(f"{row['dataset']}: targeted L2 PGD ε = {source['eps']}, {source.get('steps', '?')} steps")
         test = results.get("test", {})
         settings = results.get("settings", {})
-        if path is not None:
-            try:
-                path = path.resolve().relative_to(REPO_RESULTS.parents[2])  # docs/features/results.json
-            except ValueError:
-                pass
         where = f"Shown: {path}" if path is not None else "Shown: this run"
         self.shown.setText(
             f"{where}. Evaluated on the real {test.get('dataset', '')} {test.get('split', 'test')} set "
@@ -313,7 +315,7 @@ class DatasetExperiments(QWidget):
     def _eps_list(self) -> list[float]:
         if self.results is not None:
             return [float(e) for e in self.results.get("settings", {}).get("eval_eps", [])]
-        return [float(e) for e in self.experiment_settings().eval_eps]
+        return [float(e) for e in self.training.eval_eps]
 
     def _fill_table(self) -> None:
         eps_list = self._eps_list()
@@ -380,158 +382,93 @@ class DatasetExperiments(QWidget):
 
     # ---------------------------------------------------------------- running
 
-    def experiment_settings(self) -> ExperimentSettings:
-        return ExperimentSettings(**self.extra_settings)
+    def request(self) -> IlyasExperimentRequest:
+        """The run the controls ask for: the pipeline's request, as ``robustlens experiment --build-in``
+        builds it from its options."""
+        robust, standard = self.models()
+        dataset = self.ctx.dataset.name if self.ctx.dataset is not None else "fashion-mnist"
+        construction = replace(self.construction, count=self.count_box.value(), steps=self.steps_box.value(),
+                               step_size=float(self.step_size_box.value()), schedule=self.schedule_box.currentData())
+        request = IlyasExperimentRequest(workdir="", robust_model=robust, standard_model=standard, dataset=dataset,
+                                         test_images=self.test_box.value(), construction=construction,
+                                         training=self.training)
+        return replace(request, workdir=str(self.data_root / request.recipe_name()))
 
     def run(self) -> None:
         """Build (or resume) the four datasets and run the experiment; the table fills in row by row."""
-        dataset = self.ctx.dataset
-        name = dataset.name if dataset is not None else "fashion-mnist"
         self._refresh_models()
-        robust_key, standard_key = self.models()
-        missing = [(kind, key) for kind, key in (("adversarial", robust_key), ("standard", standard_key))
+        request = self.request()
+        missing = [(kind, key) for kind, key in (("adversarial", request.robust_model),
+                                                 ("standard", request.standard_model))
                    if model_status(self.ctx, key) in ("missing", "none")]
         if missing:
             self.status.setText(f"<span style='color:{style.WRONG.name()}'>Cannot run: "
                                 + "<br>".join(missing_text(kind, key or "(no model)") for kind, key in missing)
                                 + "</span>")
             return
-        count, steps, test_count = self.count_box.value(), self.steps_box.value(), self.test_box.value()
-        settings = self.experiment_settings()
-        options = {"seeds": self.seeds, "step_size": float(self.step_size_box.value()),
-                   "schedule": self.schedule_box.currentData(), **self.relabel, **self.build_options}
-        pgd = {k: options.pop(k) for k in ("eps", "pgd_steps")}
-        tails = "-".join(Path(key).stem if Path(key).is_absolute() else key.rsplit("/", 1)[-1]
-                         for key in (robust_key, standard_key))
-        # one folder per recipe, so that changing a setting starts a new build instead of refusing to resume
-        recipe = (f"{count}images-{steps}steps-a{options['step_size']:g}-{options['schedule']}-{options['seeds']}-"
-                  f"pgd{pgd['eps']:g}x{pgd['pgd_steps']}")
-        folder = self.data_root / f"{name}-{recipe}-{tails}"
-        out = folder / "results.json"
-
-        def job(engine, cancel):  # on the engine thread: chain the engine's jobs
-            robust, standard = engine.model(robust_key), engine.model(standard_key)
-            source = load_dataset(name, "train")
-            test = load_dataset(name, "test")
-            if test_count < len(test):
-                test = test.subset(range(test_count))
-            if count > len(source):
-                raise ValueError(f"the {name} training set has {len(source):,} images, fewer than {count:,}")
-            builders = {
-                "D_R": robust_dataset_job(robust, source, folder / "D_R", count=count, steps=steps, **options),
-                "D_NR": non_robust_dataset_job(standard, source, folder / "D_NR", count=count, steps=steps,
-                                               **options),
-                "D_rand": relabeled_dataset_job(standard, source, folder / "D_rand", mode="rand", count=count,
-                                                eps=pgd.get("eps", 1.0), steps=pgd.get("pgd_steps", 100)),
-                "D_det": relabeled_dataset_job(standard, source, folder / "D_det", mode="det", count=count,
-                                               eps=pgd.get("eps", 1.0), steps=pgd.get("pgd_steps", 100)),
-            }
-            built = {}
-            for stage, (dataset_name, builder) in enumerate(builders.items()):
-                for event in builder(cancel):
-                    if isinstance(event, Finished):
-                        built[dataset_name] = event.result
-                    elif isinstance(event, Progress):
-                        yield Progress(stage + event.fraction, UNITS, f"building {dataset_name}: {event.message}")
-                        yield Partial(f"status:{dataset_name}", f"building {event.fraction:.0%}")
-                yield Partial(f"status:{dataset_name}", "built; waiting to train")
-            real = source.subset(select_source_indices(source, count, 0))  # the images the builders transformed
-            real.name = "D"
-            for event in experiment_job({"D": real, **built}, test, settings=settings, out=out,
-                                        device=engine.device)(cancel):
-                if isinstance(event, Progress):  # done = rows finished + a fraction of the current one
-                    yield Progress(len(builders) + event.done, UNITS, event.message)
-                    dataset_name, _, message = event.message.partition(": ")
-                    yield Partial(f"status:{dataset_name}", message)
-                else:
-                    yield event
-
-        self._run_id += 1
-        run_id = self._run_id
-        self.results = {"format": EXPERIMENT_FORMAT, "settings": settings.to_dict(), "rows": [],
-                        "test": {"dataset": name, "split": "test"}}
+        load_unloaded(self.ctx, (request.robust_model, request.standard_model))
+        count = request.construction.count
+        self.results = {"format": EXPERIMENT_FORMAT, "settings": request.training.to_dict(), "rows": [],
+                        "test": {"dataset": request.dataset, "split": "test"}}
         self.results_path = None
-        self.row_status = {n: "waiting" for n in ROW_ORDER}
+        self.row_status = {name: "waiting" for name in ROW_ORDER}
+        self.stage = None
         self._fill_table()
-        self.shown.setText(f"Running: {count:,} images per dataset, {steps} inversion steps; saved in {folder}")
+        self.shown.setText(f"Running: {count:,} images per dataset, {request.construction.steps} inversion steps; "
+                           f"saved in {request.workdir}")
         self._started = time.monotonic()
-        self.handle = self.ctx.submit_with_models(JOB_SLOT, job, on_event=lambda e: self._on_event(e, run_id, out),
-                                                  keep_every=("row",), label=f"Ilyas et al. experiment ({count:,} "
-                                                                             "images)")
-        self.cancel_button.setEnabled(True)
+        out = Path(request.out or Path(request.workdir) / "results.json")
+        self.run_engine(JOB_SLOT, ilyas_experiment_job, request, label=f"Ilyas et al. experiment ({count:,} images)",
+                        keep_every=("row", "stage"), on_partial=self._on_partial, on_progress=self._on_progress,
+                        on_done=lambda results: self._show_done(results, out), on_aborted=self._show_cancelled,
+                        on_failed=lambda event: self.status.setText(f"Failed: {event.message}"),
+                        cancel_button=self.cancel_button)
         self.status.setText("building D_R…")
 
-    def _on_event(self, event, run_id: int, out: Path) -> None:
-        if run_id != self._run_id:
-            return
-        elapsed = time.monotonic() - self._started
-        if isinstance(event, Partial) and event.kind.startswith("status:"):
-            name = event.kind.split(":", 1)[1]
-            if name in self.row_status and self.row_values(name) is None:
-                self.row_status[name] = str(event.value)
-                self._fill_table()
-        elif isinstance(event, Partial) and event.kind == "row-started":
-            self.row_status[event.value["dataset"]] = f"training ({event.value['epochs']} epochs)"
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self._started:.0f} s"
+
+    def _set_status(self, name: str, text: str) -> None:
+        if name in self.row_status and self.row_values(name) is None:
+            self.row_status[name] = text
             self._fill_table()
-        elif isinstance(event, Partial) and event.kind == "row":
+
+    def _on_partial(self, event) -> None:
+        if event.kind == "stage":
+            if self.stage in BUILT_ROWS:
+                self._set_status(self.stage, "built; waiting to train")
+            self.stage = event.value["stage"]
+            self._set_status(self.stage, "building 0%")
+        elif event.kind == "row-started":
+            self._set_status(event.value["dataset"], f"training ({event.value['epochs']} epochs)")
+        elif event.kind == "row":
             row = event.value
             self.results["rows"] = [r for r in self.results["rows"] if r["dataset"] != row["dataset"]] + [row]
             self.row_status.pop(row["dataset"], None)
             self._fill_table()
-            self.status.setText(f"{row['dataset']} done: clean {_percent(row['clean_accuracy'])} · {elapsed:.0f} s")
-        elif isinstance(event, Progress):
-            self.status.setText(f"{event.message} · {elapsed:.0f} s")
-        elif isinstance(event, Finished):
-            self.results, self.results_path = event.result, out
-            self.row_status = {}
-            self._fill_table()
-            self._describe_results()
-            self.status.setText(f"Done in {elapsed:.0f} s; results in {out}.")
-            self.cancel_button.setEnabled(False)
-        elif isinstance(event, Aborted):
-            self.status.setText(f"Cancelled after {elapsed:.0f} s: run again with the same settings to resume "
-                                "(finished chunks and rows are kept).")
-            self.cancel_button.setEnabled(False)
-        elif isinstance(event, Failed):
-            self.status.setText(f"Failed: {event.message}")
-            self.cancel_button.setEnabled(False)
+            self.status.setText(f"{row['dataset']} done: clean {_percent(row['clean_accuracy'])} · {self._elapsed()}")
 
-    # ---------------------------------------------------------------- lecture mode and settings
+    def _on_progress(self, event) -> None:
+        self.status.setText(f"{event.message} · {self._elapsed()}")
+        if self.stage in BUILT_ROWS:  # each stage is one unit of the pipeline's progress
+            self._set_status(self.stage, f"building {event.done - BUILT_ROWS.index(self.stage):.0%}")
+        elif self.stage == "experiment":
+            name, _, message = event.message.partition(": ")
+            self._set_status(name, message)
+
+    def _show_done(self, results: dict, out: Path) -> None:
+        self.results, self.results_path = results, out
+        self.row_status = {}
+        self._fill_table()
+        self._describe_results()
+        self.status.setText(f"Done in {self._elapsed()}; results in {out}.")
+
+    def _show_cancelled(self, _event) -> None:
+        self.status.setText(f"Cancelled after {self._elapsed()}: run again with the same settings to resume "
+                            "(finished chunks and rows are kept).")
+
+    # ---------------------------------------------------------------- lecture mode
 
     def set_lecture_mode(self, on: bool) -> None:
         self.table.resizeColumnsToContents()
         self.table.resizeRowsToContents()
-
-    def save_settings(self, settings) -> None:
-        robust, standard = self.models()
-        settings.setValue("robust_model", robust)
-        settings.setValue("standard_model", standard)
-        settings.setValue("images", self.count_box.value())
-        settings.setValue("steps", self.steps_box.value())
-        settings.setValue("test_images", self.test_box.value())
-        settings.setValue("step_size", float(self.step_size_box.value()))
-        settings.setValue("schedule", self.schedule_box.currentData())
-        if self.results_path is not None:
-            settings.setValue("results", str(self.results_path))
-
-    def restore_settings(self, settings) -> None:
-        self.set_models(settings.value("robust_model"), settings.value("standard_model"))
-        for key, box in (("images", self.count_box), ("steps", self.steps_box), ("test_images", self.test_box)):
-            value = settings.value(key)
-            if value is not None:
-                try:
-                    box.setValue(int(value))
-                except (TypeError, ValueError):
-                    raise ValueError(f"experiments/{key} = {value!r} is not a number") from None
-        step_size = settings.value("step_size")
-        if step_size is not None:
-            try:
-                self.step_size_box.setValue(float(step_size))
-            except (TypeError, ValueError):
-                raise ValueError(f"experiments/step_size = {step_size!r} is not a number") from None
-        schedule = settings.value("schedule")
-        if schedule is not None and self.schedule_box.findData(schedule) >= 0:
-            self.schedule_box.setCurrentIndex(self.schedule_box.findData(schedule))
-        path = settings.value("results")
-        if path and Path(str(path)).exists():
-            self.load_results(Path(str(path)), quiet=True)

@@ -24,20 +24,6 @@ TRAIN_HINT = {"adversarial": "robustlens train --mode adversarial --norm l2 --ep
               "noise": "robustlens train --mode noise --sigma 0.5 --out noise.pt"}
 
 
-def kind_of_zoo_name(name: str, info: dict) -> str | None:
-    """A zoo model's kind from its manifest entry, or from its name while the manifest lacks it."""
-    if info.get("kind"):
-        return str(info["kind"])
-    tail = name.rsplit("/", 1)[-1]
-    if tail.startswith("noise-"):
-        return "noise"
-    if tail.endswith("-robust"):
-        return "adversarial"
-    if tail == "standard":
-        return "standard"
-    return None
-
-
 def dataset_name(ctx: AppContext) -> str:
     return ctx.dataset.name if ctx.dataset is not None else "fashion-mnist"
 
@@ -59,9 +45,9 @@ def candidates(ctx: AppContext, kind: str) -> list[str]:
     so the panel can say what to do), the zoo's others of that kind, and the loaded ones."""
     dataset = dataset_name(ctx)
     keys = [f"{dataset}/{tail}" for tail in DEFAULT_TAILS[kind]]
-    for name, info in ((e.name, e.manifest) for e in catalogue()):
-        if kind_of_zoo_name(name, info) == kind and name.startswith(dataset + "/") and name not in keys:
-            keys.append(name)
+    for entry in catalogue():
+        if entry.kind == kind and entry.dataset == dataset and entry.name not in keys:
+            keys.append(entry.name)
     for info in ctx.models_of_kind(kind):
         if info.key not in keys:
             keys.append(info.key)
@@ -110,6 +96,21 @@ def fill_model_box(box: QComboBox, ctx: AppContext, kind: str, *, optional: bool
         box.setCurrentIndex(position if position >= 0 else 0)
     finally:
         box.blockSignals(False)
+
+
+def check_remembered(ctx: AppContext, kind: str, key: str) -> None:
+    """ValueError for a remembered key that names no model there is or could be (a built-in default
+    still being trained is offered, so it passes), so that settings fall back to the default."""
+    if key and model_status(ctx, key) == "missing" and key not in candidates(ctx, kind):
+        raise ValueError(f"no model {key!r} (no such built-in model or file)")
+
+
+def load_unloaded(ctx: AppContext, keys) -> None:
+    """Ask the window to load the built-in models a run uses but the window has not loaded yet, so
+    they appear (ticked, in their colour) wherever models are shown."""
+    wanted = [key for key in keys if model_status(ctx, key) == "zoo"]
+    if wanted:
+        ctx.load_models(wanted)
 
 
 def choose(box: QComboBox, ctx: AppContext, key: str, metas: dict | None = None) -> None:

@@ -1,5 +1,5 @@
 """The Features panel's drawings: one column per image (seed, original, reconstructions) and the
-representation-distance curves. They only draw what ``engine/features.py`` computed; the panel
+representation-distance curves. They only draw what ``engine/inversion.py`` computed; the panel
 (``features.py``) decides what to show when."""
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from .. import style
 from ..imaging import ImageView, to_qimage
+from ..plots import Plot
 from ..predictions import PredictionBars, PredictionRow
 
 DISTANCE_LABEL = "‖g(x_r) − g(x)‖₂ / ‖g(x)‖₂"
 SMALLEST_SHOWN = 1e-6   # a log axis cannot show 0; a distance this small is "reached" for the eye
-
-
-_font = style.sized_font
 
 
 class ImageColumn(QFrame):
@@ -87,39 +84,30 @@ class ImageColumn(QFrame):
         self.view.setMinimumSize(side, side)
 
 
-class DistancePlot(pg.PlotWidget):
+class DistancePlot(Plot):
     """d(x_r) against the step, one curve per inverted model, on a log axis (the distance falls by
     orders of magnitude for a standard model and far less for a robust one)."""
 
+    MIN_LINES = 12.0
+    SIZE_HINT = QSize(340, 240)  # modest: the tab sits in a scroll area, which gives a panel its preferred height
+
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent=parent, background="w")
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        self.setMenuEnabled(False)
+        # below the axes, in two columns: inside the plot it would hide the curves it names
+        self.legend = pg.LegendItem(colCount=2, labelTextColor="k", verSpacing=-6, horSpacing=4)
+        super().__init__(parent)
         item = self.getPlotItem()
         item.setLogMode(x=False, y=True)
         item.showGrid(x=True, y=True, alpha=0.2)
-        for axis in ("left", "bottom"):
-            self.getAxis(axis).setTextPen("k")
-            self.getAxis(axis).setPen("k")
         item.setLabel("bottom", "step")
         item.setLabel("left", DISTANCE_LABEL)
-        self.title = "Representation distance d"  # short: a long title widens the plot past its widget
-        self.setTitle(self.title, color="k", size=f"{style.base_point_size() * 1.1:.1f}pt")
-        # below the axes, in two columns: inside the plot it would hide the curves it names
-        self.legend = pg.LegendItem(colCount=2, labelTextColor="k", verSpacing=-6, horSpacing=4)
+        self.set_title("Representation distance d")  # short: a long title widens the plot past its widget
         item.layout.addItem(self.legend, 4, 1)
         self.curves: dict[str, pg.PlotDataItem] = {}   # d at each step
         self.lowest: dict[str, pg.PlotDataItem] = {}   # lowest d so far
         self.names: dict[str, str] = {}
         self._faint_sample = pg.PlotDataItem([], [], pen=pg.mkPen(QColor(110, 110, 110), width=1))
         self._steps = 1
-        self.setMinimumSize(220, 200)
-        self._point_size = style.base_point_size()
-
-    def sizeHint(self) -> QSize:
-        # modest: the tab sits in a scroll area, which gives a panel at least its preferred height
-        return QSize(340, 240)
+        self.setMinimumWidth(220)
 
     def reset(self, series: list[tuple[str, str, QColor]], steps: int) -> None:
         """New curves ``(key, legend name, colour)`` for a run of ``steps`` steps (the x axis spans them
@@ -142,7 +130,7 @@ class DistancePlot(pg.PlotWidget):
         self._steps = max(1, int(steps))
         self.setXRange(0, self._steps, padding=0.02)
         self.enableAutoRange(axis="y")
-        self._apply_legend_font()
+        self.style_legend(self.legend)
 
     def set_curve(self, key: str, values: Sequence[float], lowest: Sequence[float] | None = None) -> None:
         curve = self.curves.get(key)
@@ -161,17 +149,5 @@ class DistancePlot(pg.PlotWidget):
         return np.asarray(curve.yData)
 
     def set_fonts(self, point_size: float) -> None:
-        self._point_size = point_size
-        font = _font(point_size)
-        for axis in ("left", "bottom"):
-            self.getAxis(axis).setStyle(tickFont=font)
-            self.getAxis(axis).label.setFont(font)
-        self.setTitle(self.title, color="k", size=f"{point_size * 1.1:.1f}pt")
-        self._apply_legend_font()
-
-    def _apply_legend_font(self) -> None:
-        size = f"{self._point_size:.1f}pt"
-        self.legend.setLabelTextSize(size)
-        for _sample, label in self.legend.items:
-            label.setText(label.text, size=size)
-        self.legend.updateSize()
+        super().set_fonts(point_size)
+        self.style_legend(self.legend)  # below the axes, so not the plot item's own legend
