@@ -8,12 +8,13 @@ thread uses it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import torch
 
-from .jobs import CancelToken, Finished, Progress
+from .jobs import CancelToken, Finished, Progress, predict_job
 from .models import load_checkpoint, load_model, zoo_file, zoo_names
 from .smoothing import Smooth
 
@@ -83,5 +84,26 @@ def load_models_job(cache: ModelCache, keys: tuple[str, ...]):
                 errors[key] = " ".join(str(error).split()) or type(error).__name__
         cache.active_keys = [key for key, _ in loaded]
         yield Finished((loaded, errors))
+
+    return job
+
+
+@dataclass(frozen=True)
+class PredictionsRequest:
+    """Which models judge which images: ``images`` {name: [0,1] (N,C,H,W) or (C,H,W) array or tensor};
+    ``keys`` the models by key, ``None`` for the models the window shows."""
+    images: Mapping[str, Any]
+    keys: tuple[str, ...] | None = None
+
+
+def predictions_job(cache: ModelCache, request: PredictionsRequest):
+    """Softmax probabilities of the requested models on the requested images (``jobs.predict_job``).
+
+    Finished.result is {image name: {model key: (N, classes) float32 array, or a one-line string
+    saying why not}}; a model that does not load fails the job with its one-line error."""
+    keys = None if request.keys is None else tuple(request.keys)
+
+    def job(cancel: CancelToken):
+        return (yield from predict_job(cache.models(keys), dict(request.images))(cancel))
 
     return job
