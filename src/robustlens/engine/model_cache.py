@@ -8,6 +8,7 @@ thread uses it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -88,6 +89,9 @@ def load_models_job(cache: ModelCache, keys: tuple[str, ...]):
     return job
 
 
+PREDICTIONS_STEP_S = 0.1  # the predictions job's steps: about this long (cancellation is checked per model)
+
+
 @dataclass(frozen=True)
 class PredictionsRequest:
     """Which models judge which images: ``images`` {name: [0,1] (N,C,H,W) or (C,H,W) array or tensor};
@@ -104,6 +108,13 @@ def predictions_job(cache: ModelCache, request: PredictionsRequest):
     keys = None if request.keys is None else tuple(request.keys)
 
     def job(cancel: CancelToken):
-        return (yield from predict_job(cache.models(keys), dict(request.images))(cancel))
+        # one model's forward pass is a few ms: yield (a step the engine may switch at) only every
+        # PREDICTIONS_STEP_S, so the click's predictions do not wait behind a long job's chunk per model
+        last = time.monotonic()
+        for event in predict_job(cache.models(keys), dict(request.images))(cancel):
+            if isinstance(event, Progress) and time.monotonic() - last < PREDICTIONS_STEP_S:
+                continue
+            last = time.monotonic()
+            yield event
 
     return job
