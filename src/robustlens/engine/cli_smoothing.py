@@ -89,16 +89,21 @@ def _prepare(args):
         raise CLIError(f"{args.model} was not trained with Gaussian noise: give --sigma")
     if not (sigma > 0 and math.isfinite(sigma)):
         raise CLIError(f"--sigma must be a finite number above 0, got {sigma}")
-    if model.meta.sigma is not None and abs(sigma - model.meta.sigma) > 1e-12:
-        print(f"note: certifying at σ = {sigma:g} a model trained with σ = {model.meta.sigma:g}", file=sys.stderr)
     dataset = load_dataset(args.dataset or model.meta.dataset, args.split, args.data_root)
     if tuple(dataset.image_shape) != tuple(model.meta.input_shape):
         raise CLIError(f"{args.model} takes {model.meta.input_shape} images but {dataset.name} has "
                        f"{dataset.image_shape}")
     stop = len(dataset) if args.max is None else min(args.max, len(dataset))
     positions = list(range(0, stop, args.skip))  # the reference: i % skip == 0 and i < max
+    # the existing --out is checked (same settings, or --overwrite) before anything is printed or run
+    command = "certify" if hasattr(args, "n0") else "predict"
+    table = ResumableTSV(out, TSV_HEADER if command == "certify" else PREDICT_TSV_HEADER,
+                         run_settings(args, model, sigma, dataset), tool=f"robustlens {command}",
+                         overwrite=args.overwrite)
+    if model.meta.sigma is not None and abs(sigma - model.meta.sigma) > 1e-12:
+        print(f"note: certifying at σ = {sigma:g} a model trained with σ = {model.meta.sigma:g}", file=sys.stderr)
     smooth = Smooth(model, len(model.meta.classes), sigma, optimize=not args.eager)
-    return model, smooth, dataset, positions, out, run_settings(args, model, sigma, dataset)
+    return model, smooth, dataset, positions, out, table
 
 
 def run_settings(args, model, sigma: float, dataset) -> dict:
@@ -118,10 +123,10 @@ def _resuming_note(table: ResumableTSV, total: int) -> None:
 
 
 def run_certify(args) -> int:
-    model, smooth, dataset, positions, out, settings = _prepare(args)
+    model, smooth, dataset, positions, out, table = _prepare(args)
     began = time.perf_counter()
     radii, correct = [], []
-    with ResumableTSV(out, TSV_HEADER, settings, tool="robustlens certify", overwrite=args.overwrite) as table:
+    with table:
         _resuming_note(table, len(positions))
         todo = [p for p in positions if str(dataset.source_index(p)) not in table.rows]
         for fields in table.rows.values():  # idx label predict radius correct time
@@ -146,10 +151,10 @@ def run_certify(args) -> int:
 
 
 def run_predict(args) -> int:
-    model, smooth, dataset, positions, out, settings = _prepare(args)
+    model, smooth, dataset, positions, out, table = _prepare(args)
     began = time.perf_counter()
     outcomes = []
-    with ResumableTSV(out, PREDICT_TSV_HEADER, settings, tool="robustlens predict", overwrite=args.overwrite) as table:
+    with table:
         _resuming_note(table, len(positions))
         todo = [p for p in positions if str(dataset.source_index(p)) not in table.rows]
         for fields in table.rows.values():  # idx label predict correct time

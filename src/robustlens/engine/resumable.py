@@ -54,7 +54,7 @@ def prepare_output_file(path: Path | str) -> Path:
 def prepare_output_folder(folder: Path | str) -> Path:
     """``folder`` created if missing; refused with one line if it or a folder above it is a file."""
     folder = Path(folder).expanduser()
-    blocked = _blocked(folder / "x")
+    blocked = _blocked(folder / "x", what=f"create the folder {folder}")
     if blocked:
         raise OutputRefused(blocked)
     try:
@@ -64,8 +64,9 @@ def prepare_output_folder(folder: Path | str) -> Path:
     return folder
 
 
-def _blocked(path: Path) -> str | None:
+def _blocked(path: Path, what: str = "") -> str | None:
     """Why the folders above ``path`` cannot hold it (one of them exists and is not a folder), if so."""
+    what = what or f"write {path}"
     for parent in reversed(path.parents):
         try:
             st = os.stat(parent)
@@ -75,7 +76,7 @@ def _blocked(path: Path) -> str | None:
             continue
         if not stat.S_ISDIR(st.st_mode):
             kind = "a file" if stat.S_ISREG(st.st_mode) else describe_kind(st.st_mode)
-            return f"cannot write {path}: {parent} is {kind}, not a folder"
+            return f"cannot {what}: {parent} is {kind}, not a folder"
     return None
 
 
