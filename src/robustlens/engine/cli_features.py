@@ -277,7 +277,7 @@ def run_experiment_command(args) -> int:
         path = Path(args.show).expanduser()
         try:
             results = json.loads(read_regular(path, limit=MANIFEST_LIMIT, what="a results file"))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path} is not a results JSON ({error})") from None
         print(format_experiment_table(results, markdown=args.markdown))
         return 0
