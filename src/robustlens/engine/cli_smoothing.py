@@ -73,9 +73,11 @@ def register(sub) -> None:
 # ---------------------------------------------------------------- certify / predict
 
 
-def _prepare(args):
-    """Model, smoothed classifier, the selected images and the run's settings, every input checked
-    first (the output path before anything slow)."""
+def _prepare(args, *, columns: str | None = None, tool: str | None = None, extra_settings: dict | None = None):
+    """Model, smoothed classifier, the selected images, the output path and its ResumableTSV (not yet
+    opened), every input checked first (the output path before anything slow). ``columns`` / ``tool``
+    default to certify's or predict's; ``extra_settings`` are further settings a mode adds to
+    :func:`run_settings` (a rerun resumes only if they are equal too)."""
     if args.n < 1 or getattr(args, "n0", 1) < 1 or args.batch < 1 or args.skip < 1:
         raise CLIError("--n, --n0, --batch and --skip must be positive")
     if not 0 < args.alpha < 1:
@@ -97,9 +99,9 @@ def _prepare(args):
     positions = list(range(0, stop, args.skip))  # the reference: i % skip == 0 and i < max
     # the existing --out is checked (same settings, or --overwrite) before anything is printed or run
     command = "certify" if hasattr(args, "n0") else "predict"
-    table = ResumableTSV(out, TSV_HEADER if command == "certify" else PREDICT_TSV_HEADER,
-                         run_settings(args, model, sigma, dataset), tool=f"robustlens {command}",
-                         overwrite=args.overwrite)
+    settings = {**run_settings(args, model, sigma, dataset), **(extra_settings or {})}
+    table = ResumableTSV(out, columns or (TSV_HEADER if command == "certify" else PREDICT_TSV_HEADER), settings,
+                         tool=tool or f"robustlens {command}", overwrite=args.overwrite)
     if model.meta.sigma is not None and abs(sigma - model.meta.sigma) > 1e-12:
         print(f"note: certifying at σ = {sigma:g} a model trained with σ = {model.meta.sigma:g}", file=sys.stderr)
     smooth = Smooth(model, len(model.meta.classes), sigma, optimize=not args.eager)
