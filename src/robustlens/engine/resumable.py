@@ -23,7 +23,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from .files import MiB, describe_kind, read_regular
 
@@ -190,7 +190,3 @@ class ResumableTSV:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def todo(units: Iterable, key: Callable, table: ResumableTSV) -> list:
-    """The units whose key is not yet a row of ``table``, in their order."""
-    return [unit for unit in units if key(unit) not in table.rows]
