@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import CLIError
+from .cli import CLIError, positive_float
 from .data import DATASETS, SPLITS, load_dataset
 from .models import default_device, load_model
 from .certify_tsv import PREDICT_TSV_HEADER, TSV_HEADER, certify_tsv_row, predict_tsv_row, read_certify_tsv
@@ -28,7 +28,7 @@ from .smoothing_bounds import certified_accuracy
 
 def _add_run_arguments(p, certify: bool) -> None:
     p.add_argument("--model", required=True, help="built-in noise model (e.g. fashion-mnist/noise-0.25) or file")
-    p.add_argument("--sigma", type=float, help="noise level σ (default: the σ the model was trained with)")
+    p.add_argument("--sigma", type=positive_float, help="noise level σ (default: the σ the model was trained with)")
     if certify:
         p.add_argument("--n0", type=int, default=100, help="noise samples that select the top class")
     p.add_argument("--n", type=int, default=100_000,
@@ -159,12 +159,23 @@ def radius_table(tables, labels, radii) -> str:
     return "\n".join(lines)
 
 
+def _refuse_nonfinite_radii(path: Path, table) -> None:
+    """A radius of inf or NaN is no certificate (σ = inf "certifies" any class at radius inf): name the
+    file and the first such row rather than draw it or fail with an OverflowError."""
+    bad = np.flatnonzero(~np.isfinite(table.radius))
+    if len(bad):
+        row = int(bad[0])
+        raise CLIError(f"{path}: data row {row + 1} (idx {int(table.idx[row])}) has radius {table.radius[row]}, "
+                       f"not a finite number ({len(bad)} of {len(table)} rows): was it certified with σ = inf?")
+
+
 def run_analyze(args) -> int:
     paths = [Path(f) for f in args.files]
     tables = [read_certify_tsv(p) for p in paths]
     for path, table in zip(paths, tables):
         if len(table) == 0:
             raise CLIError(f"{path}: no rows")
+        _refuse_nonfinite_radii(path, table)
     if args.labels and len(args.labels) != len(paths):
         raise CLIError(f"{len(args.labels)} labels for {len(paths)} files")
     if not args.step > 0:
