@@ -247,6 +247,8 @@ def judge(models: Mapping[str, nn.Module], images: torch.Tensor, batch_size: int
     them: does it transfer?). Images are moved to each model's device; results come back on the CPU."""
     if images.dim() == 3:
         images = images.unsqueeze(0)
+    check_images(images, None, "the images")
+    check_count(batch_size, "batch size")
     verdicts = {}
     for name, model in models.items():
         device = model_device(model)

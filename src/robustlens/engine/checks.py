@@ -65,7 +65,9 @@ def check_nonnegative(value, name: str) -> float:
 
 def check_count(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     """A whole number in [minimum, maximum] (sample counts, batch sizes, steps, restarts), as an int."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
             value = int(value)  # 1000.0 from a settings file or arithmetic: the same count
         else:
@@ -143,11 +145,12 @@ def check_images(images, expected_shape: Sequence[int] | None = None, name: str 
                          f"{_shape_text(expected_shape)} images")
     if tensor.numel() == 0:
         return
+    has = "have" if name.endswith("s") else "has"  # "the image has", "the images have", "seeds have"
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         nan = int(torch.isnan(tensor).sum())
         infinite = int(torch.isinf(tensor).sum())
         parts = ([_plural(nan, "NaN pixel")] if nan else []) + ([_plural(infinite, "infinite pixel")] if infinite else [])
-        raise ValueError(f"{name} has {' and '.join(parts)}")
+        raise ValueError(f"{name} {has} {' and '.join(parts)}")
     if not unit_range:
         return
     low, high = (float(v) for v in torch.aminmax(tensor.detach().float()))
@@ -155,7 +158,7 @@ def check_images(images, expected_shape: Sequence[int] | None = None, name: str 
         hint = "images are [0, 1] floats"
         if low >= 0.0 and high <= 255.0:
             hint += "; did you pass 0–255?"
-        raise ValueError(f"pixel values must be in [0, 1]: {name} has {low:.4g} … {high:.4g} ({hint})")
+        raise ValueError(f"pixel values must be in [0, 1]: {name} {has} {low:.4g} … {high:.4g} ({hint})")
 
 
 # ---------------------------------------------------------------- models
