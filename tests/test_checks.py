@@ -218,6 +218,19 @@ def test_a_checkpoint_with_nan_weights_is_refused_at_load(tmp_path, noise_model,
         load_checkpoint(tmp_path / "plain.pt", arch="fmnist-cnn", device="cpu")
 
 
+def test_the_window_s_model_loader_reports_a_nan_weights_file_and_loads_the_rest(tmp_path, noise_model):
+    from robustlens.engine.model_cache import ModelCache, load_models_job
+
+    model = load_checkpoint_copy(tmp_path, noise_model)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[:3] = math.nan
+    save_checkpoint(model, tmp_path / "bad.pt")
+    cache = ModelCache("cpu")
+    loaded, errors = run_to_end(load_models_job(cache, (str(tmp_path / "bad.pt"), NOISE)))
+    assert [key for key, _ in loaded] == [NOISE]
+    assert "bad.pt has 3 NaN weights" in errors[str(tmp_path / "bad.pt")]
+
+
 def load_checkpoint_copy(tmp_path, model):
     save_checkpoint(model, tmp_path / "copy.pt")
     return load_checkpoint(tmp_path / "copy.pt", device="cpu")
