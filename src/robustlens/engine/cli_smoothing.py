@@ -196,12 +196,23 @@ def radius_table(tables, labels, radii) -> str:
     return "\n".join(lines)
 
 
+def _refuse_nonfinite_radii(path: Path, table) -> None:
+    """A radius of inf or NaN is no certificate (σ = inf "certifies" any class at radius inf): name the
+    file and the first such row rather than draw it or fail with an OverflowError."""
+    bad = np.flatnonzero(~np.isfinite(table.radius))
+    if len(bad):
+        row = int(bad[0])
+        raise CLIError(f"{path}: data row {row + 1} (idx {int(table.idx[row])}) has radius {table.radius[row]}, "
+                       f"not a finite number ({len(bad)} of {len(table)} rows): was it certified with σ = inf?")
+
+
 def run_analyze(args) -> int:
     paths = [Path(f) for f in args.files]
     tables = [read_certify_tsv(p) for p in paths]
     for path, table in zip(paths, tables):
         if len(table) == 0:
             raise CLIError(f"{path}: no rows")
+        _refuse_nonfinite_radii(path, table)
     if args.labels and len(args.labels) != len(paths):
         raise CLIError(f"{len(args.labels)} labels for {len(paths)} files")
     if not args.step > 0:
