@@ -19,7 +19,10 @@ Guarantees, after every step: ‖δ‖ ≤ ε (up to float rounding) and x + δ 
 Speed: gradients are taken with respect to the input only (``torch.autograd.grad``), never the
 model's parameters, and the loss and logits of iterate k come from the forward pass that computes
 the gradient at step k+1, so tracking the best iterate or streaming per-step numbers costs no extra
-forward pass per step, only one at the very end.
+forward pass per step, only one at the very end. On the CPU the forward/backward pass runs in
+sub-batches whose activations stay in cache, when the model treats each image on its own (eval mode,
+known per-sample layers): the same gradients, about twice as fast at batch 1,000
+(``engine/attack_gradients.py``, bench/bench_pgd.py).
 
 Entry points:
 - :func:`pgd` (the foundation's signature), :func:`pgd_steps` (the same as a stream of steps) and
@@ -34,7 +37,7 @@ An attack as the app and the CLI configure it (:class:`AttackConfig`, :func:`att
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
 from dataclasses import dataclass
 from typing import Iterator
@@ -43,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attack_gradients import gradient_sub_batch, loss_and_gradient, loss_only
 from .checks import check_count, check_images, check_labels, check_nonnegative, check_positive, finite_outputs, \
     model_classes, model_input_shape
 
@@ -265,8 +269,10 @@ def iterates(model, images: torch.Tensor, classes: torch.Tensor, *, norm: str, e
     kept, success is final anyway, so robust accuracy comes out the same, only faster.
     """
     sign = -1.0 if targeted else 1.0
-    # callers may hold no_grad (e.g. an evaluation loop); the input gradient needs grad mode
-    grad_mode = contextlib.nullcontext() if torch.is_grad_enabled() else torch.enable_grad()
+    # callers may hold no_grad (e.g. an evaluation loop): loss_and_gradient enables grad mode itself
+    objective = functools.partial(attack_loss, loss=loss)
+    # on the CPU, forward/backward in sub-batches that stay in cache (the same numbers; see attack_gradients)
+    sub_batch = gradient_sub_batch(model, images)
     if norm == "linf":  # the feasible box {‖δ‖∞ ≤ ε} ∩ [0,1], as per-pixel bounds
         low, high = (images - eps).clamp_(min=0.0), (images + eps).clamp_(max=1.0)
     for restart in range(restarts):
@@ -282,17 +288,9 @@ def iterates(model, images: torch.Tensor, classes: torch.Tensor, *, norm: str, e
             last = step == steps
             if len(moving) and (not last or evaluate_last):
                 if last:
-                    with torch.no_grad():
-                        part_logits = model(moving)
-                        part_losses = attack_loss(part_logits, y, loss)
+                    part_logits, part_losses = loss_only(model, moving, y, objective, sub_batch)
                 else:
-                    moving.requires_grad_(True)
-                    with grad_mode:
-                        part_logits = model(moving)
-                        part_losses = attack_loss(part_logits, y, loss)
-                        (grad,) = torch.autograd.grad(part_losses.sum(), moving)
-                    moving = moving.detach()
-                    part_logits, part_losses = part_logits.detach(), part_losses.detach()
+                    part_logits, part_losses, grad = loss_and_gradient(model, moving, y, objective, sub_batch)
                 if active is None:
                     adversarial, logits, losses = moving, part_logits, part_losses
                 else:
