@@ -21,44 +21,24 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.special import betaincinv
 from scipy.stats import binom, binomtest, norm
-from torch import nn
 
 from robustlens.engine.smoothing import ABSTAIN, Smooth
 
-SHAPE = (1, 4, 4)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from known_classifiers import SHAPE, linear_case  # noqa: E402 - the classifiers the tests use
+
 SIGMA = 0.5
 CERTIFY = dict(alpha=0.05, n0=20, n=300)
 PREDICT = dict(alpha=0.05, n=200)
 CERTIFY_P_A = (0.8, 0.97)
 PREDICT_P_A = (0.5, 0.55)
 TRIALS = 2000
-
-
-class LinearBinary(nn.Module):
-    """f(x) = 1 if w·x + b > 0 else 0, as two logits (−s, s)."""
-
-    def __init__(self, w: torch.Tensor, b: float):
-        super().__init__()
-        self.w = nn.Parameter(w.flatten().clone(), requires_grad=False)
-        self.b = nn.Parameter(torch.tensor(float(b)), requires_grad=False)
-
-    def forward(self, x):
-        s = x.flatten(1) @ self.w + self.b
-        return torch.stack([-s, s], dim=1)
-
-
-def linear_case(distance: float, seed: int = 0):
-    """A [0,1] image x and a linear classifier whose boundary is ``distance`` away (class 1 side)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(SHAPE, generator=g)
-    w = torch.randn(SHAPE, generator=g)
-    b = distance * w.norm() - (w * x).sum()
-    return x, LinearBinary(w, float(b))
 
 
 def exact_certify_failure(p_a: float, n: int, alpha: float) -> float:

@@ -29,14 +29,7 @@ from robustlens.engine.models import build_model, save_checkpoint
 TOL = 1e-6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a shared, busy CPU two OpenMP threads wait on each other and small
-    batches run orders of magnitude slower; one thread keeps the file fast everywhere."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(seed: int = 0) -> nn.Module:

@@ -28,12 +28,7 @@ from robustlens.engine.smoothing import Smooth, certify_job
 NOISE = "fashion-mnist/noise-0.25"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
