@@ -74,6 +74,7 @@ class DeckController(QObject):
         self.problems: list[str] = []  # what went wrong applying the current step (also in the pane)
         self._saved = self._snapshot()
         self._gallery_was_shown = window.gallery_action.isChecked()
+        self._strip_was_shown = window.strip_action.isChecked()
         self._window_keys = (list(window.next_action.shortcuts()), list(window.previous_action.shortcuts()))
         # PgDown / PgUp step the deck now; the window's next / previous image keep their other keys
         for action in (window.next_action, window.previous_action):
@@ -120,6 +121,7 @@ class DeckController(QObject):
             self.problems.append(f"no tab {step.tab!r}")
         else:
             window.tabs.setCurrentIndex(titles.index(step.tab))
+            window.show_strip(step.strip and self._strip_was_shown)
             self._apply(panel, step.settings)
             self._select(step.image)
             if step.run:
@@ -220,6 +222,7 @@ class DeckController(QObject):
             window.removeAction(action)
             action.deleteLater()
         window.show_gallery(self._gallery_was_shown)
+        window.show_strip(self._strip_was_shown)
         self.pane.remove()
         if getattr(window, "deck", None) is self:
             window.deck = None

@@ -16,8 +16,8 @@ from robustlens.engine.deck_file import REPLAY_RADII, Deck, DeckStep
 
 from . import style
 
-WIDTH_SHARE = 0.27      # of the window's width
-MIN_WIDTH, MAX_WIDTH = 330, 620
+WIDTH_SHARE = 0.25      # of the window's width
+MIN_WIDTH, MAX_WIDTH = 280, 560
 ACCENT = "#0072B2"      # Okabe–Ito blue: reads on a projector
 PANE_STYLE = f"""
 QLabel#deck-counter {{ color: palette(placeholder-text); }}
@@ -39,7 +39,7 @@ class DeckPane(QDockWidget):
         body = QWidget()
         body.setObjectName("deck-body")
         body.setStyleSheet(PANE_STYLE)
-        self.counter = QLabel("")
+        self.counter = _wrapped(QLabel(""))
         self.counter.setObjectName("deck-counter")
         self.heading = _wrapped(QLabel(""))
         self.heading.setObjectName("deck-title")
@@ -99,6 +99,7 @@ class DeckPane(QDockWidget):
         layout.addLayout(nav)
         self.setWidget(body)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self)
+        self.show()  # a dock added to a window already on screen stays hidden otherwise
         window.ctx.lectureModeChanged.connect(self._lecture_changed)
         self.set_fonts()
         self.fit_width()

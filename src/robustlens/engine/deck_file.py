@@ -14,6 +14,7 @@ it out to copy and edit)::
     settings = { source = "fashion-mnist/standard", norm = "linf", eps_linf = 0.1 }
     run = true                                # run the tab's job (as F5) once the step is shown
     click = []                                # then click these buttons of the tab, by their text
+    strip = true                              # false: hide the image strip, the tab gets the height
     formula = "x ← Π(x + α·sign ∇ℓ)"          # shown large beside the panel
     text = "Markdown: what to say, what to point at."
 
@@ -43,7 +44,7 @@ LOCAL_PREFIX = "./"
 MAX_DECK_BYTES = 1 << 20   # a deck is text: a megabyte is far more than any lecture
 MAX_STEPS = 200
 REPLAY_RADII = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)   # the radii of a replayed certified-accuracy table
-STEP_KEYS = ("title", "tab", "image", "settings", "run", "click", "formula", "text", "replay",
+STEP_KEYS = ("title", "tab", "image", "settings", "run", "click", "strip", "formula", "text", "replay",
              "live_settings", "live_click")
 DECK_KEYS = ("title", "step")
 
@@ -71,6 +72,7 @@ class DeckStep:
     settings: tuple[tuple[str, Any], ...] = ()
     run: bool = False
     click: tuple[str, ...] = ()
+    strip: bool = True
     formula: str = ""
     text: str = ""
     replay: tuple[Path, ...] = ()
@@ -171,7 +173,7 @@ def _step(entry: Any, number: int, where: str, folder: Path | None,
     image = entry.get("image")
     if image is not None and (isinstance(image, bool) or not isinstance(image, int) or image < 0):
         raise DeckError(f"{label}: image = {image!r} must be a dataset index (a whole number ≥ 0)")
-    for key in ("run",):
+    for key in ("run", "strip"):
         if key in entry and not isinstance(entry[key], bool):
             raise DeckError(f"{label}: {key} = {entry[key]!r} must be true or false")
     for key in ("formula", "text"):
@@ -184,6 +186,7 @@ def _step(entry: Any, number: int, where: str, folder: Path | None,
     return DeckStep(title=entry["title"].strip(), tab=tab, image=image, replay_rows=rows,
                     settings=_settings(entry.get("settings", {}), f"{label}: settings", tab, check, folder),
                     run=bool(entry.get("run", False)), click=clicks["click"],
+                    strip=bool(entry.get("strip", True)),
                     formula=entry.get("formula", "").strip(), text=entry.get("text", "").strip(),
                     replay=replay,
                     live_settings=_settings(entry.get("live_settings", {}), f"{label}: live_settings", tab,
