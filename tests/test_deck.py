@@ -100,7 +100,7 @@ def test_replayed_results_match_the_shipped_files(window, qtbot):
     by_name = {row.name: row.accuracy for row in step.replay_rows}
     assert by_name["noise-0.25"][0] > by_name["noise-1.00"][0]
     assert by_name["noise-0.25"][REPLAY_RADII.index(1.5)] == 0 < by_name["noise-1.00"][REPLAY_RADII.index(1.5)]
-    assert "90%" in controller.pane.replay_table.text()  # noise-0.25 at r = 0: 452 of 500
+    assert "90%" in controller.pane.replay_table.text()  # σ 0.25 at r = 0: 452 of 500
     # rerun live clicks the tab's own button: the certified-accuracy job starts
     window.cancel_jobs()
     assert controller.rerun_live() == []

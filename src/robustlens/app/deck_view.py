@@ -149,7 +149,7 @@ class DeckPane(QDockWidget):
             base = style.base_point_size()
         for widget, scale, bold in ((self.heading, 1.45, True), (self.formula, 1.2, False),
                                     (self.text, 1.0, False), (self.counter, 0.9, False),
-                                    (self.replay_table, 0.95, False), (self.problems, 0.95, False)):
+                                    (self.replay_table, 0.9, False), (self.problems, 0.95, False)):
             font = QFont(QApplication.instance().font())
             font.setPointSizeF(base * scale)
             font.setBold(bold)
@@ -183,12 +183,12 @@ def _replay_html(step: DeckStep) -> str:
     """A replayed certified-accuracy table: one row per shipped certify run, one column per radius."""
     if not step.replay_rows:
         return ""
-    head = "".join(f"<th align='right'>&nbsp;{'r = ' if r == 0 else ''}{r:g}</th>" for r in REPLAY_RADII)
-    rows = [f"<tr><th align='left'>model</th>{head}</tr>"]
+    head = "".join(f"<th align='right'>&nbsp;{r:g}</th>" for r in REPLAY_RADII)
+    rows = [f"<tr><th align='left'>r =</th>{head}</tr>"]
     for row in step.replay_rows:
         cells = "".join(f"<td align='right'>&nbsp;{v:.0%}</td>" for v in row.accuracy)
-        rows.append(f"<tr><td>{html.escape(row.name)}</td>{cells}</tr>")
-    images = sorted({row.images for row in step.replay_rows})
-    count = " / ".join(f"{n:,}" for n in images)
-    return (f"Certified accuracy at radius r ({count} test images each):"
-            f"<table cellspacing='0' cellpadding='1'>{''.join(rows)}</table>")
+        name = row.name.replace("noise-", "σ ") if row.name.startswith("noise-") else row.name
+        rows.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
+    count = " / ".join(f"{n:,}" for n in sorted({row.images for row in step.replay_rows}))
+    return (f"Certified accuracy at radius r, {count} test images:"
+            f"<table cellspacing='0' cellpadding='0'>{''.join(rows)}</table>")

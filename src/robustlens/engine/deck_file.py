@@ -43,7 +43,7 @@ BUILTIN_PREFIX = "builtin:"
 LOCAL_PREFIX = "./"
 MAX_DECK_BYTES = 1 << 20   # a deck is text: a megabyte is far more than any lecture
 MAX_STEPS = 200
-REPLAY_RADII = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)   # the radii of a replayed certified-accuracy table
+REPLAY_RADII = (0.0, 0.5, 1.0, 1.5, 2.0)   # the radii of a replayed certified-accuracy table
 STEP_KEYS = ("title", "tab", "image", "settings", "run", "click", "strip", "formula", "text", "replay",
              "live_settings", "live_click")
 DECK_KEYS = ("title", "step")
