@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import CLIError
+from .cli import CLIError, add_model_arguments
 from .data import DATASETS, SPLITS, load_dataset
 from .models import default_device, load_model
 from .certify_tsv import PREDICT_TSV_HEADER, TSV_HEADER, certify_tsv_row, predict_tsv_row, read_certify_tsv
@@ -27,7 +27,7 @@ from .smoothing_bounds import certified_accuracy
 
 
 def _add_run_arguments(p, certify: bool) -> None:
-    p.add_argument("--model", required=True, help="built-in noise model (e.g. fashion-mnist/noise-0.25) or file")
+    add_model_arguments(p, required=True, help="built-in noise model (e.g. fashion-mnist/noise-0.25) or file")
     p.add_argument("--sigma", type=float, help="noise level σ (default: the σ the model was trained with)")
     if certify:
         p.add_argument("--n0", type=int, default=100, help="noise samples that select the top class")
