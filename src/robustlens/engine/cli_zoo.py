@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import torch
 
-from .cli import nonnegative_float, positive_float, positive_int
+from .cli import add_model_arguments, nonnegative_float, positive_float, positive_int
 from .data import DATASETS, load_dataset
-from .evaluate import accuracy, robust_accuracy
+from .evaluate import ATTACK_LABELS, ATTACKS, EvaluationResult, accuracy, evaluate_robustness
 from .models import default_device, load_model, zoo_manifest
 from .train import MODES, TrainConfig, train
 
@@ -38,14 +39,24 @@ def register(sub) -> None:
     p = sub.add_parser("zoo", help="list the built-in models with their accuracies")
     p.set_defaults(func=run_zoo)
 
-    p = sub.add_parser("evaluate", help="clean and PGD-robust accuracy of a model on the test set")
-    p.add_argument("--model", required=True, help="built-in name or checkpoint file")
-    p.add_argument("--norm", choices=("l2", "linf"), default="l2")
-    p.add_argument("--eps", type=nonnegative_float, nargs="+", default=[1.0])
-    p.add_argument("--steps", type=positive_int, default=20)
-    p.add_argument("--restarts", type=positive_int, default=1)
-    p.add_argument("--max", type=positive_int, default=1000, help="test images for the robust accuracy")
-    p.add_argument("--data-root")
+    p = sub.add_parser("evaluate", help="clean and robust accuracy of a model on the test set (PGD, APGD, "
+                                        "AutoAttack)")
+    add_model_arguments(p, required=True, help="built-in name or checkpoint file")
+    p.add_argument("--norm", choices=("l2", "linf"), default="l2", help="threat model (default l2)")
+    p.add_argument("--eps", type=nonnegative_float, nargs="+", default=[1.0], help="ε values (default 1.0)")
+    p.add_argument("--attack", choices=ATTACKS, default="pgd",
+                   help="pgd: our PGD alone; apgd: also APGD-CE then APGD-T (100 steps each, torchattacks); "
+                        "autoattack: also the standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square). "
+                        "Both are reported beside PGD (default pgd)")
+    p.add_argument("--steps", type=positive_int, default=20, help="PGD steps (default 20)")
+    p.add_argument("--restarts", type=positive_int, default=1, help="PGD restarts (default 1)")
+    p.add_argument("--max", type=positive_int, default=1000,
+                   help="first test images for the robust accuracy (default 1000)")
+    p.add_argument("--dataset", choices=DATASETS, help="default: the model's dataset")
+    p.add_argument("--data-root", help="folder with the dataset files")
+    p.add_argument("--sigma", type=positive_float, help="σ of a noise-trained model whose file does not say")
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default 0)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.set_defaults(func=run_evaluate)
 
@@ -102,15 +113,29 @@ def run_zoo(args) -> int:
 def run_evaluate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model, device=default_device())
-    test = load_dataset(model.meta.dataset, "test", args.data_root)
+    model = load_model(args.model, device=default_device(), sigma=args.sigma)
+    test = load_dataset(args.dataset or model.meta.dataset, "test", args.data_root)
     began = time.perf_counter()
-    print(f"{args.model}: clean accuracy {100 * accuracy(model, test.images, test.labels):.2f}% "
-          f"on {len(test)} test images")
+    say = (lambda text: None) if args.json else print
+    clean = accuracy(model, test.images, test.labels)
+    say(f"{args.model}: clean accuracy {100 * clean:.2f}% on {len(test)} test images")
     subset = test.subset(range(min(args.max, len(test))))
+    table = evaluate_robustness(model, subset.images, subset.labels, norm=args.norm, eps_values=args.eps,
+                                attack=args.attack, steps=args.steps, restarts=args.restarts, seed=args.seed)
+    labels = {"pgd": f"PGD-{args.steps}", "worst": "worst of both", **{k: v for k, v in ATTACK_LABELS.items()
+                                                                       if k != "pgd"}}
     for eps in args.eps:
-        acc = robust_accuracy(model, subset.images, subset.labels, norm=args.norm, eps=eps, steps=args.steps,
-                              restarts=args.restarts)
-        print(f"  PGD {args.norm.upper()} ε={eps:g}: robust accuracy {100 * acc:.2f}% on {len(subset)} images")
-    print(f"({time.perf_counter() - began:.0f} s)")
+        cells = "  ".join(f"{labels[attack]} {100 * table[attack][eps]:.2f}%" for attack in table)
+        say(f"  {args.norm.upper()} ε={eps:g}: robust accuracy {cells} on {len(subset)} images")
+    seconds = time.perf_counter() - began
+    if args.json:
+        result = EvaluationResult(
+            model=str(args.model), norm=args.norm, attack=args.attack, images=len(subset), clean_images=len(test),
+            clean_accuracy=clean, pgd={"steps": args.steps, "restarts": args.restarts,
+                                       "step_size": "2.5·ε/steps", "random_start": True, "seed": args.seed},
+            robust_accuracy={attack: {f"{eps:g}": value for eps, value in by_eps.items()}
+                             for attack, by_eps in table.items()}, seconds=round(seconds, 1))
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"({seconds:.0f} s)")
     return 0
