@@ -114,7 +114,7 @@ def run_evaluate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device=default_device(), sigma=args.sigma)
-    test = load_dataset(args.dataset or model.meta.dataset, "test", args.data_root)
+    test = load_dataset(args.dataset or model.meta.dataset, "test", args.data_root, shape=model.meta.input_shape)
     began = time.perf_counter()
     say = (lambda text: None) if args.json else print
     clean = accuracy(model, test.images, test.labels)
