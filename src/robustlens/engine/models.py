@@ -174,13 +174,16 @@ def architecture_info(arch: str) -> tuple[Callable[[ModelMeta], nn.Module], str,
     return builder, dataset, tuple(classes() if callable(classes) else classes), shape
 
 
+def architecture_summaries() -> list[tuple[str, str, tuple, int]]:
+    """(name, dataset, input shape, class count) of every architecture, without building any."""
+    return [(name, dataset, shape, 1000 if callable(classes) else len(classes))
+            for name, (_, dataset, classes, shape) in ARCHITECTURES.items()]
+
+
 def architecture_choices() -> str:
     """The architectures with their input shape and class count, for error messages and --help."""
-    def count(classes) -> str:
-        return "1000" if callable(classes) else str(len(classes))
-
-    return "; ".join(f"{name} ({'×'.join(map(str, shape))}, {count(classes)} classes)"
-                     for name, (_, _, classes, shape) in ARCHITECTURES.items())
+    return "; ".join(f"{name} ({'×'.join(map(str, shape))}, {count} classes)"
+                     for name, _, shape, count in architecture_summaries())
 
 
 def build_model(arch: str, meta: ModelMeta | None = None, **meta_fields) -> nn.Module:

@@ -19,6 +19,7 @@ A model key names a file together with what the file does not say: ``PATH::arch=
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -276,3 +277,65 @@ def load_published(obj, path: Path, arch: str | None, sigma: float | None, name:
                          f"{keys or 'nothing'}; expected a robustlens checkpoint, a plain state_dict, Cohen et al.'s "
                          "{'arch', 'state_dict', …}, Madry et al.'s {'model', 'epoch'}, or TorchScript)")
     return LOADERS[fmt](obj, path, arch, sigma, name)
+
+
+# ---------------------------------------------------------------- what a file needs (the Open model dialog)
+
+@dataclass
+class ModelFileInfo:
+    """What the Open model dialog must ask about a file before it can load: ``needs_arch`` for a plain
+    state_dict or a robustness-library checkpoint, ``asks_sigma`` where σ is not in the file."""
+    path: str
+    format: str            # "robustlens" | "torchscript" | "cohen" | "madry" | "state_dict" | "unknown"
+    description: str
+    arch: str | None = None  # the architecture the file names
+    needs_arch: bool = False
+    asks_sigma: bool = False
+    sigma: float | None = None  # the σ its folder name suggests
+
+
+FORMAT_DESCRIPTIONS = {
+    "robustlens": "a robustlens checkpoint",
+    "torchscript": "a TorchScript model",
+    "cohen": "a Cohen et al. (2019) randomized-smoothing checkpoint",
+    "madry": "a Madry et al. robustness-library checkpoint",
+    "state_dict": "a plain state_dict",
+    "unknown": "not a model file robustlens recognises",
+}
+
+
+def describe_model_file(path: str | Path) -> ModelFileInfo:
+    """Read just enough of a file (memory-mapped, ``weights_only``: no tensor data is read) to say
+    what it is and what it lacks. Never raises for a bad file: ``format`` is then "unknown" and the
+    loader reports the error as it loads."""
+    import zipfile
+
+    from .files import CHECKPOINT_LIMIT, check_regular
+
+    path = Path(path).expanduser()
+    info = ModelFileInfo(str(path), "unknown", FORMAT_DESCRIPTIONS["unknown"])
+    try:
+        check_regular(path, limit=CHECKPOINT_LIMIT, what="a model checkpoint", error=ModelError)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if any(name.endswith("constants.pkl") for name in archive.namelist()):
+                    info.format = "torchscript"
+        if info.format != "torchscript":
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, dict) and obj.get("format") == "robustlens-checkpoint":
+                info.format = "robustlens"
+            else:
+                info.format = checkpoint_format(obj) or "unknown"
+                info.needs_arch, info.asks_sigma = needs(obj)
+                if info.format == "cohen":
+                    info.arch = obj["arch"]
+                if info.needs_arch:
+                    info.asks_sigma = True  # a plain file never says how it was trained
+    except Exception:  # noqa: BLE001 - the loader will say what is wrong, in one line
+        return info
+    info.description = FORMAT_DESCRIPTIONS[info.format]
+    info.sigma = sigma_from_path(path) if info.asks_sigma else None
+    return info
