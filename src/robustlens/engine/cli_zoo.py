@@ -96,6 +96,28 @@ def format_zoo_table(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def format_strong_table(manifest: dict) -> str:
+    """The zoo's robust accuracies re-measured under a strong attack (the manifest's ``strong_attack``
+    entries, written from `robustlens evaluate --attack apgd --json`), beside PGD-20 on the same images."""
+    rows = []
+    for name, m in manifest["models"].items():
+        strong = m.get("strong_attack")
+        if not isinstance(strong, dict):
+            continue
+        for norm, by_eps in (strong.get("robust_accuracy") or {}).items():
+            for eps, value in by_eps.items():
+                pgd = (strong.get("pgd_robust_accuracy") or {}).get(norm, {}).get(eps)
+                rows.append([name, f"{NORM_LABELS.get(norm, norm)} {eps}",
+                             "-" if pgd is None else f"{100 * pgd:.1f}", f"{100 * value:.1f}"])
+    if not rows:
+        return ""
+    header = ["model", "ε", "PGD-20", "APGD-CE+APGD-T"]
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def run_zoo(args) -> int:
     manifest = zoo_manifest()
     if not manifest["models"]:
@@ -107,6 +129,12 @@ def run_zoo(args) -> int:
         print(f"\naccuracies in %; clean on the {ev.get('clean_images')} test images, robust under "
               f"PGD ({ev.get('steps')} steps, step 2.5·ε/steps, random start) on the first "
               f"{ev.get('robust_images')} test images")
+    strong = format_strong_table(manifest)
+    if strong:
+        images = next((m["strong_attack"].get("images") for m in manifest["models"].values()
+                       if isinstance(m.get("strong_attack"), dict)), None)
+        print(f"\nconfirmed by a strong attack, on the first {images} test images (an image counts only if "
+              f"it survives APGD-CE and then APGD-T, 100 steps each):\n{strong}")
     return 0
 
 
@@ -126,7 +154,7 @@ def run_evaluate(args) -> int:
                                                                        if k != "pgd"}}
     for eps in args.eps:
         cells = "  ".join(f"{labels[attack]} {100 * table[attack][eps]:.2f}%" for attack in table)
-        say(f"  {args.norm.upper()} ε={eps:g}: robust accuracy {cells} on {len(subset)} images")
+        say(f"  {NORM_LABELS[args.norm]} ε={eps:g}: robust accuracy {cells} on {len(subset)} images")
     seconds = time.perf_counter() - began
     if args.json:
         result = EvaluationResult(
