@@ -257,3 +257,25 @@ def test_robustbench_architectures_say_why_they_are_unavailable(tmp_path):
             load_model(str(tmp_path / "rb.pt"), device="cpu", arch="robustbench:cifar10:Linf:Standard")
     with pytest.raises(ModelError, match="robustbench:DATASET:THREAT:NAME"):
         load_model(str(tmp_path / "rb.pt"), device="cpu", arch="robustbench:Standard")
+
+
+def test_cli_wrong_arch_names_the_mismatching_keys_in_one_line(tmp_path, capsys):
+    path = tmp_path / "resnet20.pt"
+    torch.save(CifarResNet(20).state_dict(), path)
+    for command in (["evaluate"], ["certify", "--out", str(tmp_path / "c.tsv")], ["attack", "--index", "0"]):
+        assert main([*command, "--model", str(path), "--arch", "cifar_resnet110"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith(f"robustlens {command[0]}: error: resnet20.pt does not fit "
+                                                  "architecture 'cifar_resnet110': missing 540 keys"), err
+
+
+def test_zoo_prints_the_strong_attack_beside_pgd():
+    from robustlens.engine.cli_zoo import format_strong_table
+
+    manifest = {"models": {"fashion-mnist/l2-robust": {"strong_attack": {
+        "images": 500, "robust_accuracy": {"l2": {"1.5": 0.636}}, "pgd_robust_accuracy": {"l2": {"1.5": 0.682}}}},
+        "fashion-mnist/standard": {}}}
+    table = format_strong_table(manifest).splitlines()
+    assert table[0].split() == ["model", "ε", "PGD-20", "APGD-CE+APGD-T"]
+    assert table[2].split() == ["fashion-mnist/l2-robust", "L2", "1.5", "68.2", "63.6"] and len(table) == 3
+    assert format_strong_table({"models": {"a": {}}}) == ""
