@@ -70,6 +70,46 @@ probability = _number_type("probability", float, "a number between 0 and 1", lam
                            "between 0 and 1 (exclusive)", "A number strictly between 0 and 1 (α).")
 
 
+# ---------------------------------------------------------------- --model and --arch
+
+ARCH_HELP = ("architecture of a model file that does not name it (a plain state_dict, a Madry et al. "
+             "robustness-library checkpoint): {choices}; or robustbench:DATASET:THREAT:NAME")
+
+
+def add_model_arguments(parser, *flags: str, **model_kwargs) -> None:
+    """``--model`` (with the caller's argparse options) and ``--arch NAME`` beside it. After parsing,
+    ``main`` turns each model file given with ``--arch`` into a model key ``PATH::arch=NAME``, which every
+    loader (``models.load_model``, ``ModelCache``) understands, so subcommands load models unchanged."""
+    from .models import architecture_choices
+
+    parser.add_argument(*(flags or ("--model",)), **model_kwargs)
+    if not any(action.dest == "arch" for action in parser._actions):
+        parser.add_argument("--arch", metavar="NAME", help=ARCH_HELP.format(choices=architecture_choices()))
+
+
+MODEL_DESTS = ("model", "robust_model", "standard_model", "also")
+
+
+def _apply_arch(args) -> None:
+    """Give ``--arch`` to the model files among the parsed --model values (zoo names need none)."""
+    arch = getattr(args, "arch", None)
+    if not arch or getattr(args, "command", None) == "train":
+        return
+    from .models import zoo_names
+    from .published import model_key
+
+    zoo = set(zoo_names())
+
+    def keyed(value):
+        if isinstance(value, list):
+            return [keyed(v) for v in value]
+        return value if not isinstance(value, str) or value in zoo or "::" in value else model_key(value, arch)
+
+    for dest in MODEL_DESTS:
+        if getattr(args, dest, None) is not None:
+            setattr(args, dest, keyed(getattr(args, dest)))
+
+
 def _check_common_options(args) -> None:
     """Options several subcommands share, checked here whatever type their parser gave them."""
     threads = getattr(args, "threads", None)
@@ -119,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         _check_common_options(args)
+        _apply_arch(args)
         return int(args.func(args) or 0)
     except (CLIError, DatasetError, ModelError, ValueError, OSError) as error:
         print(f"robustlens {args.command}: error: {_one_line(error)}", file=sys.stderr)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cli import add_model_arguments
 from .attack_jobs import AttackConfig, attack_job
 from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .attacks import KEEPS, LOSSES, NORMS, RANDOM_STARTS, TARGET_MODES
@@ -40,7 +41,7 @@ def register(sub) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--curve", action="store_true", help="robust accuracy against ε for every --model")
     mode.add_argument("--transfer", action="store_true", help="transfer matrix between the --model models")
-    p.add_argument("--model", nargs="+", help="built-in names or checkpoint files (default: fashion-mnist/standard; "
+    add_model_arguments(p, nargs="+", help="built-in names or checkpoint files (default: fashion-mnist/standard; "
                                               "with --curve/--transfer every built-in model)")
     p.add_argument("--norm", choices=NORMS, default="l2")
     p.add_argument("--eps", type=nonnegative_float, nargs="+",

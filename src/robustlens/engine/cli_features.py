@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cli import add_model_arguments
 from .constructed import (DATASET_KINDS, STORAGE_DTYPES, load_built_dataset, non_robust_dataset_job,
                           real_images_of, relabeled_dataset_job, robust_dataset_job)
 from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
@@ -52,7 +53,7 @@ def register(sub) -> None:
                    help="robust: D_R, non-robust: D_NR, rand: D_rand, det: D_det")
     p.add_argument("--count", type=positive_int, required=True, help="number of training images to transform")
     p.add_argument("--out", required=True, help="folder for the dataset (chunks, manifest.json, dataset.npz)")
-    p.add_argument("--model", help=f"model to use (default: {DEFAULT_ROBUST} for robust, "
+    add_model_arguments(p, help=f"model to use (default: {DEFAULT_ROBUST} for robust, "
                                    f"{DEFAULT_STANDARD} otherwise)")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     p.add_argument("--data-root", help="folder with the dataset files")

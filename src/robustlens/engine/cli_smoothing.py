@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import CLIError, nonnegative_int, positive_float, positive_int, probability
+from .cli import CLIError, add_model_arguments, nonnegative_int, positive_float, positive_int, probability
 from .data import DATASETS, SPLITS, load_dataset
 from .models import default_device, load_model, weights_sha256
 from .resumable import ResumableTSV, prepare_output_file
@@ -29,7 +29,7 @@ from .smoothing_bounds import certified_accuracy
 
 
 def _add_run_arguments(p, certify: bool) -> None:
-    p.add_argument("--model", required=True, help="built-in noise model (e.g. fashion-mnist/noise-0.25) or file")
+    add_model_arguments(p, required=True, help="built-in noise model (e.g. fashion-mnist/noise-0.25) or file")
     p.add_argument("--sigma", type=positive_float, help="noise level σ (default: the σ the model was trained with)")
     if certify:
         p.add_argument("--n0", type=positive_int, default=100, help="noise samples that select the top class")
