@@ -254,3 +254,18 @@ def test_fast_clopper_pearson_equals_scipy_stats():
                             rel_tol=1e-9, abs_tol=1e-15)
         assert math.isclose(clopper_pearson_upper(k, n, level), upper_confidence_bound(k, n, level),
                             rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_ceiling_curves_are_the_all_agree_bounds():
+    from robustlens.engine.anytime import ceiling_curves
+
+    n, fixed, anytime = ceiling_curves(0.5, 10_000, 0.001)
+    assert n[0] == 100 and n[-1] == 10_000 and set(look_schedule(10_000)) <= set(n.astype(int))
+    assert np.allclose(fixed, 0.5 * norm.ppf(0.001 ** (1 / n)))
+    assert np.all(anytime < fixed) and np.all(np.diff(anytime) >= 0)
+    assert math.isclose(anytime[-1], anytime_max_radius(0.5, 10_000, 0.001))
+    # an all-agree run reaches the anytime ceiling at every look
+    x, smooth = _linear_smooth(3.0, 0.5)
+    for update in smooth.certify_anytime(x, 10, 10_000, 0.001, batch_size=1000, generator=0):
+        if update.phase == "estimation" and update.drawn in look_schedule(10_000):
+            assert math.isclose(update.radius, float(np.interp(update.drawn, n, anytime)), rel_tol=1e-9)

@@ -71,6 +71,12 @@ def _radius(sigma: float, p_lower: float) -> float:
     return float(sigma * ndtri(p_lower)) if p_lower > 0.5 else 0.0
 
 
+def _radii(sigma: float, p) -> np.ndarray:
+    """σ Φ⁻¹(p) of an array, 0 where p ≤ 1/2 (inf at p = 1)."""
+    p = np.asarray(p, dtype=np.float64)
+    return np.where(p > 0.5, sigma * ndtri(np.clip(p, 0.5, 1.0)), 0.0)
+
+
 def _general_radius(sigma: float, p_a: float, p_b: float) -> float:
     """Theorem 1: σ/2 (Φ⁻¹(pA) − Φ⁻¹(pB)) (smoothing_bounds.certified_radius with pB); 0 unless pA > pB."""
     return float(sigma / 2 * (ndtri(p_a) - ndtri(p_b))) if p_a > p_b else 0.0
@@ -157,6 +163,9 @@ class AnytimeTrace:
     anytime_lower: np.ndarray
     anytime_upper: np.ndarray
     fixed_lower: np.ndarray
+    radius_lower: np.ndarray      # the same as radii σ Φ⁻¹(p), 0 where p ≤ 1/2
+    radius_upper: np.ndarray      # the most any n could certify
+    radius_fixed: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -281,7 +290,8 @@ class _Run:
 
     def trace_arrays(self) -> AnytimeTrace:
         columns = np.array(self.trace, dtype=np.float64).reshape(-1, 4).T
-        return AnytimeTrace(columns[0].astype(np.int64), columns[1], columns[2], columns[3])
+        radii = (_radii(self.sigma, column) for column in columns[1:])
+        return AnytimeTrace(columns[0].astype(np.int64), columns[1], columns[2], columns[3], *radii)
 
     def certificate(self, reason: str) -> AnytimeCertificate:
         sequence, n, c_a = self.sequence, self.drawn, self.c_a
@@ -387,3 +397,20 @@ def decide_radius(smooth: Smooth, x, radius: float, n0: int, max_n: int, alpha: 
         certificate = update.certificate
     return RadiusDecision(radius, certificate.certified_at_target, certificate.prediction, certificate.samples,
                           certificate.seconds, certificate)
+
+
+# ---------------------------------------------------------------- for display
+
+
+def ceiling_curves(sigma: float, max_n: int, alpha: float, first_look: int = FIRST_LOOK, growth: float = GROWTH,
+                   points: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, fixed-n ceiling σ Φ⁻¹(α^(1/n)), anytime ceiling σ Φ⁻¹((α/K)^(1/n_k)) with n_k the last look ≤ n;
+    0 before the first look) for n from the first look to max_n, log-spaced plus every look: the most each
+    bound can certify after n samples — all of them agreeing."""
+    looks = np.asarray(look_schedule(max_n, first_look, growth), dtype=np.float64)
+    n = np.unique(np.concatenate([np.geomspace(min(looks[0], max_n), max_n, points), looks]))
+    fixed = sigma * ndtri(alpha ** (1.0 / n))
+    last_look = looks[np.maximum(np.searchsorted(looks, n, side="right") - 1, 0)]
+    anytime = np.where(n >= looks[0], sigma * ndtri((alpha / len(looks)) ** (1.0 / last_look)), 0.0)
+    return n, np.maximum(fixed, 0.0), np.maximum(anytime, 0.0)
+
