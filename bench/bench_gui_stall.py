@@ -10,6 +10,13 @@ status bar's progress). Two jobs, the two workloads the app streams:
 
 Prints the p50 / p99 / max lateness of the ticks (target: p99 under 50 ms on a 2-core CPU) and
 the job's throughput. Run: `QT_QPA_PLATFORM=offscreen python bench/bench_gui_stall.py [--seconds 8]`
+
+``--selections N`` instead holds PgDown: N "next image" steps at ``--rate`` per second (30, a key's
+auto-repeat) with every panel (``--panels all``, the default there) or only the frame, while the same
+10 ms timer ticks. It prints the GUI thread's CPU time per selection (``time.thread_time`` of the GUI
+thread, so other processes' load does not count), the ticks' lateness p50 / p99, how many times
+``selectionChanged`` fired, and that the last image's predictions arrived. The machine's load average
+is printed beside it: compare runs made one after the other.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
 import torch  # noqa: E402
-from PySide6.QtCore import QElapsedTimer, QSettings, QTimer  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 import robustlens.app  # noqa: E402,F401 - the app's process-wide fixes
@@ -35,6 +42,125 @@ from robustlens.engine.models import build_model, zoo_names  # noqa: E402
 
 TICK_MS = 10
 FRAME_ONLY = [("Predictions", "robustlens.app.panels.predictions:PredictionsPanel")]
+
+
+def wait_until(app: QApplication, condition, timeout_s: float = 60.0) -> bool:
+    """Run the event loop (not a busy loop: its own CPU time would count) until ``condition()``."""
+    if condition():
+        return True
+    loop, end = QEventLoop(), time.monotonic() + timeout_s
+    poll = QTimer()
+    poll.setInterval(5)
+    poll.timeout.connect(lambda: loop.quit() if condition() or time.monotonic() > end else None)
+    poll.start()
+    loop.exec()
+    poll.stop()
+    return condition()
+
+
+def idle_cpu_ms(app: QApplication, seconds: float) -> float:
+    """The GUI thread's CPU time per second with nothing happening but the 10 ms timer (the baseline)."""
+    ticker = QTimer()
+    ticker.setInterval(TICK_MS)
+    ticker.timeout.connect(lambda: None)
+    ticker.start()
+    cpu0, end = time.thread_time(), time.monotonic() + seconds
+    wait_until(app, lambda: time.monotonic() >= end)
+    ticker.stop()
+    return 1000 * (time.thread_time() - cpu0) / seconds
+
+
+def hold_page_down(window: MainWindow, app: QApplication, count: int, rate: float) -> dict:
+    """``count`` next-image steps at ``rate`` per second, as a held PgDown; the GUI thread's CPU time
+    and a 10 ms timer's lateness over them, until the last image's predictions are on screen."""
+    emitted = []
+
+    def on_emitted(selection):
+        emitted.append(selection)
+
+    window.ctx.selectionChanged.connect(on_emitted)
+    lateness: list[float] = []
+    clock = QElapsedTimer()
+    ticker = QTimer()
+    ticker.setInterval(TICK_MS)
+    last = {"t": None}
+
+    def tick():
+        now = clock.nsecsElapsed() / 1e6
+        if last["t"] is not None:
+            lateness.append(max(0.0, now - last["t"] - TICK_MS))
+        last["t"] = now
+
+    ticker.timeout.connect(tick)
+    stepper = QTimer()
+    stepper.setInterval(max(1, round(1000 / rate)))
+    steps = {"n": 0}
+
+    def step():
+        if steps["n"] >= count:
+            stepper.stop()
+            return
+        steps["n"] += 1
+        window.gallery.step(1)
+
+    stepper.timeout.connect(step)
+    start_index = window.ctx.selection.index
+    clock.start()
+    ticker.start()
+    cpu0, wall0 = time.thread_time(), time.monotonic()
+    stepper.start()
+    wait_until(app, lambda: steps["n"] >= count)
+    steps_wall, steps_cpu, steps_ticks = time.monotonic() - wall0, time.thread_time() - cpu0, len(lateness)
+    final = start_index + count
+    arrived = wait_until(app, lambda: (window.ctx.selection.index == final and window.strip.has_all_predictions("original")
+                                       and window.strip.predicted_for.get("original") == window.strip._generation["original"]))
+    settle_wall = time.monotonic() - wall0
+    cpu = time.thread_time() - cpu0
+    ticker.stop()
+    window.ctx.selectionChanged.disconnect(on_emitted)
+    window.cancel_jobs()
+    wait_until(app, lambda: not window.engine.active_jobs(), 30)
+    lat = np.asarray(lateness[:steps_ticks]) if steps_ticks else np.zeros(1)
+    return {"cpu_ms_per_selection": 1000 * steps_cpu / count, "cpu_ms_with_settle": 1000 * cpu / count,
+            "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "max": float(lat.max()),
+            "ticks": steps_ticks,
+            "emitted": len(emitted), "last_emitted": emitted[-1].index if emitted else None, "final": final,
+            "arrived": arrived, "steps_s": steps_wall, "settle_s": settle_wall,
+            "engine_handles": len(window.engine._jobs)}
+
+
+def selections_main(args) -> None:
+    import tempfile
+
+    from robustlens.app.panels import PANELS
+
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory() as tmp:
+        key = model_key(tmp)
+        panels = PANELS if args.panels == "all" else FRAME_ONLY
+        models = [n for n in zoo_names()] if args.panels == "all" and zoo_names() else [key]
+        window = MainWindow(settings=QSettings(os.path.join(tmp, "s.ini"), QSettings.Format.IniFormat),
+                            models=models, select=0, use_settings=False, panels=panels)
+        window.show()
+        wait_until(app, lambda: window._models_ready and window.strip.has_all_predictions("original"))
+        window.cancel_jobs()
+        wait_until(app, lambda: not window.engine.active_jobs(), 30)
+        print(f"device {window.engine.device}, torch threads {torch.get_num_threads()}, CPU cores {os.cpu_count()}, "
+              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; panels {args.panels} "
+              f"(current tab: {window.tabs.tabText(window.tabs.currentIndex())}), {len(models)} models")
+        print(f"{args.selections} selections at {args.rate:g}/s (held PgDown), {args.repeats} run(s); "
+              f"idle GUI thread: {idle_cpu_ms(app, 2.0) / args.rate:.2f} ms CPU per {1000 / args.rate:.0f} ms")
+        print("GUI CPU ms/sel: while the keys repeat; +settle: until the last image's predictions show; "
+              "lateness of the 10 ms timer while the keys repeat")
+        print(f"{'run':<6}{'GUI CPU ms/sel':>15}{'+settle':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'emitted':>9}"
+              f"{'last ok':>9}{'preds':>7}{'settle s':>10}{'handles':>9}")
+        for run in range(args.repeats):
+            r = hold_page_down(window, app, args.selections, args.rate)
+            print(f"{run + 1:<6}{r['cpu_ms_per_selection']:>15.2f}{r['cpu_ms_with_settle']:>9.2f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
+                  f"{r['emitted']:>9}{str(r['last_emitted'] == r['final']):>9}{str(r['arrived']):>7}"
+                  f"{r['settle_s']:>10.2f}{r['engine_handles']:>9}")
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        window.close()
 
 
 def model_key(tmp: str) -> str:
@@ -132,11 +258,19 @@ def main() -> None:
                         help="the engine thread's added niceness (default: the app's, "
                              f"{engine_thread.ENGINE_NICENESS}); 0 to compare without it")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads before starting")
+    parser.add_argument("--selections", type=int, default=0,
+                        help="hold PgDown instead: this many next-image steps (GUI CPU ms per selection)")
+    parser.add_argument("--rate", type=float, default=30.0, help="selections per second (--selections)")
+    parser.add_argument("--panels", choices=("all", "frame"), default="all", help="tabs of the window (--selections)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of --selections, one after the other")
     args = parser.parse_args()
     if args.niceness is not None:
         engine_thread.ENGINE_NICENESS = args.niceness
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
+    if args.selections:
+        selections_main(args)
+        return
 
     import tempfile
 

@@ -12,9 +12,10 @@ from typing import Any, Callable, Iterable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
-from robustlens.engine.jobs import Finished, predict_job
+from robustlens.engine.jobs import Finished
+from robustlens.engine.model_cache import PredictionsRequest, predictions_job
 
-from .engine_thread import Engine, JobHandle
+from .engine_thread import Engine, JobHandle, bind_request
 
 # The strip's slots, in display order: key -> (title, what fills it and where)
 STRIP_SLOTS: dict[str, tuple[str, str]] = {
@@ -69,7 +70,9 @@ class CertifiedImage:
 class AppContext(QObject):
     """State and services shared by the window and its panels. Lives on the GUI thread."""
 
-    selectionChanged = Signal(object)    # Selection (or None when the dataset changed and nothing is selected)
+    selectionChanged = Signal(object)    # Selection (or None): the selection settled; start its jobs now
+    selectionShown = Signal(object)      # Selection (or None), at once on every selection, a held PgDown's
+    #                                      too: only cheap drawing here (the strip's original image)
     datasetChanged = Signal(object)      # engine.data.Dataset
     modelsChanged = Signal(list)         # list[ModelInfo], the loaded models in display order
     runRequested = Signal()              # F5 / Ctrl+Return: the current tab should run its job
@@ -129,16 +132,13 @@ class AppContext(QObject):
                 keys: list[str] | None = None, label: str = "predicting") -> JobHandle:
         """Softmax probabilities of the loaded models (or ``keys``) on ``images`` ({name: (N,C,H,W)}).
         ``on_result({image name: {model key: (N, classes) array or a string saying why not}})``."""
-        keys = list(self.model_keys() if keys is None else keys)
-
-        def job(engine, cancel):
-            return predict_job(engine.models(keys), images)(cancel)
+        request = PredictionsRequest(dict(images), tuple(self.model_keys() if keys is None else keys))
 
         def on_event(event):
             if isinstance(event, Finished):
                 on_result(event.result)
 
-        return self.submit_with_models(slot, job, on_event=on_event, label=label)
+        return self.submit_with_models(slot, bind_request(predictions_job, request), on_event=on_event, label=label)
 
     def cancel(self, slot: str) -> None:
         self.engine.cancel(slot)

@@ -16,11 +16,27 @@ superseded job's events are no longer delivered: the slot's owner only ever sees
 Throttling. Progress, Snapshot and Partial events are coalesced per job and kind to about 25 per
 second (the latest one wins, and the last one before the end is always delivered); Finished,
 Failed and Aborted are always delivered, after any pending coalesced event.
+
+Bookkeeping. The GUI side remembers only what is running (``Engine._jobs``) and, per slot, its
+current job (``current(slot)``: a finished one only as long as someone else still holds its handle).
+A finished job's handle forgets its event handler, so nothing grows with the number of jobs run.
+
+Shutdown. ``shutdown(timeout_ms)`` cancels every job and waits a bounded time for the thread to
+end; the thread ends as soon as the running job returns from its current chunk (the worker closes
+every generator, so their ``finally`` blocks run on the engine thread, then quits). A job stuck
+inside one long chunk (a torch call that takes minutes) cannot be interrupted from outside: after
+the wait the thread is *abandoned* — kept referenced here until it ends by itself, so its QThread is
+never destroyed while running. If the process exits while one is still inside its chunk, an
+``atexit`` hook waits once more (``EXIT_WAIT_MS``) and then ends the process with ``os._exit``
+(stdout and stderr flushed; status 0: it only happens on a user's close), because letting Python
+tear down a running QThread aborts the process ("QThread: Destroyed while thread is still running").
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
+import functools
 import itertools
 import os
 import sys
@@ -28,6 +44,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+
+import weakref
 
 import torch
 from PySide6.QtCore import QObject, QThread, Qt, QTimer, Signal, Slot
@@ -42,6 +60,8 @@ COALESCED = (Progress, Snapshot, Partial)
 DEFAULT_INTERVAL_S = 0.04  # 25 updates per second: smooth to the eye, cheap for the GUI thread
 TRACE = bool(os.environ.get("ROBUSTLENS_ENGINE_TRACE"))  # print every time slice (diagnostics)
 SLICE_S = 0.01  # a job keeps the engine for this long (or one chunk) before the others get a turn
+SHUTDOWN_WAIT_MS = 10_000  # Engine.shutdown's default wait for the running job's chunk
+EXIT_WAIT_MS = 3_000       # at process exit, the last wait for an abandoned engine thread
 
 # ----------------------------------------------------------------------------- engine side
 
@@ -97,6 +117,7 @@ class EngineWorker(QObject):
         self._fresh: collections.deque[_Job] = collections.deque()   # not yet started, first come first
         self._step_scheduled = False
         self._flush_timer: QTimer | None = None
+        self.stopping = False  # set from the GUI thread by Engine.shutdown: start no further slice
         self._kick.connect(self._step, Qt.ConnectionType.QueuedConnection)
 
     @Slot()
@@ -128,7 +149,7 @@ class EngineWorker(QObject):
         QThread.currentThread().quit()
 
     def _schedule(self) -> None:
-        if (self._jobs or self._fresh) and not self._step_scheduled:
+        if (self._jobs or self._fresh) and not self._step_scheduled and not self.stopping:
             self._step_scheduled = True
             self._kick.emit()
 
@@ -139,8 +160,8 @@ class EngineWorker(QObject):
         A job not yet started goes first: a click's quick job (predictions) then never waits
         behind more than one chunk of the long jobs already running."""
         self._step_scheduled = False
-        if not (self._jobs or self._fresh):
-            return
+        if self.stopping or not (self._jobs or self._fresh):
+            return  # (stop, queued behind this step, closes the jobs)
         job = self._fresh.popleft() if self._fresh else self._jobs.popleft()
         began = time.monotonic()
         deadline = began + SLICE_S
@@ -202,6 +223,16 @@ class EngineWorker(QObject):
 
 # ----------------------------------------------------------------------------- GUI side
 
+def bind_request(function: Callable, request: Any) -> Callable:
+    """The ``job(cache, cancel)`` that runs the engine function ``function(cache, request)``
+    (``request``: plain values captured now, typically a frozen dataclass)."""
+    return functools.partial(_run_engine_function, function, request)
+
+
+def _run_engine_function(function: Callable, request: Any, cache: ModelCache, cancel: CancelToken):
+    return function(cache, request)(cancel)
+
+
 class JobHandle:
     """The GUI's view of one submitted job. ``state``: running, finished, failed or aborted."""
 
@@ -251,9 +282,11 @@ class Engine(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        _prune_abandoned()
         self._ids = itertools.count(1)
-        self._jobs: dict[int, JobHandle] = {}
-        self._slots: dict[str, JobHandle] = {}
+        self._jobs: dict[int, JobHandle] = {}         # the running jobs (not superseded), oldest first
+        self._slots: dict[str, JobHandle] = {}        # slot -> its running job
+        self._ended: dict[str, weakref.ref] = {}      # slot -> its last job, once ended (held by others only)
         self.device = default_device()
         self._thread = QThread()
         self._thread.setObjectName("robustlens-engine")
@@ -282,13 +315,15 @@ class Engine(QObject):
             handle.token.cancel()
             handle.state = "aborted"
             return handle
-        previous = self._slots.get(slot)
+        previous = self._slots.pop(slot, None)
         if previous is not None and previous.running:
             previous.superseded = True  # its remaining events are dropped: the slot moved on
             previous.cancel()
             previous.state = "aborted"
             previous.ended_at = time.monotonic()
+            previous.on_event = None
             self._jobs.pop(previous.id, None)
+        self._ended.pop(slot, None)
         handle = JobHandle(next(self._ids), slot, label or slot, CancelToken(), on_event, user_cancellable)
         self._jobs[handle.id] = handle
         self._slots[slot] = handle
@@ -308,21 +343,36 @@ class Engine(QObject):
                 handle.cancel()
 
     def current(self, slot: str) -> JobHandle | None:
-        return self._slots.get(slot)
+        """The slot's running job, else its last one while anyone still holds that handle."""
+        handle = self._slots.get(slot)
+        if handle is None:
+            ended = self._ended.get(slot)
+            handle = ended() if ended is not None else None
+        return handle
+
+    def bookkeeping(self) -> dict[str, int]:
+        """How many handles the engine holds (running, per-slot current, ended still alive), for tests."""
+        return {"running": len(self._jobs), "slots": len(self._slots),
+                "ended": sum(1 for ref in self._ended.values() if ref() is not None)}
 
     def active_jobs(self, slot: str | None = None) -> list[JobHandle]:
         """Jobs still running and not superseded, oldest first."""
         return [h for h in self._jobs.values() if h.running and (slot is None or h.slot == slot)]
 
-    def shutdown(self, timeout_ms: int = 10_000) -> bool:
-        """Cancel everything and stop the thread (waits at most one chunk of the running job)."""
+    def shutdown(self, timeout_ms: int = SHUTDOWN_WAIT_MS) -> bool:
+        """Cancel everything and stop the thread: waits for the running job's chunk, at most
+        ``timeout_ms``. True when the thread has ended; False when a job is still inside one long
+        chunk: the thread is then abandoned (see the module docstring) and ends when the chunk does."""
         if self._stopping:
             return not self._thread.isRunning()
         self._stopping = True
+        self._worker.stopping = True  # no further time slice, whatever is queued
         for handle in list(self._jobs.values()):
             handle.cancel()
-        self._stop.emit()
-        finished = self._thread.wait(timeout_ms)
+        self._stop.emit()  # the worker closes every job on its thread, then quits the thread
+        finished = self._thread.wait(max(0, int(timeout_ms)))
+        if not finished:
+            _abandon(self._thread, self._worker)
         self.stopped.emit()
         return finished
 
@@ -367,7 +417,44 @@ class Engine(QObject):
             return
         handle.state = state
         handle.ended_at = time.monotonic()
-        # keep the bookkeeping small: finished jobs are only remembered as their slot's last job
-        if self._slots.get(handle.slot) is not handle:
-            self._jobs.pop(handle.id, None)
+        handle.on_event = None  # its drawing closures (and what they hold) go with the job
+        # keep the bookkeeping small: only running jobs are held; an ended one is remembered weakly
+        self._jobs.pop(handle.id, None)
+        if self._slots.get(handle.slot) is handle:
+            del self._slots[handle.slot]
+            self._ended[handle.slot] = weakref.ref(handle)
         self.jobEnded.emit(handle)
+
+
+# ----------------------------------------------------------------------------- abandoned threads
+
+_ABANDONED: list[tuple[QThread, EngineWorker]] = []  # engine threads that outlived their Engine
+_EXIT_HOOK: list[bool] = []  # whether the atexit hook is registered
+
+
+def _prune_abandoned() -> None:
+    _ABANDONED[:] = [(thread, worker) for thread, worker in _ABANDONED if not thread.isFinished()]
+
+
+def _abandon(thread: QThread, worker: EngineWorker) -> None:
+    """Keep a thread that is still inside a job's chunk referenced until it ends by itself."""
+    _prune_abandoned()
+    if not _EXIT_HOOK:
+        atexit.register(_exit_without_waiting_for_a_stuck_chunk)
+        _EXIT_HOOK.append(True)
+    _ABANDONED.append((thread, worker))
+
+
+def _exit_without_waiting_for_a_stuck_chunk() -> None:
+    """At exit (before PySide6 tears its objects down): give abandoned threads one last bounded wait;
+    if one is still inside a chunk, end the process now instead of aborting in QThread's destructor."""
+    deadline = time.monotonic() + EXIT_WAIT_MS / 1000
+    for thread, _ in list(_ABANDONED):
+        thread.wait(max(0, int(1000 * (deadline - time.monotonic()))))
+    _prune_abandoned()
+    if _ABANDONED:
+        print("robustlens: a job is still inside a long step on the engine thread; exiting without it",
+              file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

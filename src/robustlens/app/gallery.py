@@ -128,10 +128,28 @@ class ThumbnailDelegate(QStyledItemDelegate):
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, text)
 
 
+class GalleryView(QListView):
+    """The thumbnail grid; remembers whether the current image is being moved by a key."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.keyboard = False
+
+    def keyPressEvent(self, event) -> None:
+        self.keyboard = True  # arrows, Home, PgDown: a held key steps 30 times a second
+        try:
+            super().keyPressEvent(event)
+        finally:
+            self.keyboard = False
+
+
 class Gallery(QWidget):
-    """Class filter above a grid of thumbnails; emits the dataset index of the clicked image."""
+    """Class filter above a grid of thumbnails. Emits the dataset index of the image chosen:
+    ``indexSelected`` for a click (and ``select(..., emit=True)``), ``indexStepped`` for a step
+    with the keyboard (``step``, the arrows), which the window lets settle before starting jobs."""
 
     indexSelected = Signal(int)
+    indexStepped = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -140,7 +158,7 @@ class Gallery(QWidget):
         self.filter.setToolTip("Show only the images of one true class")
         self.count = QLabel("")
         self.count.setObjectName("caption")
-        self.view = QListView()
+        self.view = GalleryView()
         self.view.setViewMode(QListView.ViewMode.IconMode)
         self.view.setMovement(QListView.Movement.Static)
         self.view.setResizeMode(QListView.ResizeMode.Adjust)
@@ -220,7 +238,8 @@ class Gallery(QWidget):
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid() and not self._quiet:
-            self.indexSelected.emit(int(self.model.data(current, DatasetIndexRole)))
+            index = int(self.model.data(current, DatasetIndexRole))
+            (self.indexStepped if self.view.keyboard else self.indexSelected).emit(index)
 
     def selected_index(self) -> int | None:
         current = self.view.currentIndex()
@@ -253,5 +272,9 @@ class Gallery(QWidget):
         current = self.view.currentIndex()
         row = (current.row() + delta) % rows if current.isValid() else 0
         index = self.model.index(row)
-        self.view.setCurrentIndex(index)
+        self.view.keyboard, stepping = True, self.view.keyboard
+        try:
+            self.view.setCurrentIndex(index)
+        finally:
+            self.view.keyboard = stepping
         self.view.scrollTo(index)

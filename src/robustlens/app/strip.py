@@ -81,25 +81,51 @@ class ImageStrip(QWidget):
         self.cards["perturbation"].bars.set_empty_text(
             "δ = adversarial − original, scaled so its largest pixel shows in full colour: "
             "red brightens, blue darkens.")
+        self._shown: Selection | None = None       # the selection the original card shows
         ctx.modelsChanged.connect(self._on_models_changed)
+        ctx.selectionShown.connect(self._on_selection_shown)
         ctx.selectionChanged.connect(self._on_selection)
         self._refresh_all_bars()
 
     # ---------------------------------------------------------------- content
 
-    def _on_selection(self, selection: Selection | None) -> None:
+    def _on_selection_shown(self, selection: Selection | None) -> None:
+        """Every selection, at once (a held PgDown too): the image and caption only; the predictions
+        wait for the selection to settle (``_on_selection``)."""
         for slot in STRIP_SLOTS:
             if slot != "original":
                 self.clear(slot)
         if selection is None:
+            self._shown = None
             self.clear("original")
             return
+        self._shown = selection
+        self._show("original", selection.image, self._caption(selection), live=False, predictions=None,
+                   settled=False)
+
+    def _on_selection(self, selection: Selection | None) -> None:
+        """The selection settled: its predictions are asked for."""
+        for slot in STRIP_SLOTS:
+            if slot != "original":
+                self.clear(slot)  # (a no-op for an empty slot)
+        if selection is None:
+            self._shown = None
+            self.clear("original")
+            return
+        if selection is self._shown and "original" in self.images:
+            self._request_predictions("original")
+            self.ctx.stripChanged.emit("original")
+            return
+        self._shown = selection
+        self._show("original", selection.image, self._caption(selection), live=False, predictions=None)
+
+    def _caption(self, selection: Selection) -> str:
         caption = selection.source
         if selection.label is not None and self.ctx.classes:
             caption += f" · true class: {self.ctx.classes[selection.label]}"
         if selection.note:
             caption += f"\n{selection.note}"
-        self._show("original", selection.image, caption, live=False, predictions=None)
+        return caption
 
     def set_image(self, slot: str, image: Any, caption: str = "", *, live: bool = False,
                   predictions: dict | None = None) -> None:
@@ -107,18 +133,23 @@ class ImageStrip(QWidget):
 
     def clear(self, slot: str) -> None:
         card = self.cards[slot]
+        self._generation[slot] = self._generation.get(slot, 0) + 1
+        self.ctx.cancel(f"strip-predictions:{slot}")
+        if slot not in self.images and slot not in self.predictions and not card.view.has_image:
+            return  # empty already: nothing to redraw or announce (held PgDown clears four empty slots)
         self.images.pop(slot, None)
         self.captions.pop(slot, None)
         self.predictions.pop(slot, None)
-        self._generation[slot] = self._generation.get(slot, 0) + 1
-        self.ctx.cancel(f"strip-predictions:{slot}")
         card.view.set_image(None)
         card.caption.setText("")
         self.ctx.strip_images.pop(slot, None)
         self._refresh_bars(slot)
         self.ctx.stripChanged.emit(slot)
 
-    def _show(self, slot: str, image: Any, caption: str, *, live: bool, predictions: dict | None) -> None:
+    def _show(self, slot: str, image: Any, caption: str, *, live: bool, predictions: dict | None,
+              settled: bool = True) -> None:
+        """``settled=False``: the image of a selection not yet settled; its predictions are asked for,
+        and ``stripChanged`` emitted, when it settles."""
         card = self.cards[slot]
         array = as_numpy(image)
         self.images[slot] = array
@@ -132,6 +163,15 @@ class ImageStrip(QWidget):
             qimage = to_qimage(array)
         card.view.set_image(qimage)
         card.caption.setText(caption)
+        if not settled:
+            self.ctx.cancel(f"strip-predictions:{slot}")
+            pending = {key: "computing…" for key in self.ctx.model_keys()}
+            shown = self.predictions.get(slot)
+            if not (isinstance(shown, dict) and shown.keys() == pending.keys()
+                    and all(isinstance(v, str) and v == "computing…" for v in shown.values())):
+                self.predictions[slot] = pending
+                self._refresh_bars(slot)
+            return
         if slot != "perturbation":
             if predictions is not None:
                 self.predictions[slot] = dict(predictions)

@@ -20,7 +20,7 @@ from robustlens.engine.zoo import catalogue
 from . import style
 from .banner import Banner
 from .context import AppContext, ModelInfo, Selection
-from .engine_thread import Engine
+from .engine_thread import Engine, bind_request
 from .gallery import Gallery
 from .menus import WindowMenus
 from .panels import PANELS
@@ -29,6 +29,8 @@ from .settings import Setting, read_settings
 from .status import JobStatus
 from .strip import ImageStrip
 
+SETTLE_MS = 90        # a selection starts its jobs once no newer one came within this time (held PgDown)
+CLOSE_WAIT_MS = 2000  # closing waits at most this long for the engine's running chunk
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 STYLE_SHEET = """
 QLabel#caption { color: palette(placeholder-text); }
@@ -76,6 +78,13 @@ class MainWindow(WindowMenus, QMainWindow):
         self._closing = False
         self._last_dataset_ok = None
         self._pending_select = select
+        # stepping through images settles: ctx.selection and the strip's original change at once,
+        # selectionChanged (the panels' and the predictions' jobs) once no newer step came within SETTLE_MS
+        self._settle_timer = QTimer(self)
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.setInterval(SETTLE_MS)
+        self._settle_timer.timeout.connect(self._settle_selection)
+        self._unsettled: Selection | None = None
         self._panel_specs = list(PANELS if panels is None else panels)
         self._build_ui()
         self._build_menus()
@@ -156,6 +165,7 @@ class MainWindow(WindowMenus, QMainWindow):
 
     def _connect(self) -> None:
         self.gallery.indexSelected.connect(self.select_index)
+        self.gallery.indexStepped.connect(lambda index: self.select_index(index, settle=True))
         self.dataset_picker.chosen.connect(lambda name, split, key, root: self.load_dataset(name, split, key, root))
         self.dataset_picker.folderWanted.connect(self._ask_dataset_folder)
         self.model_picker.changed.connect(self.load_models)
@@ -292,8 +302,11 @@ class MainWindow(WindowMenus, QMainWindow):
 
     # ---------------------------------------------------------------- selection
 
-    def select_index(self, index: int) -> None:
-        """Select image ``index`` of the dataset: the strip, the predictions and the panels follow."""
+    def select_index(self, index: int, settle: bool = False) -> None:
+        """Select image ``index`` of the dataset: the strip, the predictions and the panels follow.
+        ``settle=True`` (stepping with the keyboard: PgDown, the arrows): ``selectionChanged``, which
+        starts the jobs, waits until no newer step came within ``SETTLE_MS``; a click, a file, a
+        dataset or a script's call start them at once."""
         dataset = self.ctx.dataset
         if dataset is None or not 0 <= index < len(dataset):
             return
@@ -303,11 +316,33 @@ class MainWindow(WindowMenus, QMainWindow):
         name = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}.get(dataset.name, dataset.name)
         selection = Selection(dataset.images[index:index + 1].clone(), label, index,
                               f"{name} {dataset.split} #{dataset.source_index(index)}")
-        self._set_selection(selection)
+        self._set_selection(selection, settle)
 
-    def _set_selection(self, selection: Selection | None) -> None:
+    def _set_selection(self, selection: Selection | None, settle: bool = False) -> None:
+        """The selection is current at once (``ctx.selection``; ``selectionShown``: the strip's
+        original image). ``selectionChanged`` (the panels' jobs, the predictions) follows now, or with
+        ``settle`` once no newer selection came within SETTLE_MS: holding PgDown (30 steps a second)
+        then starts one round of jobs, for the image it stops on, instead of one per image."""
         self.ctx.selection = selection
+        self.ctx.selectionShown.emit(selection)
+        if settle:
+            self._unsettled = selection  # the latest wins; the wait starts over
+            self._settle_timer.start()
+            return
+        self._settle_timer.stop()
+        self._unsettled = None
         self.ctx.selectionChanged.emit(selection)
+
+    def _settle_selection(self) -> None:
+        selection, self._unsettled = self._unsettled, None
+        if selection is not None and selection is self.ctx.selection and not self._closing:
+            self.ctx.selectionChanged.emit(selection)
+
+    def settle_selection(self) -> None:
+        """Start the pending selection's jobs now (scripts and tests that cannot wait SETTLE_MS)."""
+        if self._settle_timer.isActive():
+            self._settle_timer.stop()
+            self._settle_selection()
 
     def open_image(self, path: str) -> None:
         """Load a PNG/JPEG (on the engine thread), converted to the dataset's size and channels."""
@@ -358,7 +393,7 @@ class MainWindow(WindowMenus, QMainWindow):
             if isinstance(event, Finished):
                 self._on_models(*event.result)
 
-        self.engine.submit("models", lambda cache, cancel: load_models_job(cache, tuple(keys))(cancel),
+        self.engine.submit("models", bind_request(load_models_job, tuple(keys)),
                            on_event=on_event, with_engine=True,
                            label=f"loading {len(keys)} model{'s' if len(keys) != 1 else ''}")
 
@@ -455,6 +490,7 @@ class MainWindow(WindowMenus, QMainWindow):
     def closeEvent(self, event) -> None:
         if not self._closing:
             self._closing = True
+            self._settle_timer.stop()
             try:
                 self.save_settings()
             finally:
@@ -467,5 +503,7 @@ class MainWindow(WindowMenus, QMainWindow):
         super().closeEvent(event)
 
     def _stop_engine(self) -> None:
+        """Cancel every job and wait for the engine thread at most CLOSE_WAIT_MS: a job stuck inside one
+        long chunk is left to end by itself (engine_thread's "Shutdown"), the window closes anyway."""
         if self.engine.thread_running:
-            self.engine.shutdown()
+            self.engine.shutdown(timeout_ms=CLOSE_WAIT_MS)

@@ -43,6 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_count, check_images, check_labels, check_nonnegative, check_positive, finite_outputs, \
+    model_classes, model_input_shape
+
 NORMS = ("linf", "l2")
 RANDOM_STARTS = ("none", "uniform", "sphere")
 LOSSES = ("ce", "cw")
@@ -208,6 +211,30 @@ def check_arguments(norm: str, eps: float, steps: int, start: str, loss: str) ->
         raise ValueError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
 
 
+def check_attack_inputs(model, images: torch.Tensor, labels, *, eps: float, step_size: float, steps: int,
+                        restarts: int, min_steps: int = 1, name: str = "the images") -> None:
+    """What every PGD entry point checks before its first gradient: images finite, in [0, 1] and of
+    the model's shape; one class index in range per image; ε finite and ≥ 0; a step size finite and
+    above 0 (0 only when ε = 0, where nothing moves; a negative one would descend the loss);
+    at least ``min_steps`` steps and one restart."""
+    check_images(images, model_input_shape(model), name)
+    if images.dim() != 4:
+        raise ValueError(f"{name} must be a batch (N, C, H, W), got shape {tuple(images.shape)}")
+    labels = torch.as_tensor(labels)
+    if labels.numel() != len(images):
+        raise ValueError(f"{len(images)} images but {labels.numel()} labels")
+    classes = model_classes(model)
+    if classes is not None:
+        check_labels(labels, classes, "class")
+    eps = check_nonnegative(eps, "ε")
+    if eps == 0:
+        check_nonnegative(step_size, "the step size")
+    else:
+        check_positive(step_size, "the step size")
+    check_count(steps, "steps", minimum=min_steps)
+    check_count(restarts, "restarts")
+
+
 def _start_mode(random_start_arg) -> str:
     if random_start_arg is True:
         return "uniform"
@@ -356,7 +383,11 @@ def pgd_steps(model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = 
     numbers come for free from the next step's gradient pass). With ``steps=0`` yields the start.
 
     ``labels`` are the true classes, or the targets when ``targeted`` (then the loss is minimised).
+    Non-finite logits raise NonFiniteOutputError (engine/checks.py).
     """
+    check_attack_inputs(model, images, labels, eps=eps, step_size=step_size, steps=steps, restarts=restarts,
+                        min_steps=0)
+    model = finite_outputs(model)
     start = _start_mode(random_start)
     check_arguments(norm, eps, steps, start, loss)
     for it in iterates(model, images.detach(), labels, norm=norm, eps=eps, step_size=step_size, steps=steps,
@@ -375,8 +406,11 @@ def pgd(model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = "linf"
     ``keep="last"`` (default, Madry et al.'s PGD): the last iterate of each restart; with restarts the
     best of those per sample (a successful one first, then the better loss). ``keep="best"``: the best
     iterate over all steps and restarts. With one restart and ``keep="last"`` no extra forward pass
-    is spent: exactly ``steps`` forward and backward passes.
+    is spent: exactly ``steps`` forward and backward passes. Images must be finite and in [0, 1];
+    non-finite logits raise NonFiniteOutputError (engine/checks.py) rather than steer the attack.
     """
+    check_attack_inputs(model, images, labels, eps=eps, step_size=step_size, steps=steps, restarts=restarts)
+    model = finite_outputs(model)
     start = _start_mode(random_start)
     check_arguments(norm, eps, steps, start, loss)
     if keep not in KEEPS:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .anytime import StopSignal
+from .checks import check_count, check_images, check_probability, check_sigma
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
 from .smoothing import Smooth, certify_job
 from .smoothing_bounds import certified_accuracy, max_certifiable_radius
@@ -50,11 +51,24 @@ class CertifyRequest:
     noise_shown: int = NOISE_SHOWN
 
 
+def _check_params(params: CertifyParams, noise_shown: int | None = None) -> None:
+    """A run's settings in range before it starts (σ finite and above 0, counts ≥ 1, 0 < α < 1)."""
+    check_sigma(params.sigma)
+    for value, name in ((params.n0, "n0"), (params.n, "n"), (params.batch, "batch size")):
+        check_count(value, name)
+    check_probability(params.alpha, "alpha")
+    check_count(params.seed, "seed", minimum=-(2 ** 62))
+    if noise_shown is not None:
+        check_count(noise_shown, "noise draws shown")
+
+
 def certify_image_job(cache, request: CertifyRequest) -> JobFactory:
     """Partial("noise", NoiseSamples) — ``noise_shown`` draws x + ε with their classes and norms —, then
     :func:`~robustlens.engine.smoothing.certify_job`'s events: Partial("counts", CertifyUpdate) and
     Progress per chunk, Finished(Certificate)."""
     params = request.params
+    _check_params(params, request.noise_shown)
+    check_images(request.image)
     seed = params.seed + request.index
 
     def job(cancel: CancelToken):
@@ -159,6 +173,11 @@ def certified_accuracy_job(smooths: Mapping[str, Smooth], dataset, *, n0: int = 
     for each noise model: image by image, every model certifies it and a Partial("row", AccuracyRow) with
     that model's curve so far is yielded, so all curves grow together on screen. Image ``idx`` is
     certified with seed ``seed + idx`` (the CLI's choice too), so rows do not depend on the subset."""
+    for value, name in ((n0, "n0"), (n, "n"), (batch_size, "batch size")):
+        check_count(value, name)
+    check_probability(alpha, "alpha")
+    if not smooths:
+        raise ValueError("no noise models to certify with")
     radii = default_radius_grid(smooths, n, alpha) if radii is None else np.asarray(radii, dtype=np.float64)
 
     def job(cancel: CancelToken):
@@ -212,6 +231,9 @@ def accuracy_curves_job(cache, request: AccuracyRequest) -> JobFactory:
     """:func:`certified_accuracy_job` over the subset with the cache's smoothed classifiers: a
     Partial("row", AccuracyRow) per model and image, Finished(AccuracyResult)."""
     params = request.params
+    _check_params(params)
+    check_count(request.images, "images", minimum=1)
+    check_count(request.n, "n")
 
     def job(cancel: CancelToken):
         smooths = {key: cache.smooth(key) for key in request.model_keys}

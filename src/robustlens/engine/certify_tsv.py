@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import MiB, read_regular
 from .smoothing_bounds import certified_accuracy
 
 TSV_HEADER = "idx\tlabel\tpredict\tradius\tcorrect\ttime"
 PREDICT_TSV_HEADER = "idx\tlabel\tpredict\tcorrect\ttime"
+CERTIFY_TSV_LIMIT = 256 * MiB  # a million rows are about 40 MiB
 
 
 def format_elapsed(seconds: float) -> str:
@@ -69,11 +71,14 @@ class CertifyTable:
 
 
 def read_certify_tsv(path: Path | str) -> CertifyTable:
-    """Read a certify TSV (ours or the reference's). Raises ValueError naming the file and line."""
+    """Read a certify TSV (ours, with or without its settings line, or the reference's). Raises
+    ValueError naming the file and line."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    text = read_regular(path, limit=CERTIFY_TSV_LIMIT, what="a certify TSV").decode("utf-8", errors="replace")
+    # '#' lines (the settings line robustlens certify writes first) are comments, as in pandas' comment="#"
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
+                if line.strip() and not line.startswith("#")]
+    lines = [line for _, line in numbered]
     if not lines:
         raise ValueError(f"{path}: empty file (expected the header {TSV_HEADER!r})")
     header = lines[0].strip().split("\t")
@@ -82,7 +87,7 @@ def read_certify_tsv(path: Path | str) -> CertifyTable:
     if header != TSV_HEADER.split("\t"):
         raise ValueError(f"{path}: header {lines[0].strip()!r} is not {TSV_HEADER!r}")
     columns: list[list] = [[] for _ in range(6)]
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in numbered[1:]:
         fields = line.split("\t")
         if len(fields) != 6:
             raise ValueError(f"{path}:{number}: expected 6 tab-separated fields, found {len(fields)}")

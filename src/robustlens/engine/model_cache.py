@@ -8,12 +8,14 @@ thread uses it.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import torch
 
-from .jobs import CancelToken, Finished, Progress
+from .jobs import CancelToken, Finished, Progress, predict_job
 from .models import load_checkpoint, load_model, zoo_file, zoo_names
 from .smoothing import Smooth
 
@@ -83,5 +85,36 @@ def load_models_job(cache: ModelCache, keys: tuple[str, ...]):
                 errors[key] = " ".join(str(error).split()) or type(error).__name__
         cache.active_keys = [key for key, _ in loaded]
         yield Finished((loaded, errors))
+
+    return job
+
+
+PREDICTIONS_STEP_S = 0.1  # the predictions job's steps: about this long (cancellation is checked per model)
+
+
+@dataclass(frozen=True)
+class PredictionsRequest:
+    """Which models judge which images: ``images`` {name: [0,1] (N,C,H,W) or (C,H,W) array or tensor};
+    ``keys`` the models by key, ``None`` for the models the window shows."""
+    images: Mapping[str, Any]
+    keys: tuple[str, ...] | None = None
+
+
+def predictions_job(cache: ModelCache, request: PredictionsRequest):
+    """Softmax probabilities of the requested models on the requested images (``jobs.predict_job``).
+
+    Finished.result is {image name: {model key: (N, classes) float32 array, or a one-line string
+    saying why not}}; a model that does not load fails the job with its one-line error."""
+    keys = None if request.keys is None else tuple(request.keys)
+
+    def job(cancel: CancelToken):
+        # one model's forward pass is a few ms: yield (a step the engine may switch at) only every
+        # PREDICTIONS_STEP_S, so the click's predictions do not wait behind a long job's chunk per model
+        last = time.monotonic()
+        for event in predict_job(cache.models(keys), dict(request.images))(cancel):
+            if isinstance(event, Progress) and time.monotonic() - last < PREDICTIONS_STEP_S:
+                continue
+            last = time.monotonic()
+            yield event
 
     return job

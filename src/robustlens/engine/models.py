@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .checks import check_finite_weights
 from .data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
 from .files import CHECKPOINT_LIMIT, MANIFEST_LIMIT, open_regular, read_regular
 
@@ -324,6 +325,7 @@ def load_checkpoint(path: Path | str, arch: str | None = None, device=None, name
         _load_state(model, obj, path, arch)
     else:
         raise ModelError(f"{path.name} is a torch file but not a model checkpoint, state_dict or TorchScript")
+    check_finite_weights(model, path.name, ModelError)  # NaN weights give NaN logits: votes for class 0
     return model.to(device).eval()
 
 
