@@ -269,3 +269,46 @@ def test_ceiling_curves_are_the_all_agree_bounds():
     for update in smooth.certify_anytime(x, 10, 10_000, 0.001, batch_size=1000, generator=0):
         if update.phase == "estimation" and update.drawn in look_schedule(10_000):
             assert math.isclose(update.radius, float(np.interp(update.drawn, n, anytime)), rel_tol=1e-9)
+
+
+# ---------------------------------------------------------------- robustlens certify --radius, analyze
+
+
+def test_radius_decision_tsv_round_trips_through_analyze(tmp_path, capsys, zoo_model, fmnist_test):
+    """Each row is decide_radius on that image with seed idx; analyze reads certified accuracy at R and
+    the mean samples back (beside an ordinary certify TSV); a rerun keeps the rows; bad flags are one line."""
+    from robustlens.engine.certify_tsv import DECISION_TSV_HEADER, read_decision_tsv
+    from robustlens.engine.cli import main
+
+    out = tmp_path / "decide.tsv"
+    argv = ["certify", "--model", "fashion-mnist/noise-0.50", "--radius", "0.5", "--max-n", "3000", "--skip", "1000",
+            "--max", "4000", "--alpha", "0.01", "--out", str(out), "--threads", "1"]
+    assert main(argv) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# robustlens certify --radius settings {") and lines[1] == DECISION_TSV_HEADER
+    table = read_decision_tsv(out)
+    assert list(table.idx) == [0, 1000, 2000, 3000] and table.radius == 0.5 and table.settings["max_n"] == 3000
+    smooth = Smooth.from_model(zoo_model("fashion-mnist/noise-0.50"))
+    for row, idx in enumerate(table.idx):
+        decision = decide_radius(smooth, fmnist_test.images[idx], 0.5, 100, 3000, 0.01, 1000, generator=int(idx))
+        assert (table.prediction[row], table.certified[row], table.samples[row]) == \
+               (decision.prediction, decision.certified, decision.samples)
+        assert table.label[row] == fmnist_test.labels[idx]
+        assert table.correct[row] == (decision.prediction == fmnist_test.labels[idx])
+    ordinary = tmp_path / "fixed.tsv"
+    ordinary.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t9\t9\t0.6\t1\t0:00:01\n1\t2\t2\t0.4\t1\t0:00:01\n")
+    capsys.readouterr()
+    assert main(["analyze", str(out), str(ordinary), "--no-plot"]) == 0
+    printed = capsys.readouterr().out
+    accuracy = float(np.mean(table.certified & table.correct))
+    assert f"R = 0.5, 4 images, certified accuracy at R {accuracy:.3f}, {table.samples.mean():,.0f} samples" in printed
+    assert "beside fixed: certified accuracy at R = 0.5 0.500" in printed
+    assert "radius" in printed and "0.25" in printed  # the ordinary table still gets its radius table
+    # a rerun with the same settings keeps every row; other settings are refused in one line
+    before = out.read_text()
+    assert main(argv) == 0 and out.read_text() == before
+    assert main(argv[:4] + ["0.25"] + argv[5:]) == 1
+    err = capsys.readouterr().err
+    assert "other settings" in err and "Traceback" not in err
+    assert main(argv[:3] + argv[5:]) == 1  # --max-n without --radius
+    assert "--radius and --max-n go together" in capsys.readouterr().err

@@ -95,6 +95,8 @@ def certify_anytime_image_job(cache, request: AnytimeCertifyRequest) -> JobFacto
     Clopper–Pearson one) and their trace — and Progress; Finished(AnytimeCertificate) when the run ends by
     itself or right after ``request.stop`` is set (its stop_reason then says so)."""
     params = request.params
+    _check_params(params, request.noise_shown)
+    check_images(request.image)
     seed = params.seed + request.index
 
     def job(cancel: CancelToken):

@@ -106,16 +106,17 @@ class CertifyPanel(AnytimeMode, Panel):
         self.cancel_button.setEnabled(False)
         self._build_anytime()
 
-        controls = labelled_row((("", self.mode_box), ("σ", self.sigma_box), ("n0", self.n0_box), ("n", self.n_box),
-                                 ("α", self.alpha_box), ("batch", self.batch_box), ("seed", self.seed_box)),
-                                stretch=False)
+        controls = labelled_row((("σ", self.sigma_box), ("n0", self.n0_box), ("n", self.n_box), ("α", self.alpha_box),
+                                 ("batch", self.batch_box), ("seed", self.seed_box)), stretch=False)
         controls.addWidget(self.run_button)
-        controls.addWidget(self.stop_button)
         controls.addWidget(self.cancel_button)
-        self.controls = controls
         controls.addStretch(1)
-        status = QHBoxLayout()
+        self.controls = controls
+        status = QHBoxLayout()  # the mode and its Stop on the second line: the first is full at 1280 px
         status.setSpacing(6)
+        status.addWidget(self.mode_box)
+        status.addWidget(self.stop_button)
+        status.addSpacing(8)
         status.addWidget(self.model_note, 1)
         status.addWidget(self.load_button)
 
