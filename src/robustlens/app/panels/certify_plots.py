@@ -23,6 +23,7 @@ RADIUS_COLOR = QColor(46, 139, 87)         # the certified radius
 GENERAL_COLOR = QColor(214, 120, 40)       # the general (Bonferroni) bound
 CEILING_COLOR = QColor(150, 40, 40)
 FIXED_N_COLOR = QColor(200, 95, 30)        # the fixed-n Clopper–Pearson bound (valid only at a preset n)
+UPPER_COLOR = QColor(70, 110, 170)         # the anytime upper bound: no n certifies more
 
 
 class ClassHistogram(Plot):
@@ -364,7 +365,7 @@ class BoundsTrace(Plot):
         dashed = Qt.PenStyle.DashLine
         self.fixed_ceiling = self.plot([], [], pen=pg.mkPen(FIXED_N_COLOR, width=1.2, style=dashed))
         self.anytime_ceiling = self.plot([], [], pen=pg.mkPen(RADIUS_COLOR, width=1.2, style=dashed))
-        self.upper = self.plot([], [], pen=pg.mkPen(RADIUS_COLOR, width=1.5, style=Qt.PenStyle.DotLine))
+        self.upper = self.plot([], [], pen=pg.mkPen(UPPER_COLOR, width=1.8, style=Qt.PenStyle.DotLine))
         self.fixed = self.plot([], [], pen=pg.mkPen(FIXED_N_COLOR, width=2.2))
         self.anytime = self.plot([], [], pen=pg.mkPen(RADIUS_COLOR, width=3))
         self.now = self.plot([], [], pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush(RADIUS_COLOR),
@@ -380,7 +381,8 @@ class BoundsTrace(Plot):
             return f"<span style='color:{color.name()}'>{mark} {text}</span>"
         return ("Two bounds on the same samples<br>"
                 + "&nbsp; ".join((swatch(RADIUS_COLOR, "anytime"), swatch(FIXED_N_COLOR, "fixed n"),
-                                  swatch(RADIUS_COLOR, "upper", "┅"), swatch(QColor(90, 90, 90), "ceilings", "╌"))))
+                                  swatch(UPPER_COLOR, "upper (no n certifies more)", "┅"),
+                                  swatch(QColor(90, 90, 90), "ceilings", "╌"))))
 
     def set_ceilings(self, n: np.ndarray, fixed: np.ndarray, anytime: np.ndarray, max_n: int, looks: int) -> None:
         """The engine's ceiling curves (``engine/anytime.py`` ceiling_curves) for runs of at most max_n."""
