@@ -10,11 +10,12 @@ a click, the accuracy curves and ``robustlens certify`` agree on every image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 
+from .anytime import StopSignal
 from .checks import check_count, check_images, check_probability, check_sigma
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
 from .smoothing import Smooth, certify_job
@@ -27,13 +28,16 @@ NOISE_SEED_OFFSET = 7_919    # the displayed draws use their own generator, apar
 @dataclass(frozen=True)
 class CertifyParams:
     """CERTIFY's settings as a run was asked for them (captured when it starts: widgets may change
-    meanwhile). ``sigma`` picks the noise model trained at it; ``seed`` + idx seeds image idx."""
+    meanwhile). ``sigma`` picks the noise model trained at it; ``seed`` + idx seeds image idx. ``mode``
+    "fixed" is Cohen et al.'s CERTIFY at n; "anytime" certifies with at most n samples, valid whenever it
+    stops (``engine/anytime.py``)."""
     sigma: float
     n0: int
     n: int
     alpha: float
     batch: int
     seed: int
+    mode: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,43 @@ def certify_image_job(cache, request: CertifyRequest) -> JobFactory:
                                                     generator=seed + NOISE_SEED_OFFSET))
         yield from certify_job(smooth, request.image, n0=params.n0, n=params.n, alpha=params.alpha,
                                batch_size=params.batch, generator=seed)(cancel)
+
+    return job
+
+
+@dataclass(frozen=True)
+class AnytimeCertifyRequest(CertifyRequest):
+    """Certify anytime (``engine/anytime.py``) with at most ``params.n`` estimation samples; ``stop`` (set
+    from the GUI thread) ends the run with the certificate of the evidence so far."""
+    stop: StopSignal = field(default_factory=StopSignal, compare=False)
+    target_radius: float | None = None
+
+
+def certify_anytime_image_job(cache, request: AnytimeCertifyRequest) -> JobFactory:
+    """Partial("noise", NoiseSamples); then per chunk Partial("counts", AnytimeUpdate) — the running counts,
+    both bounds on the same samples (the confidence sequence's, valid whenever you stop, and the fixed-n
+    Clopper–Pearson one) and their trace — and Progress; Finished(AnytimeCertificate) when the run ends by
+    itself or right after ``request.stop`` is set (its stop_reason then says so)."""
+    params = request.params
+    _check_params(params, request.noise_shown)
+    check_images(request.image)
+    seed = params.seed + request.index
+
+    def job(cancel: CancelToken):
+        smooth = cache.smooth(request.model_key)
+        yield Partial("noise", smooth.noise_samples(request.image, request.noise_shown,
+                                                    generator=seed + NOISE_SEED_OFFSET))
+        for update in smooth.certify_anytime(request.image, params.n0, params.n, params.alpha, params.batch,
+                                             target_radius=request.target_radius, generator=seed):
+            cancel.check()
+            yield Partial("counts", update)
+            yield Progress(update.done, update.total, f"{update.phase}: {update.drawn:,} (at most {update.phase_total:,})")
+            if update.certificate is not None:
+                yield Finished(update.certificate)
+                return
+            if request.stop.stopped and update.so_far is not None:
+                yield Finished(replace(update.so_far, stop_reason=f"stopped by you after {update.drawn:,} samples"))
+                return
 
     return job
 

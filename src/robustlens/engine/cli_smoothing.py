@@ -24,6 +24,7 @@ from .data import DATASETS, SPLITS, load_dataset
 from .models import default_device, load_model, weights_sha256
 from .resumable import ResumableTSV, prepare_output_file
 from .certify_tsv import PREDICT_TSV_HEADER, TSV_HEADER, certify_tsv_row, predict_tsv_row, read_certify_tsv
+from .cli_radius import add_radius_arguments, analyze_decisions, run_radius_decisions
 from .smoothing import Smooth
 from .smoothing_bounds import certified_accuracy
 
@@ -54,6 +55,7 @@ def _add_run_arguments(p, certify: bool) -> None:
 def register(sub) -> None:
     p = sub.add_parser("certify", help="certify L2 robustness of the smoothed classifier over a dataset split")
     _add_run_arguments(p, certify=True)
+    add_radius_arguments(p)
     p.set_defaults(func=run_certify)
 
     p = sub.add_parser("predict", help="predict with the smoothed classifier (abstains when unsure)")
@@ -125,6 +127,8 @@ def _resuming_note(table: ResumableTSV, total: int) -> None:
 
 
 def run_certify(args) -> int:
+    if getattr(args, "radius", None) is not None or getattr(args, "max_n", None) is not None:
+        return run_radius_decisions(args, _prepare)
     model, smooth, dataset, positions, out, table = _prepare(args)
     began = time.perf_counter()
     radii, correct = [], []
@@ -207,7 +211,9 @@ def _refuse_nonfinite_radii(path: Path, table) -> None:
 
 
 def run_analyze(args) -> int:
-    paths = [Path(f) for f in args.files]
+    paths, decisions = analyze_decisions(args)  # radius-decision TSVs: printed there, beside these
+    if not paths:
+        return 0
     tables = [read_certify_tsv(p) for p in paths]
     for path, table in zip(paths, tables):
         if len(table) == 0:

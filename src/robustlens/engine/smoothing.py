@@ -378,6 +378,18 @@ class Smooth:
             radius_general=certified_radius(self.sigma, p_lower_sim, p_upper_b),
             abstain_reason=reason, seconds=seconds)
 
+    def certify_anytime(self, x, n0: int, max_n: int, alpha: float, batch_size: int = 1000, *,
+                        target_radius: float | None = None, generator=None, **schedule) -> Iterator[CertifyUpdate]:
+        """Anytime-valid CERTIFY (``engine/anytime.py``): like ``certify_steps``, but the bound after every
+        chunk is a confidence sequence's, valid whenever you stop (P(∀n: pA ≥ bound) ≥ 1 − α); the run
+        ends at ``target_radius``, when nothing more can be certified within ``max_n``, or at max_n, and
+        its last update carries an AnytimeCertificate with the samples used. ``schedule``: first_look,
+        growth of the looks."""
+        from .anytime import certify_anytime
+
+        return certify_anytime(self, x, n0, max_n, alpha, batch_size, target_radius=target_radius,
+                               generator=generator, **schedule)
+
     def predict(self, x, n: int, alpha: float, batch_size: int = 1000, generator=None) -> int:
         """PREDICT (Cohen et al. 2019, Sec. 3.1): the top class of n noisy samples, or ABSTAIN unless a
         two-sided binomial test rejects "the top two classes are equally likely" at level α. Returns a
