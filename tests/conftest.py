@@ -44,3 +44,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def noise_checkpoint(tmp_path_factory):
+    """A small untrained noise model (σ = 0.5) saved as a robustlens checkpoint."""
+    from robustlens.engine.models import build_model, save_checkpoint
+
+    path = tmp_path_factory.mktemp("models") / "noise.pt"
+    save_checkpoint(build_model("fmnist-cnn", name="test/noise-0.50", kind="noise", sigma=0.5), path)
+    return path
+
+
+def run_cli(capsys, *argv):
+    """``robustlens ARGV`` in this process: (exit code, stdout, stderr)."""
+    from robustlens.engine.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def run(capsys):
+    """run(*argv) -> (exit code, stdout, stderr) of ``robustlens ARGV`` in this process."""
+    return lambda *argv: run_cli(capsys, *argv)

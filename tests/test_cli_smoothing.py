@@ -6,27 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robustlens.engine.cli import main
 from robustlens.engine.cli_smoothing import PALETTE, step_curve
 from robustlens.engine.models import build_model, load_checkpoint, save_checkpoint
 from robustlens.engine.certify_tsv import TSV_HEADER, certify_tsv_row, parse_elapsed
 from robustlens.engine.smoothing import Smooth
 
 TIME = re.compile(r"^\d+:\d\d:\d\d(\.\d{6})?$")
-
-
-@pytest.fixture(scope="module")
-def noise_checkpoint(tmp_path_factory):
-    """A small untrained noise model (σ = 0.5) saved as a robustlens checkpoint."""
-    path = tmp_path_factory.mktemp("models") / "noise.pt"
-    save_checkpoint(build_model("fmnist-cnn", name="test/noise-0.50", kind="noise", sigma=0.5), path)
-    return path
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def read_rows(path):
@@ -36,9 +21,9 @@ def read_rows(path):
     return lines[1], [line.split("\t") for line in lines[2:]]
 
 
-def test_certify_writes_the_reference_tsv(tmp_path, capsys, noise_checkpoint, fmnist_test):
+def test_certify_writes_the_reference_tsv(tmp_path, run, noise_checkpoint, fmnist_test):
     out = tmp_path / "sub" / "noise-0.50.tsv"
-    code, stdout, _ = run(capsys, "certify", "--model", noise_checkpoint, "--n0", 10, "--n", 200, "--batch", 64,
+    code, stdout, _ = run("certify", "--model", noise_checkpoint, "--n0", 10, "--n", 200, "--batch", 64,
                           "--skip", 2500, "--out", out, "--seed", 5, "--threads", 1)
     assert code == 0 and "4 images certified" in stdout
     header, rows = read_rows(out)
@@ -55,17 +40,17 @@ def test_certify_writes_the_reference_tsv(tmp_path, capsys, noise_checkpoint, fm
         assert TIME.match(elapsed) and parse_elapsed(elapsed) > 0
 
 
-def test_certify_max_is_an_index_bound_like_the_reference(tmp_path, capsys, noise_checkpoint):
+def test_certify_max_is_an_index_bound_like_the_reference(tmp_path, run, noise_checkpoint):
     out = tmp_path / "a.tsv"
-    code, _, _ = run(capsys, "certify", "--model", noise_checkpoint, "--n0", 5, "--n", 20, "--skip", 2,
+    code, _, _ = run("certify", "--model", noise_checkpoint, "--n0", 5, "--n", 20, "--skip", 2,
                      "--max", 7, "--out", out, "--sigma", 0.25)
     assert code == 0
     assert [int(r[0]) for r in read_rows(out)[1]] == [0, 2, 4, 6]
 
 
-def test_predict_writes_the_reference_predict_tsv(tmp_path, capsys, noise_checkpoint, fmnist_test):
+def test_predict_writes_the_reference_predict_tsv(tmp_path, run, noise_checkpoint, fmnist_test):
     out = tmp_path / "p.tsv"
-    code, _, _ = run(capsys, "predict", "--model", noise_checkpoint, "--n", 10, "--alpha", 0.001,
+    code, _, _ = run("predict", "--model", noise_checkpoint, "--n", 10, "--alpha", 0.001,
                      "--skip", 5000, "--out", out)
     assert code == 0
     header, rows = read_rows(out)
@@ -78,7 +63,7 @@ def write_tsv(path, rows):
     path.write_text(TSV_HEADER + "\n" + "\n".join(certify_tsv_row(*row) for row in rows) + "\n")
 
 
-def test_analyze_prints_hand_computed_certified_accuracy_and_plots(tmp_path, capsys):
+def test_analyze_prints_hand_computed_certified_accuracy_and_plots(tmp_path, run):
     # (idx, label, predict, radius, seconds); correct = predict == label
     a = tmp_path / "noise-0.25.tsv"
     write_tsv(a, [(0, 3, -1, 0.0, 1.0), (20, 1, 1, 0.3, 2.0), (40, 2, 2, 0.61, 1.5), (60, 4, 5, 0.1, 0.5),
@@ -86,7 +71,7 @@ def test_analyze_prints_hand_computed_certified_accuracy_and_plots(tmp_path, cap
     b = tmp_path / "noise-0.50.tsv"
     write_tsv(b, [(0, 3, 3, 0.26, 1.0), (20, 1, 0, 0.9, 1.0)])
     plot = tmp_path / "plots" / "curves.png"
-    code, out, err = run(capsys, "analyze", a, b, "--plot", plot)
+    code, out, err = run("analyze", a, b, "--plot", plot)
     assert code == 0, err
     table = {float(line.split()[0]): [float(v) for v in line.split()[1:]]
              for line in out.splitlines() if re.match(r"^\d+\.\d\d\s", line)}
@@ -101,10 +86,10 @@ def test_analyze_prints_hand_computed_certified_accuracy_and_plots(tmp_path, cap
         (0.0, 2 / 3), (0.3, 2 / 3), (0.3, 1 / 3), (0.61, 1 / 3), (0.61, 0.0), (1.0, 0.0)]
 
 
-def test_analyze_default_plot_goes_beside_the_first_file(tmp_path, capsys):
+def test_analyze_default_plot_goes_beside_the_first_file(tmp_path, run):
     a = tmp_path / "x.tsv"
     write_tsv(a, [(0, 1, 1, 0.5, 1.0)])
-    code, out, _ = run(capsys, "analyze", a)
+    code, out, _ = run("analyze", a)
     assert code == 0 and (tmp_path / "certified_accuracy.png").exists()
     assert "0.50" in out
 
@@ -116,23 +101,23 @@ def test_analyze_default_plot_goes_beside_the_first_file(tmp_path, capsys):
     (TSV_HEADER + "\n0\t1\t1\t0.5\t1\n", "expected 6"),
     ("idx\tlabel\tpredict\tcorrect\ttime\n0\t1\t1\t1\t0:00:01\n", "predict output"),
 ])
-def test_analyze_rejects_bad_files_with_one_line(tmp_path, capsys, content, message):
+def test_analyze_rejects_bad_files_with_one_line(tmp_path, run, content, message):
     path = tmp_path / "bad.tsv"
     path.write_text(content)
-    code, out, err = run(capsys, "analyze", path)
+    code, out, err = run("analyze", path)
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys, noise_checkpoint):
-    code, _, err = run(capsys, "analyze", tmp_path / "missing.tsv")
+def test_cli_errors_are_one_line(tmp_path, run, noise_checkpoint):
+    code, _, err = run("analyze", tmp_path / "missing.tsv")
     assert code == 1 and "no such file" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run(capsys, "certify", "--model", "fashion-mnist/no-such-model", "--out", tmp_path / "o.tsv")
+    code, _, err = run("certify", "--model", "fashion-mnist/no-such-model", "--out", tmp_path / "o.tsv")
     assert code == 1 and "unknown model" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run(capsys, "certify", "--model", tmp_path / "nothing.pt", "--out", tmp_path / "o.tsv")
+    code, _, err = run("certify", "--model", tmp_path / "nothing.pt", "--out", tmp_path / "o.tsv")
     assert code == 1 and "no such model file" in err
     standard = tmp_path / "standard.pt"
     save_checkpoint(build_model("fmnist-cnn", name="test/standard"), standard)
-    code, _, err = run(capsys, "certify", "--model", standard, "--out", tmp_path / "o.tsv")
+    code, _, err = run("certify", "--model", standard, "--out", tmp_path / "o.tsv")
     assert code == 1 and "--sigma" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run(capsys, "certify", "--model", noise_checkpoint, "--alpha", 2, "--out", tmp_path / "o.tsv")
+    code, _, err = run("certify", "--model", noise_checkpoint, "--alpha", 2, "--out", tmp_path / "o.tsv")
     assert code == 1 and "--alpha" in err

@@ -62,19 +62,35 @@ def _check_params(params: CertifyParams, noise_shown: int | None = None) -> None
         check_count(noise_shown, "noise draws shown")
 
 
-def certify_image_job(cache, request: CertifyRequest) -> JobFactory:
-    """Partial("noise", NoiseSamples) — ``noise_shown`` draws x + ε with their classes and norms —, then
-    :func:`~robustlens.engine.smoothing.certify_job`'s events: Partial("counts", CertifyUpdate) and
-    Progress per chunk, Finished(Certificate)."""
+def _prepared(cache, request: CertifyRequest):
+    """Checks the request; returns (a function giving the model's smoothed classifier, the image's seed,
+    a function giving the Partial("noise") event of the draws shown). Image idx is certified with seed SEED + idx,
+    as the CLI does; the shown draws use their own generator, apart from CERTIFY's."""
     params = request.params
     _check_params(params, request.noise_shown)
     check_images(request.image)
     seed = params.seed + request.index
 
+    def noise() -> Partial:
+        shown = smooth_of().noise_samples(request.image, request.noise_shown, generator=seed + NOISE_SEED_OFFSET)
+        return Partial("noise", shown)
+
+    def smooth_of():
+        return cache.smooth(request.model_key)
+
+    return smooth_of, seed, noise
+
+
+def certify_image_job(cache, request: CertifyRequest) -> JobFactory:
+    """Partial("noise", NoiseSamples) — ``noise_shown`` draws x + ε with their classes and norms —, then
+    :func:`~robustlens.engine.smoothing.certify_job`'s events: Partial("counts", CertifyUpdate) and
+    Progress per chunk, Finished(Certificate)."""
+    params = request.params
+    smooth_of, seed, noise = _prepared(cache, request)
+
     def job(cancel: CancelToken):
-        smooth = cache.smooth(request.model_key)
-        yield Partial("noise", smooth.noise_samples(request.image, request.noise_shown,
-                                                    generator=seed + NOISE_SEED_OFFSET))
+        smooth = smooth_of()
+        yield noise()
         yield from certify_job(smooth, request.image, n0=params.n0, n=params.n, alpha=params.alpha,
                                batch_size=params.batch, generator=seed)(cancel)
 
@@ -95,14 +111,11 @@ def certify_anytime_image_job(cache, request: AnytimeCertifyRequest) -> JobFacto
     Clopper–Pearson one) and their trace — and Progress; Finished(AnytimeCertificate) when the run ends by
     itself or right after ``request.stop`` is set (its stop_reason then says so)."""
     params = request.params
-    _check_params(params, request.noise_shown)
-    check_images(request.image)
-    seed = params.seed + request.index
+    smooth_of, seed, noise = _prepared(cache, request)
 
     def job(cancel: CancelToken):
-        smooth = cache.smooth(request.model_key)
-        yield Partial("noise", smooth.noise_samples(request.image, request.noise_shown,
-                                                    generator=seed + NOISE_SEED_OFFSET))
+        smooth = smooth_of()
+        yield noise()
         for update in smooth.certify_anytime(request.image, params.n0, params.n, params.alpha, params.batch,
                                              target_radius=request.target_radius, generator=seed):
             cancel.check()
