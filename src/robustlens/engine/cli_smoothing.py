@@ -138,7 +138,15 @@ def _results(args, model, smooth, dataset, table, todo, bar) -> Iterator[tuple[i
     after the other, or with --ray on a cluster's workers (engine/cluster.py); the same rows either way."""
     job = job_spec(args, model, smooth.sigma, table.settings)
     if wants_ray(args):
-        yield from run_blocks(args, job, dataset, todo, bar.update)
+        report: dict = {}
+        try:
+            yield from run_blocks(args, job, dataset, todo, bar.update, report)
+        except CLIError:
+            bar.leave = False  # the error is the one line left on the terminal
+            bar.close()
+            raise
+        if report.get("backend"):
+            smooth.backend = f"{report['backend']} on {report['workers']} Ray workers"
         return
     for position in todo:
         yield position, smooth_image(smooth, job, dataset.images[position], dataset.source_index(position))

@@ -24,7 +24,6 @@ import argparse
 import math
 import os
 import socket
-import threading
 import time
 from collections import deque
 from typing import Callable, Iterator
@@ -33,8 +32,8 @@ from .cli import CLIError, nonnegative_float, positive_float, positive_int
 
 CONNECT_TIMEOUT_S = 30.0  # the default bound on reaching a cluster (--ray-timeout)
 BLOCK_ATTEMPTS = 3  # a block that kills this many workers in a row is a failure, not bad luck
-# Fault injection for tests and drills: "BLOCK:MARKER" makes the worker that gets block BLOCK exit at once
-# (os._exit, as a killed process would) if it can create the file MARKER, i.e. only the first time.
+# Fault injection for tests and drills, read on the driver: "BLOCK:MARKER" makes the worker that gets block
+# BLOCK exit at once (os._exit, as a killed process would) if it can create the file MARKER: the first time only.
 KILL_BLOCK_ENV = "ROBUSTLENS_CLUSTER_KILL_BLOCK"
 
 
@@ -112,7 +111,8 @@ def job_spec(args, model, sigma: float, settings: dict) -> dict:
     command = "certify" if hasattr(args, "n0") else "predict"
     return dict(command=command, model=str(args.model), weights_sha256=settings["weights_sha256"],
                 classes=len(model.meta.classes), sigma=float(sigma), n0=getattr(args, "n0", None), n=args.n,
-                alpha=args.alpha, batch=args.batch, seed=args.seed, eager=bool(args.eager), threads=args.threads)
+                alpha=args.alpha, batch=args.batch, seed=args.seed, eager=bool(args.eager), threads=args.threads,
+                kill_block=os.environ.get(KILL_BLOCK_ENV))  # read here: a worker may have started before it was set
 
 
 def smooth_image(smooth, job: dict, image, idx: int) -> tuple[int, float | None, float]:
@@ -128,12 +128,21 @@ def smooth_image(smooth, job: dict, image, idx: int) -> tuple[int, float | None,
     return int(prediction), radius, time.perf_counter() - start
 
 
-class BlockWorker:
-    """One Ray worker: loads the model once, then smooths whole blocks. Made a Ray actor by
-    :func:`_actor_class`; plain Python here so it can be read and checked without Ray."""
+def model_key(job: dict) -> tuple:
+    """What a loaded smoothed classifier depends on: a worker keeps one per key."""
+    return job["model"], job["weights_sha256"], job["classes"], job["sigma"], job["eager"]
 
-    def __init__(self, job: dict):
-        self.job, self.error, self.smooth = job, None, None
+
+class BlockWorker:
+    """One Ray worker: loads each run's model once (kept for later runs with the same model), then smooths
+    whole blocks. Made a Ray actor by :func:`_actor_class`; plain Python here so it reads without Ray."""
+
+    def __init__(self):
+        self.loaded: dict[tuple, object] = {}
+
+    def load(self, job: dict) -> dict:
+        """{"error": why the model cannot be used here, or None; "backend": the forward it runs}."""
+        key = model_key(job)
         try:
             import torch
 
@@ -142,25 +151,26 @@ class BlockWorker:
 
             if job["threads"]:
                 torch.set_num_threads(job["threads"])
-            model = load_model(job["model"], device=default_device())
-            if weights_sha256(model.state_dict()) != job["weights_sha256"]:
-                raise CLIError(f"{job['model']} on {socket.gethostname()} has other weights than on the driver")
-            self.smooth = Smooth(model, job["classes"], job["sigma"], optimize=not job["eager"])
-        except Exception as failure:  # reported by ready(): the driver ends with this one line
-            self.error = f"worker on {socket.gethostname()}: {' '.join(str(failure).split()) or type(failure).__name__}"
+            if key not in self.loaded:
+                model = load_model(job["model"], device=default_device())
+                if weights_sha256(model.state_dict()) != job["weights_sha256"]:
+                    raise CLIError(f"{job['model']} has other weights here than on the driver")
+                smooth = Smooth(model, job["classes"], job["sigma"], optimize=not job["eager"])
+                smooth.prepare(tuple(model.meta.input_shape))
+                self.loaded[key] = smooth
+            return {"error": None, "backend": self.loaded[key].backend}
+        except Exception as failure:  # noqa: BLE001 — the driver ends with this one line
+            why = " ".join(str(failure).split()) or type(failure).__name__
+            return {"error": f"worker on {socket.gethostname()}: {why}", "backend": None}
 
-    def ready(self) -> str | None:
-        """None when the model is loaded, else why not."""
-        return self.error
-
-    def run(self, block: int, indices: list[int], images) -> list[tuple[int, float | None, float]]:
-        _maybe_die(block)
-        return [smooth_image(self.smooth, self.job, image, idx) for idx, image in zip(indices, images)]
+    def run(self, block: int, job: dict, indices: list[int], images) -> list[tuple[int, float | None, float]]:
+        _maybe_die(block, job.get("kill_block"))
+        smooth = self.loaded[model_key(job)]
+        return [smooth_image(smooth, job, image, idx) for idx, image in zip(indices, images)]
 
 
-def _maybe_die(block: int) -> None:
-    spec = os.environ.get(KILL_BLOCK_ENV, "")
-    if ":" not in spec:
+def _maybe_die(block: int, spec: str | None) -> None:
+    if not spec or ":" not in spec:
         return
     target, marker = spec.split(":", 1)
     if target.strip() == str(block):
@@ -198,8 +208,12 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     """Join (or for 'local' start) a Ray cluster within ``timeout`` seconds; returns what to call at the
     end (shutdown of what this call started; nothing if Ray was already up in this process)."""
     ray = import_ray()
-    if ray.is_initialized():
-        return lambda: None
+    if ray.is_initialized():  # a caller (a test session, a long-lived program) already holds a cluster
+        current = ray.get_runtime_context().gcs_address
+        if address in ("local", "auto") or address.removeprefix("ray://") == current:
+            return _keep_ray
+        _reachable(address, min(timeout, 10.0))
+        raise CLIError(f"this process is already connected to the Ray cluster at {current}, not {address}")
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if address == "local":
         target = None
@@ -208,24 +222,16 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     else:
         _reachable(address, min(timeout, 10.0))
         target = address
-    outcome: dict = {}
-
-    def start():
-        try:
-            outcome["context"] = ray.init(address=target, **options)
-        except Exception as failure:  # noqa: BLE001 — reported as one line below
-            outcome["error"] = failure
-
-    # ray.init has no timeout of its own: wait for it in a daemon thread and give up after `timeout`
-    thread = threading.Thread(target=start, name="ray-init", daemon=True)
-    thread.start()
-    thread.join(timeout)
+    if target is not None:
+        # joining retries the head's GCS about once a second, RAY_gcs_server_port_wait_time_s times (20 by
+        # default); a host that answers TCP but is no Ray head then fails after about `timeout` seconds
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(max(1, int(timeout))))
     where = "a local Ray" if target is None else f"the Ray cluster at {address}"
-    if thread.is_alive():
-        raise CLIError(f"could not start {where} within {timeout:g} s (--ray-timeout)")
-    if "error" in outcome:
-        why = " ".join(str(outcome["error"]).split()).split(". ")[0]
-        raise CLIError(f"could not join {where}: {why}")
+    try:
+        ray.init(address=target, **options)  # the main thread: Ray installs its signal handlers there
+    except Exception as failure:  # noqa: BLE001 — ConnectionError, RuntimeError, ValueError: one line
+        why = " ".join(str(failure).split()).split(". ")[0]
+        raise CLIError(f"could not join {where}: {why}") from None
     return ray.shutdown
 
 
@@ -237,6 +243,7 @@ def default_block(todo: int, workers: int) -> int:
 
 
 def _actor_class(ray, gpus: float, cpus: float):
+    # no restarts by Ray itself: the driver replaces a dead worker and knows which block to rerun
     return ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)(BlockWorker)
 
 
@@ -253,73 +260,114 @@ def _worker_count(ray, requested: int | None, gpus: float, cpus: float) -> int:
     return requested if requested is not None else max(1, fits)
 
 
-def run_blocks(args, job: dict, dataset, todo: list[int], progress) -> Iterator[tuple[int, tuple]]:
+def run_blocks(args, job: dict, dataset, todo: list[int], progress, report: dict | None = None
+               ) -> Iterator[tuple[int, tuple]]:
     """(position, (prediction, radius, seconds)) for every position of ``todo``, in ``todo``'s order, computed
-    by Ray workers; ``progress(k)`` is called as k more images finish on any worker."""
+    by Ray workers; ``progress(k)`` is called as k more images finish on any worker; ``report`` gets the
+    workers' "backend" and the "workers" count."""
     ray = import_ray()
     shutdown = connect(args.ray, args.ray_timeout)
     try:
         workers = _worker_count(ray, args.workers, args.gpus_per_worker, args.cpus_per_worker)
         size = args.block or default_block(len(todo), workers)
         blocks = [todo[start:start + size] for start in range(0, len(todo), size)]
-        yield from _drive(ray, _actor_class(ray, args.gpus_per_worker, args.cpus_per_worker), job, dataset,
-                          blocks, min(workers, len(blocks)), progress)
+        pool = WorkerPool(ray, args.gpus_per_worker, args.cpus_per_worker, keep=shutdown is _keep_ray)
+        yield from pool.drive(job, dataset, blocks, min(workers, len(blocks)), progress)
+        if report is not None:
+            report.update(backend=pool.backend, workers=min(workers, len(blocks)))
     finally:
         shutdown()
 
 
-def _drive(ray, actor_class, job, dataset, blocks, workers, progress):
-    from ray.exceptions import RayActorError, RayTaskError
+def _keep_ray() -> None:
+    """What connect() returns when Ray was already up in this process: leave it (and our idle workers) up."""
 
-    if not blocks:
-        return
-    payload = [(number, [dataset.source_index(p) for p in block], ray.put(dataset.images[block].numpy()))
-               for number, block in enumerate(blocks)]
-    pending = deque(range(len(blocks)))  # block numbers not yet handed out (a rerun goes first)
-    attempts = [0] * len(blocks)
-    in_flight: dict = {}  # ObjectRef -> (block number, actor)
-    done: dict[int, list] = {}
-    next_out = 0
 
-    def start_worker():
-        actor = actor_class.remote(job)
-        error = ray.get(actor.ready.remote())
-        if error:
-            raise CLIError(error)
+# Idle workers kept between runs while Ray stays up in this process (a test session, a long-lived caller):
+# starting a worker (a Python process that imports torch and loads the model) costs seconds.
+_IDLE: dict[tuple, list] = {}
+
+
+class WorkerPool:
+    """Workers of one resource shape; ``drive`` runs blocks on them and replaces the ones that die."""
+
+    def __init__(self, ray, gpus: float, cpus: float, keep: bool):
+        self.ray, self.keep = ray, keep
+        self.actor_class = _actor_class(ray, gpus, cpus)
+        self.key = (ray.get_runtime_context().get_job_id(), gpus, cpus)
+        self.backend = None
+
+    def _ready(self, actor, job):
+        status = self.ray.get(actor.load.remote(job))
+        if status["error"]:
+            self.ray.kill(actor)
+            raise CLIError(status["error"])
+        self.backend = status["backend"]
         return actor
 
-    def hand_out(actor):
-        number = pending.popleft()
-        attempts[number] += 1
-        ref = actor.run.remote(number, payload[number][1], payload[number][2])
-        in_flight[ref] = (number, actor)
+    def _workers(self, job, count: int) -> list:
+        from ray.exceptions import RayActorError
 
-    idle = [start_worker() for _ in range(workers)]
-    try:
-        while next_out < len(blocks):
-            while idle and pending:
-                hand_out(idle.pop())
-            finished, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
-            for ref in finished:
-                number, actor = in_flight.pop(ref)
-                try:
-                    done[number] = ray.get(ref)
+        kept = _IDLE.pop(self.key, []) if self.keep else []
+        actors = []
+        for actor in kept:
+            try:
+                actors.append(self._ready(actor, job)) if len(actors) < count else self.ray.kill(actor)
+            except RayActorError:  # died while idle
+                pass
+        # start the missing workers together: each one's start-up overlaps the others'
+        fresh = [self.actor_class.remote() for _ in range(count - len(actors))]
+        try:
+            return actors + [self._ready(actor, job) for actor in fresh]
+        except CLIError:
+            for actor in actors + fresh:
+                self.ray.kill(actor)
+            raise
+
+    def drive(self, job, dataset, blocks, workers, progress):
+        from ray.exceptions import RayActorError, RayTaskError
+
+        if not blocks:
+            return
+        ray = self.ray
+        payload = [([dataset.source_index(p) for p in block], ray.put(dataset.images[block].numpy()))
+                   for block in blocks]
+        pending = deque(range(len(blocks)))  # block numbers not yet handed out (a rerun goes first)
+        attempts = [0] * len(blocks)
+        in_flight: dict = {}  # ObjectRef -> (block number, actor)
+        done: dict[int, list] = {}
+        next_out = 0
+        idle = self._workers(job, workers)
+        try:
+            while next_out < len(blocks):
+                while idle and pending:
+                    number, actor = pending.popleft(), idle.pop()
+                    attempts[number] += 1
+                    in_flight[actor.run.remote(number, job, *payload[number])] = (number, actor)
+                finished, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+                for ref in finished:
+                    number, actor = in_flight.pop(ref)
+                    try:
+                        done[number] = ray.get(ref)
+                    except RayTaskError as failure:  # the block itself failed: it would fail again
+                        cause = failure.cause if failure.cause is not None else failure
+                        raise CLIError(f"block {number} failed on a worker: {' '.join(str(cause).split())}") from None
+                    except RayActorError:
+                        # the worker died (killed, out of memory, node lost): replace it, rerun its block first
+                        if attempts[number] >= BLOCK_ATTEMPTS:
+                            raise CLIError(f"block {number} (from idx {payload[number][0][0]}) killed "
+                                           f"{attempts[number]} workers; giving up") from None
+                        pending.appendleft(number)
+                        idle.append(self._ready(self.actor_class.remote(), job))
+                        continue
                     idle.append(actor)
                     progress(len(blocks[number]))
-                except RayTaskError as failure:  # the block itself failed: the same error would repeat
-                    cause = failure.cause if failure.cause is not None else failure
-                    raise CLIError(f"block {number} failed on a worker: {' '.join(str(cause).split())}") from None
-                except RayActorError:
-                    # the worker died (killed, out of memory, node lost): replace it, rerun its block first
-                    if attempts[number] >= BLOCK_ATTEMPTS:
-                        raise CLIError(f"block {number} (images from idx {payload[number][1][0]}) killed "
-                                       f"{attempts[number]} workers; giving up") from None
-                    pending.appendleft(number)
-                    idle.append(start_worker())
-            while next_out in done:  # rows go out in index order, each block once
-                for position, result in zip(blocks[next_out], done.pop(next_out)):
-                    yield position, result
-                next_out += 1
-    finally:
-        for actor in idle + [a for _, a in in_flight.values()]:
-            ray.kill(actor)
+                while next_out in done:  # rows go out in index order, each block once
+                    yield from zip(blocks[next_out], done.pop(next_out))
+                    next_out += 1
+        finally:
+            busy = [actor for _, actor in in_flight.values()]
+            for actor in busy + ([] if self.keep else idle):
+                ray.kill(actor)
+            if self.keep:
+                _IDLE[self.key] = idle
