@@ -32,6 +32,7 @@ from .cli import CLIError, nonnegative_float, positive_float, positive_int
 
 CONNECT_TIMEOUT_S = 30.0  # the default bound on reaching a cluster (--ray-timeout)
 BLOCK_ATTEMPTS = 3  # a block that kills this many workers in a row is a failure, not bad luck
+WORKER_START_TIMEOUT_S = 300.0  # no worker ready and none busy for this long: the cluster has no room
 # Fault injection for tests and drills, read on the driver: "BLOCK:MARKER" makes the worker that gets block
 # BLOCK exit at once (os._exit, as a killed process would) if it can create the file MARKER: the first time only.
 KILL_BLOCK_ENV = "ROBUSTLENS_CLUSTER_KILL_BLOCK"
@@ -164,9 +165,12 @@ class BlockWorker:
             return {"error": f"worker on {socket.gethostname()}: {why}", "backend": None}
 
     def run(self, block: int, job: dict, indices: list[int], images) -> list[tuple[int, float | None, float]]:
-        _maybe_die(block, job.get("kill_block"))
         smooth = self.loaded[model_key(job)]
-        return [smooth_image(smooth, job, image, idx) for idx, image in zip(indices, images)]
+        results = []
+        for idx, image in zip(indices, images):
+            results.append(smooth_image(smooth, job, image, idx))
+            _maybe_die(block, job.get("kill_block"))  # after the first image: the block is half done
+        return results
 
 
 def _maybe_die(block: int, spec: str | None) -> None:
@@ -265,6 +269,8 @@ def run_blocks(args, job: dict, dataset, todo: list[int], progress, report: dict
     """(position, (prediction, radius, seconds)) for every position of ``todo``, in ``todo``'s order, computed
     by Ray workers; ``progress(k)`` is called as k more images finish on any worker; ``report`` gets the
     workers' "backend" and the "workers" count."""
+    if not todo:  # a finished file: nothing to start a cluster for
+        return
     ray = import_ray()
     shutdown = connect(args.ray, args.ray_timeout)
     try:
@@ -297,34 +303,10 @@ class WorkerPool:
         self.key = (ray.get_runtime_context().get_job_id(), gpus, cpus)
         self.backend = None
 
-    def _ready(self, actor, job):
-        status = self.ray.get(actor.load.remote(job))
-        if status["error"]:
-            self.ray.kill(actor)
-            raise CLIError(status["error"])
-        self.backend = status["backend"]
-        return actor
-
-    def _workers(self, job, count: int) -> list:
-        from ray.exceptions import RayActorError
-
-        kept = _IDLE.pop(self.key, []) if self.keep else []
-        actors = []
-        for actor in kept:
-            try:
-                actors.append(self._ready(actor, job)) if len(actors) < count else self.ray.kill(actor)
-            except RayActorError:  # died while idle
-                pass
-        # start the missing workers together: each one's start-up overlaps the others'
-        fresh = [self.actor_class.remote() for _ in range(count - len(actors))]
-        try:
-            return actors + [self._ready(actor, job) for actor in fresh]
-        except CLIError:
-            for actor in actors + fresh:
-                self.ray.kill(actor)
-            raise
-
-    def drive(self, job, dataset, blocks, workers, progress):
+    def drive(self, job, dataset, blocks, workers, progress, start_timeout: float = WORKER_START_TIMEOUT_S):
+        """The results of ``blocks`` (lists of positions) block by block in order, on ``workers`` workers.
+        Workers are started without waiting for one another and join as they are ready; a dead worker's
+        block goes back to the front of the queue and a new worker is started in its place."""
         from ray.exceptions import RayActorError, RayTaskError
 
         if not blocks:
@@ -334,18 +316,51 @@ class WorkerPool:
                    for block in blocks]
         pending = deque(range(len(blocks)))  # block numbers not yet handed out (a rerun goes first)
         attempts = [0] * len(blocks)
-        in_flight: dict = {}  # ObjectRef -> (block number, actor)
+        in_flight: dict = {}  # run ObjectRef -> (block number, actor)
+        starting: dict = {}  # load ObjectRef -> actor
+        idle: list = []
         done: dict[int, list] = {}
-        next_out = 0
-        idle = self._workers(job, workers)
+        next_out, failed_starts, last_progress = 0, 0, time.monotonic()
+
+        def start(actor=None):
+            actor = actor or self.actor_class.remote()
+            starting[actor.load.remote(job)] = actor
+
+        kept = _IDLE.pop(self.key, []) if self.keep else []
+        if kept[workers:]:  # not needed now: they stay idle for a later run
+            _IDLE[self.key] = kept[workers:]
+        for actor in kept[:workers]:
+            start(actor)  # cheap: a kept worker has the model already unless this run's differs
+        for _ in range(workers - len(kept[:workers])):
+            start()
         try:
             while next_out < len(blocks):
                 while idle and pending:
                     number, actor = pending.popleft(), idle.pop()
                     attempts[number] += 1
                     in_flight[actor.run.remote(number, job, *payload[number])] = (number, actor)
-                finished, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+                finished, _ = ray.wait(list(in_flight) + list(starting), num_returns=1, timeout=1.0)
+                if finished:
+                    last_progress = time.monotonic()
+                elif not in_flight and time.monotonic() - last_progress > start_timeout:
+                    raise CLIError(f"no worker started within {start_timeout:g} s: the cluster has no free room "
+                                   f"for --cpus-per-worker / --gpus-per-worker (see `ray status`)")
                 for ref in finished:
+                    if ref in starting:
+                        actor = starting.pop(ref)
+                        try:
+                            status = ray.get(ref)
+                        except RayActorError:  # died while starting (or while idle, if kept)
+                            failed_starts += 1
+                            if failed_starts > BLOCK_ATTEMPTS * workers:
+                                raise CLIError(f"{failed_starts} workers died while starting; giving up") from None
+                            start()
+                            continue
+                        if status["error"]:
+                            raise CLIError(status["error"])
+                        self.backend = status["backend"]
+                        idle.append(actor)
+                        continue
                     number, actor = in_flight.pop(ref)
                     try:
                         done[number] = ray.get(ref)
@@ -358,7 +373,7 @@ class WorkerPool:
                             raise CLIError(f"block {number} (from idx {payload[number][0][0]}) killed "
                                            f"{attempts[number]} workers; giving up") from None
                         pending.appendleft(number)
-                        idle.append(self._ready(self.actor_class.remote(), job))
+                        start()
                         continue
                     idle.append(actor)
                     progress(len(blocks[number]))
@@ -366,8 +381,8 @@ class WorkerPool:
                     yield from zip(blocks[next_out], done.pop(next_out))
                     next_out += 1
         finally:
-            busy = [actor for _, actor in in_flight.values()]
-            for actor in busy + ([] if self.keep else idle):
+            unfinished = [actor for _, actor in in_flight.values()] + list(starting.values())
+            for actor in unfinished + ([] if self.keep else idle):
                 ray.kill(actor)
             if self.keep:
-                _IDLE[self.key] = idle
+                _IDLE[self.key] = idle + _IDLE.get(self.key, [])
