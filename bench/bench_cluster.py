@@ -38,17 +38,29 @@ def job_for(model, n: int, n0: int) -> dict:
     return cluster.job_spec(args, model, model.meta.sigma, {"weights_sha256": weights_sha256(model.state_dict())})
 
 
-def local(smooth, job, dataset, positions):
+COMPUTE: dict[str, float] = {}  # per configuration: the best round's summed per-image seconds (the time column)
+
+
+def local(smooth, job, dataset, positions, name="local"):
     began = time.perf_counter()
-    rows = [cluster.smooth_image(smooth, job, dataset.images[p], dataset.source_index(p))[:2] for p in positions]
-    return time.perf_counter() - began, rows
+    results = [cluster.smooth_image(smooth, job, dataset.images[p], dataset.source_index(p)) for p in positions]
+    return _kept(name, time.perf_counter() - began, results)
 
 
-def on_ray(pool, job, dataset, positions, block: int, workers: int):
+def on_ray(pool, job, dataset, positions, block: int, workers: int, name="ray"):
     blocks = [positions[i:i + block] for i in range(0, len(positions), block)]
     began = time.perf_counter()
-    rows = [result[:2] for _, result in pool.drive(job, dataset, blocks, workers, lambda k: None)]
-    return time.perf_counter() - began, rows
+    results = [result for _, result in pool.drive(job, dataset, blocks, workers, lambda k: None)]
+    return _kept(name, time.perf_counter() - began, results)
+
+
+BEST: dict[str, float] = {}
+
+
+def _kept(name, seconds, results):
+    if seconds < BEST.get(name, float("inf")):
+        BEST[name], COMPUTE[name] = seconds, sum(r[2] for r in results)
+    return seconds, [r[:2] for r in results]
 
 
 def main() -> None:
@@ -74,23 +86,19 @@ def main() -> None:
     started_ray = time.perf_counter() - began
     pool = cluster.WorkerPool(ray, 0.0, 1.0, keep=True)
     began = time.perf_counter()
-    on_ray(pool, tiny, dataset, positions[:2], 1, 2)  # start and warm two workers (model loaded, graph built)
+    on_ray(pool, tiny, dataset, positions[:2], 1, 2, "warm-up-ray")  # start and warm two workers (model loaded, graph built)
     started_workers = time.perf_counter() - began
-    local(smooth, tiny, dataset, positions[:2])
+    local(smooth, tiny, dataset, positions[:2], "warm-up")
 
-    best: dict[str, float] = {}
     for _ in range(options.rounds):
-        seconds, expected = local(smooth, job, dataset, positions)
-        best["local"] = min(best.get("local", seconds), seconds)
+        _, expected = local(smooth, job, dataset, positions)
         for name, workers in (("ray-1", 1), ("ray-2", 2)):
-            seconds, rows = on_ray(pool, job, dataset, positions, options.block, workers)
+            _, rows = on_ray(pool, job, dataset, positions, options.block, workers, name)
             assert rows == expected, f"{name} rows differ from the single-process rows"
-            best[name] = min(best.get(name, seconds), seconds)
-        seconds, _ = local(smooth, tiny, dataset, positions)
-        best["local-tiny"] = min(best.get("local-tiny", seconds), seconds)
-        seconds, _ = on_ray(pool, tiny, dataset, positions, 1, 1)
-        best["ray-1-tiny-blocks-of-1"] = min(best.get("ray-1-tiny-blocks-of-1", seconds), seconds)
+        local(smooth, tiny, dataset, positions, "local-tiny")
+        on_ray(pool, tiny, dataset, positions, 1, 1, "ray-1-tiny-blocks-of-1")
     ray.shutdown()
+    best = BEST
 
     per_image = best["local"] / options.images
     overhead = (best["ray-1-tiny-blocks-of-1"] - best["local-tiny"]) / options.images
@@ -100,9 +108,11 @@ def main() -> None:
           f"{per_image:.3f} s/image in one process")
     for name in ("ray-1", "ray-2"):
         print(f"  {name}: throughput {best['local'] / best[name]:.2f}× the single process "
-              f"({best[name]:.2f} s vs {best['local']:.2f} s)")
+              f"({best[name]:.2f} s vs {best['local']:.2f} s); per-image compute in the workers "
+              f"{COMPUTE[name] / COMPUTE['local']:.2f}× the single process's")
     print(f"per-block overhead (blocks of 1 at n={options.tiny_n} on 1 worker, minus the local loop): "
           f"{overhead * 1000:.1f} ms per block = {overhead / per_image:.3f}× one image at n={options.n}")
+    print(f"workers' forward: {pool.backend}; this process's: {smooth.backend}")
     print(f"one-off: ray.init {started_ray:.1f} s, two workers started and warmed {started_workers:.1f} s")
 
 

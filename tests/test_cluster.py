@@ -4,6 +4,7 @@ slices are disjoint and cover the run, and merge joins them into the single run'
 duplicated, missing or mismatched."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,20 @@ def test_merge_refuses_differing_rows_and_settings(shards, tmp_path, capsys):
 def test_merge_refuses_slices_of_different_splits(shards, single, tmp_path, capsys):
     code, _, err = run(capsys, "merge", tmp_path / "m.tsv", shards[0], single[0])
     assert code == 1 and "not slices of one split" in err
+
+
+def test_ray_without_ray_installed_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    code, _, err = certify(capsys, tmp_path / "x.tsv", "--ray", "local")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == ("robustlens certify: error: --ray needs Ray: install robustlens[cluster] "
+                                            "(pip install 'robustlens[cluster]')")
+
+
+def test_asking_for_gpus_the_cluster_lacks_fails_in_one_line(local_ray, tmp_path, capsys):
+    if local_ray.cluster_resources().get("GPU", 0) >= 1:
+        pytest.skip("this Ray has a GPU")
+    code, _, err = certify(capsys, tmp_path / "x.tsv", "--ray", "local", "--gpus-per-worker", 1)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == ("robustlens certify: error: --gpus-per-worker 1 but the cluster has "
+                                            "0 GPUs")

@@ -3,7 +3,9 @@
 certify / predict run CERTIFY / PREDICT (Cohen et al. 2019) over every ``--skip``-th image of a dataset
 split and write the reference implementation's TSV (locuslab/smoothing ``certify.py`` / ``predict.py``),
 one flushed line per image, after a ``#`` line with the run's settings (engine/resumable.py): a rerun with
-the same settings keeps the rows and continues, so an interrupted run loses at most the image in progress. analyze reads certify TSVs and
+the same settings keeps the rows and continues, so an interrupted run loses at most the image in progress.
+``--shard I/K`` runs one slice for a Slurm array and ``--ray`` spreads the images over a Ray cluster, with the
+same rows (engine/cluster.py). analyze reads certify TSVs and
 prints certified accuracy at radii 0, 0.25, 0.5, … and draws the curves (one per file) into a PNG.
 """
 

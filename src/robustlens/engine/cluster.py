@@ -113,6 +113,7 @@ def job_spec(args, model, sigma: float, settings: dict) -> dict:
     return dict(command=command, model=str(args.model), weights_sha256=settings["weights_sha256"],
                 classes=len(model.meta.classes), sigma=float(sigma), n0=getattr(args, "n0", None), n=args.n,
                 alpha=args.alpha, batch=args.batch, seed=args.seed, eager=bool(args.eager), threads=args.threads,
+                gpus=float(getattr(args, "gpus_per_worker", 0.0) or 0.0),
                 kill_block=os.environ.get(KILL_BLOCK_ENV))  # read here: a worker may have started before it was set
 
 
@@ -131,7 +132,7 @@ def smooth_image(smooth, job: dict, image, idx: int) -> tuple[int, float | None,
 
 def model_key(job: dict) -> tuple:
     """What a loaded smoothed classifier depends on: a worker keeps one per key."""
-    return job["model"], job["weights_sha256"], job["classes"], job["sigma"], job["eager"]
+    return job["model"], job["weights_sha256"], job["classes"], job["sigma"], job["eager"], job["gpus"] > 0
 
 
 class BlockWorker:
@@ -143,7 +144,6 @@ class BlockWorker:
 
     def load(self, job: dict) -> dict:
         """{"error": why the model cannot be used here, or None; "backend": the forward it runs}."""
-        key = model_key(job)
         try:
             import torch
 
@@ -152,8 +152,15 @@ class BlockWorker:
 
             if job["threads"]:
                 torch.set_num_threads(job["threads"])
+            # Ray hides the GPUs a worker was not given only when it was given some (CUDA_VISIBLE_DEVICES
+            # is left alone at num_gpus=0): a worker without GPUs must not use one it did not reserve
+            key, device = model_key(job), torch.device("cpu")
+            if job["gpus"] > 0:
+                if not torch.cuda.is_available():
+                    raise CLIError("--gpus-per-worker is set but this node's torch sees no CUDA GPU")
+                device = default_device()
             if key not in self.loaded:
-                model = load_model(job["model"], device=default_device())
+                model = load_model(job["model"], device=device)
                 if weights_sha256(model.state_dict()) != job["weights_sha256"]:
                     raise CLIError(f"{job['model']} has other weights here than on the driver")
                 smooth = Smooth(model, job["classes"], job["sigma"], optimize=not job["eager"])
@@ -350,6 +357,9 @@ class WorkerPool:
                         actor = starting.pop(ref)
                         try:
                             status = ray.get(ref)
+                        except RayTaskError as failure:  # load() itself failed (not a death): one line
+                            cause = failure.cause if failure.cause is not None else failure
+                            raise CLIError(f"a worker could not start: {' '.join(str(cause).split())}") from None
                         except RayActorError:  # died while starting (or while idle, if kept)
                             failed_starts += 1
                             if failed_starts > BLOCK_ATTEMPTS * workers:
