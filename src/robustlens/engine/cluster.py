@@ -33,8 +33,9 @@ from .cli import CLIError, nonnegative_float, positive_float, positive_int
 CONNECT_TIMEOUT_S = 30.0  # the default bound on reaching a cluster (--ray-timeout)
 BLOCK_ATTEMPTS = 3  # a block that kills this many workers in a row is a failure, not bad luck
 WORKER_START_TIMEOUT_S = 300.0  # no worker ready and none busy for this long: the cluster has no room
-# Fault injection for tests and drills, read on the driver: "BLOCK:MARKER" makes the worker that gets block
-# BLOCK exit at once (os._exit, as a killed process would) if it can create the file MARKER: the first time only.
+# Fault injection for tests and drills, read on the driver: "BLOCK:MARKER" makes the worker that runs block
+# BLOCK exit after its first image (os._exit, as a killed process would) if it can create the file MARKER,
+# so only the first time.
 KILL_BLOCK_ENV = "ROBUSTLENS_CLUSTER_KILL_BLOCK"
 
 
