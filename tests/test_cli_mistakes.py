@@ -60,6 +60,10 @@ MISTAKES = {
         ["--model", NOISE, "--out", "{dir}"],                          # a folder
         ["--model", NOISE, "--out", "/dev/full"],                      # a device
         ["--model", NOISE, "--out", "{garbage}", "--max", "1"],        # a file that is not ours
+        ["--model", NOISE, "--out", "{new}/c.tsv", "--shard", "2/2"],   # I must be below K
+        ["--model", NOISE, "--out", "{new}/c.tsv", "--shard", "half"],
+        ["--model", NOISE, "--out", "{new}/c.tsv", "--workers", "2"],  # needs --ray
+        ["--model", NOISE, "--out", "{new}/c.tsv", "--ray", "local", "--workers", "0"],
     ],
     "predict": [
         [],
@@ -69,6 +73,18 @@ MISTAKES = {
         ["--model", "{garbage}", "--out", "{new}/p.tsv"],
         ["--model", NOISE, "--out", "{dir}"],
         ["--model", NOISE, "--out", "/dev/full"],
+        ["--model", NOISE, "--out", "{new}/p.tsv", "--shard", "-1/3"],
+        ["--model", NOISE, "--out", "{new}/p.tsv", "--ray", "local", "--gpus-per-worker", "-1"],
+    ],
+    "merge": [
+        [],                                                            # OUT.tsv and PARTS are required
+        ["{new}/m.tsv"],
+        ["{new}/m.tsv", "{garbage}"],
+        ["{new}/m.tsv", "{file}"],
+        ["{new}/m.tsv", "{dir}"],
+        ["{new}/m.tsv", "{new}/missing.tsv"],
+        ["{file}", "{new}/part.tsv"],                                  # OUT exists
+        ["{dir}", "{new}/part.tsv"],                                   # OUT is a folder
     ],
     "analyze": [
         [],                                                            # FILE.tsv is required

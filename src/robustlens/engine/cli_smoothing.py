@@ -3,7 +3,9 @@
 certify / predict run CERTIFY / PREDICT (Cohen et al. 2019) over every ``--skip``-th image of a dataset
 split and write the reference implementation's TSV (locuslab/smoothing ``certify.py`` / ``predict.py``),
 one flushed line per image, after a ``#`` line with the run's settings (engine/resumable.py): a rerun with
-the same settings keeps the rows and continues, so an interrupted run loses at most the image in progress. analyze reads certify TSVs and
+the same settings keeps the rows and continues, so an interrupted run loses at most the image in progress.
+``--shard I/K`` runs one slice for a Slurm array and ``--ray`` spreads the images over a Ray cluster, with the
+same rows (engine/cluster.py). analyze reads certify TSVs and
 prints certified accuracy at radii 0, 0.25, 0.5, … and draws the curves (one per file) into a PNG.
 """
 
@@ -14,12 +16,15 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .cli import CLIError, add_model_arguments, nonnegative_int, positive_float, positive_int, probability
+from .cluster import (add_cluster_arguments, check_local_only_flags, job_spec, run_blocks, shard_positions,
+                      shard_settings, shard_spec, smooth_image, wants_ray)
 from .data import DATASETS, SPLITS, load_dataset
 from .models import default_device, load_model, weights_sha256
 from .resumable import ResumableTSV, prepare_output_file
@@ -50,6 +55,10 @@ def _add_run_arguments(p, certify: bool) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="image idx is certified with seed SEED + idx")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.add_argument("--eager", action="store_true", help="run the model as is (no TorchScript optimization)")
+    p.add_argument("--shard", type=shard_spec, metavar="I/K",
+                   help="run only the I-th of K slices of the images (every K-th from the I-th, I = 0 … K-1; "
+                        "e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT), to join with robustlens merge")
+    add_cluster_arguments(p)
 
 
 def register(sub) -> None:
@@ -101,7 +110,9 @@ def _prepare(args, *, columns: str | None = None, tool: str | None = None, extra
     positions = list(range(0, stop, args.skip))  # the reference: i % skip == 0 and i < max
     # the existing --out is checked (same settings, or --overwrite) before anything is printed or run
     command = "certify" if hasattr(args, "n0") else "predict"
-    settings = {**run_settings(args, model, sigma, dataset), **(extra_settings or {})}
+    settings = {**run_settings(args, model, sigma, dataset), **(extra_settings or {}),
+                **shard_settings(getattr(args, "shard", None), len(positions))}
+    positions = shard_positions(positions, getattr(args, "shard", None))
     table = ResumableTSV(out, columns or (TSV_HEADER if command == "certify" else PREDICT_TSV_HEADER), settings,
                          tool=tool or f"robustlens {command}", overwrite=args.overwrite)
     if model.meta.sigma is not None and abs(sigma - model.meta.sigma) > 1e-12:
@@ -126,8 +137,32 @@ def _resuming_note(table: ResumableTSV, total: int) -> None:
         print(f"resuming {table.path}: {table.kept} of {total} rows already there are kept", file=sys.stderr)
 
 
+def _results(args, model, smooth, dataset, table, todo, bar) -> Iterator[tuple[int, tuple]]:
+    """(position, (prediction, radius, seconds)) for each position of ``todo`` in order: here, one image
+    after the other, or with --ray on a cluster's workers (engine/cluster.py); the same rows either way."""
+    job = job_spec(args, model, smooth.sigma, table.settings)
+    if wants_ray(args):
+        report: dict = {}
+        try:
+            yield from run_blocks(args, job, dataset, todo, bar.update, report)
+        except CLIError:
+            bar.leave = False  # the error is the one line left on the terminal
+            bar.close()
+            raise
+        if report.get("backend"):
+            smooth.backend = f"{report['backend']} on {report['workers']} Ray workers"
+        return
+    for position in todo:
+        yield position, smooth_image(smooth, job, dataset.images[position], dataset.source_index(position))
+        bar.update(1)
+
+
 def run_certify(args) -> int:
+    check_local_only_flags(args)
     if getattr(args, "radius", None) is not None or getattr(args, "max_n", None) is not None:
+        if wants_ray(args):  # the decisions run one image after the other, here
+            raise CLIError("--ray does not run radius decisions (--radius / --max-n) yet: leave --ray out, "
+                           "or shard the run with --shard I/K")
         return run_radius_decisions(args, _prepare)
     model, smooth, dataset, positions, out, table = _prepare(args)
     began = time.perf_counter()
@@ -138,16 +173,14 @@ def run_certify(args) -> int:
         for fields in table.rows.values():  # idx label predict radius correct time
             radii.append(float(fields[3]))
             correct.append(fields[4] == "1")
-        bar = tqdm(todo, desc=f"certify σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
-        for position in bar:
+        bar = tqdm(total=len(todo), desc=f"certify σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
+        for position, (prediction, radius, seconds) in _results(args, model, smooth, dataset, table, todo, bar):
             idx, label = dataset.source_index(position), int(dataset.labels[position])
-            start = time.perf_counter()
-            prediction, radius = smooth.certify(dataset.images[position], args.n0, args.n, args.alpha,
-                                                args.batch, generator=args.seed + idx)
-            table.append(certify_tsv_row(idx, label, prediction, radius, time.perf_counter() - start))
+            table.append(certify_tsv_row(idx, label, prediction, radius, seconds))
             radii.append(radius)
             correct.append(prediction == label)
             bar.set_postfix(certified_acc0=f"{np.mean(correct):.3f}")
+        bar.close()
     seconds = time.perf_counter() - began
     kept = f" ({table.kept} more kept from an earlier run)" if table.kept else ""
     print(f"{len(todo)} images certified in {seconds:.1f} s{kept} ({seconds / max(1, len(todo)):.2f} s/image, "
@@ -157,6 +190,7 @@ def run_certify(args) -> int:
 
 
 def run_predict(args) -> int:
+    check_local_only_flags(args)
     model, smooth, dataset, positions, out, table = _prepare(args)
     began = time.perf_counter()
     outcomes = []
@@ -165,15 +199,13 @@ def run_predict(args) -> int:
         todo = [p for p in positions if str(dataset.source_index(p)) not in table.rows]
         for fields in table.rows.values():  # idx label predict correct time
             outcomes.append((fields[3] == "1", fields[2] == "-1"))
-        bar = tqdm(todo, desc=f"predict σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
-        for position in bar:
+        bar = tqdm(total=len(todo), desc=f"predict σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
+        for position, (prediction, _, seconds) in _results(args, model, smooth, dataset, table, todo, bar):
             idx, label = dataset.source_index(position), int(dataset.labels[position])
-            start = time.perf_counter()
-            prediction = smooth.predict(dataset.images[position], args.n, args.alpha, args.batch,
-                                        generator=args.seed + idx)
-            table.append(predict_tsv_row(idx, label, prediction, time.perf_counter() - start))
+            table.append(predict_tsv_row(idx, label, prediction, seconds))
             outcomes.append((prediction == label, prediction == -1))
             bar.set_postfix(acc=f"{np.mean([o[0] for o in outcomes]):.3f}")
+        bar.close()
     seconds = time.perf_counter() - began
     right = sum(o[0] for o in outcomes)
     abstained = sum(o[1] for o in outcomes)

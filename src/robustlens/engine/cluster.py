@@ -1,0 +1,399 @@
+"""certify / predict past one machine: ``--shard I/K`` slices for Slurm arrays, ``--ray ADDRESS`` for a Ray cluster.
+
+Both keep the rows of the single-process run: image idx is always smoothed with the seed ``SEED + idx``
+(:func:`smooth_image`, the one function the local loop and every Ray worker call), so where an image runs
+changes only its time column.
+
+**Shards.** ``--shard I/K`` keeps every K-th position of the run's index list starting at the I-th
+(``positions[I::K]``), so the K shards are disjoint and their union is exactly the single run's list;
+the shard and the full list's length are recorded in the settings line, and ``robustlens merge`` checks
+them (engine/cli_merge.py).
+
+**Ray.** The images still to do are cut into blocks of consecutive positions. Each worker is a Ray actor
+(:class:`BlockWorker`) that loads the model once — a zoo name, or a file path every node can read, checked
+against the driver's weights SHA-256 — and runs whole blocks. The driver keeps one block in flight per
+worker, writes rows strictly in index order through the caller's ResumableTSV as the blocks arrive (a
+killed driver resumes from those rows, as a single-process run does), and shows one tqdm bar over all
+workers. A worker that dies mid-block is replaced and its block rerun; since a block's rows are written
+only once the block is back, no row is lost or written twice. Ray is imported only when ``--ray`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+import time
+from collections import deque
+from typing import Callable, Iterator
+
+from .cli import CLIError, nonnegative_float, positive_float, positive_int
+
+CONNECT_TIMEOUT_S = 30.0  # the default bound on reaching a cluster (--ray-timeout)
+BLOCK_ATTEMPTS = 3  # a block that kills this many workers in a row is a failure, not bad luck
+WORKER_START_TIMEOUT_S = 300.0  # no worker ready and none busy for this long: the cluster has no room
+# Fault injection for tests and drills, read on the driver: "BLOCK:MARKER" makes the worker that runs block
+# BLOCK exit after its first image (os._exit, as a killed process would) if it can create the file MARKER,
+# so only the first time.
+KILL_BLOCK_ENV = "ROBUSTLENS_CLUSTER_KILL_BLOCK"
+
+
+# ---------------------------------------------------------------- command-line pieces (no ray needed)
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """argparse type of --shard: 'I/K' with 0 ≤ I < K."""
+    parts = text.split("/")
+    try:
+        index, count = (int(p) for p in parts)
+        if len(parts) != 2:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/K (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"I/K needs K ≥ 1 and 0 ≤ I < K, got {text!r}")
+    return index, count
+
+
+def shard_positions(positions: list[int], shard: tuple[int, int] | None) -> list[int]:
+    """The shard's slice of the run's positions: every K-th from the I-th (all of them without a shard)."""
+    if shard is None:
+        return positions
+    index, count = shard
+    return positions[index::count]
+
+
+def shard_settings(shard: tuple[int, int] | None, total: int) -> dict:
+    """What a sharded run adds to its settings line: which slice, and how many images the whole run has
+    (so merge can tell a missing shard or a short one). Nothing without --shard, so unsharded files keep
+    the settings they had."""
+    if shard is None:
+        return {}
+    index, count = shard
+    return {"shard": {"index": index, "count": count, "images": total}}
+
+
+def add_cluster_arguments(p) -> None:
+    group = p.add_argument_group("Ray cluster (pip install robustlens[cluster])")
+    group.add_argument("--ray", metavar="ADDRESS",
+                       help="run on Ray: 'local' starts one on this machine, 'auto' joins the one `ray start` "
+                            "runs here, or HOST:PORT / ray://HOST:PORT of a head node")
+    group.add_argument("--workers", type=positive_int, help="Ray workers (default: as many as the cluster fits)")
+    group.add_argument("--gpus-per-worker", type=nonnegative_float, default=0.0,
+                       help="GPUs each worker holds (a fraction such as 0.5 lets two workers share one GPU)")
+    group.add_argument("--cpus-per-worker", type=positive_float, default=1.0, help="CPUs each worker holds")
+    group.add_argument("--block", type=positive_int,
+                       help="images per block sent to a worker (default: about 4 blocks per worker, at most 16)")
+    group.add_argument("--ray-timeout", type=positive_float, default=CONNECT_TIMEOUT_S,
+                       help="seconds to wait for the cluster before giving up")
+
+
+def wants_ray(args) -> bool:
+    return getattr(args, "ray", None) is not None
+
+
+def check_local_only_flags(args) -> None:
+    """--workers and friends mean nothing without --ray: say so instead of running on one process."""
+    if wants_ray(args):
+        return
+    given = [flag for flag, value in (("--workers", args.workers), ("--block", args.block),
+                                      ("--gpus-per-worker", args.gpus_per_worker or None),
+                                      ("--cpus-per-worker", None if args.cpus_per_worker == 1.0 else 1))
+             if value is not None]
+    if given:
+        raise CLIError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --ray ADDRESS (or --ray local)")
+
+
+# ---------------------------------------------------------------- the unit of work
+
+
+def job_spec(args, model, sigma: float, settings: dict) -> dict:
+    """Everything a worker needs to smooth images as this run does (plain data, sent to every worker)."""
+    command = "certify" if hasattr(args, "n0") else "predict"
+    return dict(command=command, model=str(args.model), weights_sha256=settings["weights_sha256"],
+                classes=len(model.meta.classes), sigma=float(sigma), n0=getattr(args, "n0", None), n=args.n,
+                alpha=args.alpha, batch=args.batch, seed=args.seed, eager=bool(args.eager), threads=args.threads,
+                gpus=float(getattr(args, "gpus_per_worker", 0.0) or 0.0),
+                kill_block=os.environ.get(KILL_BLOCK_ENV))  # read here: a worker may have started before it was set
+
+
+def smooth_image(smooth, job: dict, image, idx: int) -> tuple[int, float | None, float]:
+    """(prediction, radius or None, seconds) of one image, seeded ``SEED + idx`` as in every run
+    (Cohen et al. 2019, CERTIFY / PREDICT)."""
+    start = time.perf_counter()
+    if job["command"] == "certify":
+        prediction, radius = smooth.certify(image, job["n0"], job["n"], job["alpha"], job["batch"],
+                                            generator=job["seed"] + idx)
+    else:
+        prediction, radius = smooth.predict(image, job["n"], job["alpha"], job["batch"],
+                                            generator=job["seed"] + idx), None
+    return int(prediction), radius, time.perf_counter() - start
+
+
+def model_key(job: dict) -> tuple:
+    """What a loaded smoothed classifier depends on: a worker keeps one per key."""
+    return job["model"], job["weights_sha256"], job["classes"], job["sigma"], job["eager"], job["gpus"] > 0
+
+
+class BlockWorker:
+    """One Ray worker: loads each run's model once (kept for later runs with the same model), then smooths
+    whole blocks. Made a Ray actor by :func:`_actor_class`; plain Python here so it reads without Ray."""
+
+    def __init__(self):
+        self.loaded: dict[tuple, object] = {}
+
+    def load(self, job: dict) -> dict:
+        """{"error": why the model cannot be used here, or None; "backend": the forward it runs}."""
+        try:
+            import torch
+
+            from .models import default_device, load_model, weights_sha256
+            from .smoothing import Smooth
+
+            if job["threads"]:
+                torch.set_num_threads(job["threads"])
+            # Ray hides the GPUs a worker was not given only when it was given some (CUDA_VISIBLE_DEVICES
+            # is left alone at num_gpus=0): a worker without GPUs must not use one it did not reserve
+            key, device = model_key(job), torch.device("cpu")
+            if job["gpus"] > 0:
+                if not torch.cuda.is_available():
+                    raise CLIError("--gpus-per-worker is set but this node's torch sees no CUDA GPU")
+                device = default_device()
+            if key not in self.loaded:
+                model = load_model(job["model"], device=device)
+                if weights_sha256(model.state_dict()) != job["weights_sha256"]:
+                    raise CLIError(f"{job['model']} has other weights here than on the driver")
+                smooth = Smooth(model, job["classes"], job["sigma"], optimize=not job["eager"])
+                smooth.prepare(tuple(model.meta.input_shape))
+                self.loaded[key] = smooth
+            return {"error": None, "backend": self.loaded[key].backend}
+        except Exception as failure:  # noqa: BLE001 — the driver ends with this one line
+            why = " ".join(str(failure).split()) or type(failure).__name__
+            return {"error": f"worker on {socket.gethostname()}: {why}", "backend": None}
+
+    def run(self, block: int, job: dict, indices: list[int], images) -> list[tuple[int, float | None, float]]:
+        smooth = self.loaded[model_key(job)]
+        results = []
+        for idx, image in zip(indices, images):
+            results.append(smooth_image(smooth, job, image, idx))
+            _maybe_die(block, job.get("kill_block"))  # after the first image: the block is half done
+        return results
+
+
+def _maybe_die(block: int, spec: str | None) -> None:
+    if not spec or ":" not in spec:
+        return
+    target, marker = spec.split(":", 1)
+    if target.strip() == str(block):
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os._exit(1)
+
+
+# ---------------------------------------------------------------- Ray: connecting
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise CLIError("--ray needs Ray: install robustlens[cluster] (pip install 'robustlens[cluster]')") from None
+    return ray
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """A TCP connect to HOST:PORT first, so an unreachable head fails in one line within ``timeout``."""
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise CLIError(f"--ray {address}: expected local, auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as failure:
+        raise CLIError(f"cannot reach the Ray cluster at {hostport}: {failure.strerror or failure}") from None
+
+
+def connect(address: str, timeout: float) -> Callable[[], None]:
+    """Join (or for 'local' start) a Ray cluster within ``timeout`` seconds; returns what to call at the
+    end (shutdown of what this call started; nothing if Ray was already up in this process)."""
+    ray = import_ray()
+    if ray.is_initialized():  # a caller (a test session, a long-lived program) already holds a cluster
+        current = ray.get_runtime_context().gcs_address
+        if address in ("local", "auto") or address.removeprefix("ray://") == current:
+            return _keep_ray
+        _reachable(address, min(timeout, 10.0))
+        raise CLIError(f"this process is already connected to the Ray cluster at {current}, not {address}")
+    options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address == "local":
+        target = None
+    elif address == "auto":
+        target = "auto"
+    else:
+        _reachable(address, min(timeout, 10.0))
+        target = address
+    if target is not None:
+        # joining retries the head's GCS about once a second, RAY_gcs_server_port_wait_time_s times (20 by
+        # default); a host that answers TCP but is no Ray head then fails after about `timeout` seconds
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(max(1, int(timeout))))
+    where = "a local Ray" if target is None else f"the Ray cluster at {address}"
+    try:
+        ray.init(address=target, **options)  # the main thread: Ray installs its signal handlers there
+    except Exception as failure:  # noqa: BLE001 — ConnectionError, RuntimeError, ValueError: one line
+        why = " ".join(str(failure).split()).split(". ")[0]
+        raise CLIError(f"could not join {where}: {why}") from None
+    return ray.shutdown
+
+
+# ---------------------------------------------------------------- Ray: running blocks
+
+
+def default_block(todo: int, workers: int) -> int:
+    return max(1, min(16, math.ceil(todo / (4 * workers))))
+
+
+def _actor_class(ray, gpus: float, cpus: float):
+    # no restarts by Ray itself: the driver replaces a dead worker and knows which block to rerun
+    return ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)(BlockWorker)
+
+
+def _worker_count(ray, requested: int | None, gpus: float, cpus: float) -> int:
+    resources = ray.cluster_resources()
+    total_cpus, total_gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    if gpus > total_gpus:
+        raise CLIError(f"--gpus-per-worker {gpus:g} but the cluster has {total_gpus:g} GPUs")
+    if cpus > total_cpus:
+        raise CLIError(f"--cpus-per-worker {cpus:g} but the cluster has {total_cpus:g} CPUs")
+    fits = int(total_cpus // cpus)
+    if gpus > 0:
+        fits = min(fits, int(total_gpus // gpus + 1e-9))
+    return requested if requested is not None else max(1, fits)
+
+
+def run_blocks(args, job: dict, dataset, todo: list[int], progress, report: dict | None = None
+               ) -> Iterator[tuple[int, tuple]]:
+    """(position, (prediction, radius, seconds)) for every position of ``todo``, in ``todo``'s order, computed
+    by Ray workers; ``progress(k)`` is called as k more images finish on any worker; ``report`` gets the
+    workers' "backend" and the "workers" count."""
+    if not todo:  # a finished file: nothing to start a cluster for
+        return
+    ray = import_ray()
+    shutdown = connect(args.ray, args.ray_timeout)
+    try:
+        workers = _worker_count(ray, args.workers, args.gpus_per_worker, args.cpus_per_worker)
+        size = args.block or default_block(len(todo), workers)
+        blocks = [todo[start:start + size] for start in range(0, len(todo), size)]
+        pool = WorkerPool(ray, args.gpus_per_worker, args.cpus_per_worker, keep=shutdown is _keep_ray)
+        yield from pool.drive(job, dataset, blocks, min(workers, len(blocks)), progress)
+        if report is not None:
+            report.update(backend=pool.backend, workers=min(workers, len(blocks)))
+    finally:
+        shutdown()
+
+
+def _keep_ray() -> None:
+    """What connect() returns when Ray was already up in this process: leave it (and our idle workers) up."""
+
+
+# Idle workers kept between runs while Ray stays up in this process (a test session, a long-lived caller):
+# starting a worker (a Python process that imports torch and loads the model) costs seconds.
+_IDLE: dict[tuple, list] = {}
+
+
+class WorkerPool:
+    """Workers of one resource shape; ``drive`` runs blocks on them and replaces the ones that die."""
+
+    def __init__(self, ray, gpus: float, cpus: float, keep: bool):
+        self.ray, self.keep = ray, keep
+        self.actor_class = _actor_class(ray, gpus, cpus)
+        self.key = (ray.get_runtime_context().get_job_id(), gpus, cpus)
+        self.backend = None
+
+    def drive(self, job, dataset, blocks, workers, progress, start_timeout: float = WORKER_START_TIMEOUT_S):
+        """The results of ``blocks`` (lists of positions) block by block in order, on ``workers`` workers.
+        Workers are started without waiting for one another and join as they are ready; a dead worker's
+        block goes back to the front of the queue and a new worker is started in its place."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        if not blocks:
+            return
+        ray = self.ray
+        payload = [([dataset.source_index(p) for p in block], ray.put(dataset.images[block].numpy()))
+                   for block in blocks]
+        pending = deque(range(len(blocks)))  # block numbers not yet handed out (a rerun goes first)
+        attempts = [0] * len(blocks)
+        in_flight: dict = {}  # run ObjectRef -> (block number, actor)
+        starting: dict = {}  # load ObjectRef -> actor
+        idle: list = []
+        done: dict[int, list] = {}
+        next_out, failed_starts, last_progress = 0, 0, time.monotonic()
+
+        def start(actor=None):
+            actor = actor or self.actor_class.remote()
+            starting[actor.load.remote(job)] = actor
+
+        kept = _IDLE.pop(self.key, []) if self.keep else []
+        if kept[workers:]:  # not needed now: they stay idle for a later run
+            _IDLE[self.key] = kept[workers:]
+        for actor in kept[:workers]:
+            start(actor)  # cheap: a kept worker has the model already unless this run's differs
+        for _ in range(workers - len(kept[:workers])):
+            start()
+        try:
+            while next_out < len(blocks):
+                while idle and pending:
+                    number, actor = pending.popleft(), idle.pop()
+                    attempts[number] += 1
+                    in_flight[actor.run.remote(number, job, *payload[number])] = (number, actor)
+                finished, _ = ray.wait(list(in_flight) + list(starting), num_returns=1, timeout=1.0)
+                if finished:
+                    last_progress = time.monotonic()
+                elif not in_flight and time.monotonic() - last_progress > start_timeout:
+                    raise CLIError(f"no worker started within {start_timeout:g} s: the cluster has no free room "
+                                   f"for --cpus-per-worker / --gpus-per-worker (see `ray status`)")
+                for ref in finished:
+                    if ref in starting:
+                        actor = starting.pop(ref)
+                        try:
+                            status = ray.get(ref)
+                        except RayTaskError as failure:  # load() itself failed (not a death): one line
+                            cause = failure.cause if failure.cause is not None else failure
+                            raise CLIError(f"a worker could not start: {' '.join(str(cause).split())}") from None
+                        except RayActorError:  # died while starting (or while idle, if kept)
+                            failed_starts += 1
+                            if failed_starts > BLOCK_ATTEMPTS * workers:
+                                raise CLIError(f"{failed_starts} workers died while starting; giving up") from None
+                            start()
+                            continue
+                        if status["error"]:
+                            raise CLIError(status["error"])
+                        self.backend = status["backend"]
+                        idle.append(actor)
+                        continue
+                    number, actor = in_flight.pop(ref)
+                    try:
+                        done[number] = ray.get(ref)
+                    except RayTaskError as failure:  # the block itself failed: it would fail again
+                        cause = failure.cause if failure.cause is not None else failure
+                        raise CLIError(f"block {number} failed on a worker: {' '.join(str(cause).split())}") from None
+                    except RayActorError:
+                        # the worker died (killed, out of memory, node lost): replace it, rerun its block first
+                        if attempts[number] >= BLOCK_ATTEMPTS:
+                            raise CLIError(f"block {number} (from idx {payload[number][0][0]}) killed "
+                                           f"{attempts[number]} workers; giving up") from None
+                        pending.appendleft(number)
+                        start()
+                        continue
+                    idle.append(actor)
+                    progress(len(blocks[number]))
+                while next_out in done:  # rows go out in index order, each block once
+                    yield from zip(blocks[next_out], done.pop(next_out))
+                    next_out += 1
+        finally:
+            unfinished = [actor for _, actor in in_flight.values()] + list(starting.values())
+            for actor in unfinished + ([] if self.keep else idle):
+                ray.kill(actor)
+            if self.keep:
+                _IDLE[self.key] = idle + _IDLE.get(self.key, [])

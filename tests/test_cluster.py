@@ -1,0 +1,223 @@
+"""certify / predict past one machine (engine/cluster.py, engine/cli_merge.py): on a local Ray with 2 workers
+the rows equal the single-process run's, a worker killed mid-block costs no row and duplicates none; --shard
+slices are disjoint and cover the run, and merge joins them into the single run's file or says what is
+duplicated, missing or mismatched."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from robustlens.engine import cluster
+from robustlens.engine.cli import main
+
+MODEL = "fashion-mnist/noise-0.25"
+COMMON = ["--model", MODEL, "--n", 200, "--batch", 200, "--max", 6, "--seed", 11, "--threads", 1]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def certify(capsys, out, *extra):
+    return run(capsys, "certify", *COMMON, "--n0", 20, "--out", out, *extra)
+
+
+def predict(capsys, out, *extra):
+    return run(capsys, "predict", *COMMON, "--out", out, *extra)
+
+
+def rows(path, columns):
+    """The rows without the time column, as the file has them (order included)."""
+    lines = Path(path).read_text().splitlines()
+    assert lines[0].startswith("# robustlens ")
+    return lines[0], [tuple(line.split("\t")[:columns]) for line in lines[2:]]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install robustlens[cluster])")
+    # workers import robustlens from the same sources as this process
+    source = str(Path(cluster.__file__).resolve().parents[2])
+    os.environ["PYTHONPATH"] = os.pathsep.join([source, *filter(None, [os.environ.get("PYTHONPATH")])])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The single-process certify and predict outputs the Ray runs must equal."""
+    folder = tmp_path_factory.mktemp("single")
+    assert main([str(a) for a in ["certify", *COMMON, "--n0", 20, "--out", folder / "certify.tsv"]]) == 0
+    assert main([str(a) for a in ["predict", *COMMON, "--out", folder / "predict.tsv"]]) == 0
+    return folder / "certify.tsv", folder / "predict.tsv"
+
+
+def test_certify_on_two_ray_workers_writes_the_single_process_rows(local_ray, single, tmp_path, capsys):
+    out = tmp_path / "ray.tsv"
+    code, text, err = certify(capsys, out, "--ray", "local", "--workers", 2, "--block", 2)
+    assert code == 0, err
+    assert "on 2 Ray workers" in text
+    expected_settings, expected = rows(single[0], 5)
+    settings, got = rows(out, 5)
+    assert settings == expected_settings  # a Ray run is the same run: either one resumes the other
+    assert got == expected and [int(r[0]) for r in got] == list(range(6))
+
+
+def test_predict_on_two_ray_workers_writes_the_single_process_rows(local_ray, single, tmp_path, capsys):
+    out = tmp_path / "ray.tsv"
+    code, _, err = predict(capsys, out, "--ray", "local", "--workers", 2, "--block", 1)
+    assert code == 0, err
+    assert rows(out, 4) == rows(single[1], 4)
+
+
+def test_a_worker_killed_mid_block_is_replaced_and_no_row_is_lost_or_doubled(local_ray, single, tmp_path,
+                                                                              capsys, monkeypatch):
+    marker = tmp_path / "killed-once"
+    # the worker that gets block 1 exits like a killed process (os._exit) the first time
+    monkeypatch.setenv(cluster.KILL_BLOCK_ENV, f"1:{marker}")
+    out = tmp_path / "ray.tsv"
+    code, _, err = certify(capsys, out, "--ray", "local", "--workers", 2, "--block", 2)
+    assert code == 0, err
+    assert marker.exists()  # a worker really died
+    settings, got = rows(out, 5)
+    assert got == rows(single[0], 5)[1]
+    assert len({r[0] for r in got}) == len(got) == 6
+
+
+def test_a_ray_run_resumes_a_cut_single_process_file(local_ray, single, tmp_path, capsys):
+    out = tmp_path / "resumed.tsv"
+    lines = single[0].read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:4]) + lines[4][:5])  # two rows kept, the third cut mid-line
+    code, _, err = certify(capsys, out, "--ray", "local", "--workers", 2)
+    assert code == 0, err
+    assert "2 of 6 rows already there are kept" in err
+    assert rows(out, 5) == rows(single[0], 5)
+
+
+def test_an_unreachable_cluster_fails_in_one_line(tmp_path, capsys):
+    pytest.importorskip("ray", reason="ray is not installed")
+    code, _, err = certify(capsys, tmp_path / "x.tsv", "--ray", "127.0.0.1:1", "--ray-timeout", 5)
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("robustlens certify: error: cannot reach the Ray cluster at "
+                                                   "127.0.0.1:1")
+    assert "Traceback" not in err
+
+
+def test_worker_flags_without_ray_are_refused(tmp_path, capsys):
+    code, _, err = certify(capsys, tmp_path / "x.tsv", "--workers", 2)
+    assert code == 1 and "--workers needs --ray" in err
+    assert not (tmp_path / "x.tsv").exists()
+
+
+# ---------------------------------------------------------------- --shard and merge
+
+
+def test_shards_are_disjoint_and_cover_the_index_list():
+    positions = list(range(0, 103, 2))
+    for count in (1, 2, 3, 7):
+        slices = [cluster.shard_positions(positions, (i, count)) for i in range(count)]
+        assert sorted(p for s in slices for p in s) == positions
+        assert sum(len(s) for s in slices) == len(positions)
+
+
+@pytest.fixture(scope="module")
+def shards(single, tmp_path_factory):
+    """certify --shard i/3 for i = 0, 1, 2."""
+    folder = tmp_path_factory.mktemp("shards")
+    paths = [folder / f"part{i}.tsv" for i in range(3)]
+    for i, path in enumerate(paths):
+        argv = ["certify", *COMMON, "--n0", 20, "--shard", f"{i}/3", "--out", path]
+        assert main([str(a) for a in argv]) == 0
+    return paths
+
+
+def test_each_shard_holds_its_slice_and_records_it(shards, single):
+    _, everything = rows(single[0], 5)
+    for i, path in enumerate(shards):
+        settings, got = rows(path, 5)
+        assert '"shard": {"count": 3, "images": 6, "index": %d}' % i in settings
+        assert got == everything[i::3]
+
+
+def test_merge_of_all_shards_is_the_single_run_file(shards, single, tmp_path, capsys):
+    out = tmp_path / "merged.tsv"
+    code, text, err = run(capsys, "merge", out, shards[2], shards[0], shards[1])
+    assert code == 0, err
+    assert err == ""  # no duplicates, no gaps
+    assert rows(out, 5) == rows(single[0], 5)
+    # the merged file is the single run's: certify on it has nothing left to do
+    code, text, err = certify(capsys, out)
+    assert code == 0 and text.startswith("0 images certified")
+
+
+def test_merge_reports_a_missing_shard_and_exits_nonzero(shards, tmp_path, capsys):
+    out = tmp_path / "merged.tsv"
+    code, _, err = run(capsys, "merge", out, shards[0], shards[2])
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines[0] == "gaps: shard 1/3 not given (2 images)"
+    assert lines[-1].startswith("robustlens merge: error: ")
+    # what was there is written, and certify without --shard fills the gap from it
+    assert len(rows(out, 5)[1]) == 4
+    code, text, err = certify(capsys, out)
+    assert code == 0 and text.startswith("2 images certified")
+
+
+def test_merge_reports_a_short_shard(shards, tmp_path, capsys):
+    short = tmp_path / "short.tsv"
+    short.write_text("".join(shards[1].read_text().splitlines(keepends=True)[:-1]))
+    code, _, err = run(capsys, "merge", tmp_path / "m.tsv", shards[0], short, shards[2])
+    assert code == 1
+    assert "gaps: shard 1/3 has 1 of 2 rows" in err
+
+
+def test_merge_keeps_identical_duplicates_once_and_says_so(shards, single, tmp_path, capsys):
+    out = tmp_path / "merged.tsv"
+    code, _, err = run(capsys, "merge", out, *shards, shards[1])
+    assert code == 0
+    assert err.splitlines() == ["duplicates: 2 idx in more than one part with identical rows, kept once (1, 4)"]
+    assert rows(out, 5) == rows(single[0], 5)
+
+
+def test_merge_refuses_differing_rows_and_settings(shards, tmp_path, capsys):
+    lines = shards[1].read_text().splitlines(keepends=True)
+    changed = lines[2].split("\t")
+    changed[2] = str((int(changed[2]) + 1) % 10)  # another prediction for the same idx
+    forged = tmp_path / "forged.tsv"
+    forged.write_text("".join(lines[:2]) + "\t".join(changed))
+    code, _, err = run(capsys, "merge", tmp_path / "a.tsv", *shards, forged)
+    assert code == 1 and "conflict: 1 idx with different rows" in err
+    assert not (tmp_path / "a.tsv").exists()
+
+    other_seed = tmp_path / "seed.tsv"
+    other_seed.write_text(shards[1].read_text().replace('"seed": 11', '"seed": 12'))
+    code, _, err = run(capsys, "merge", tmp_path / "b.tsv", shards[0], other_seed, shards[2])
+    assert code == 1 and "settings differ" in err and "seed 11 vs 12" in err
+    assert not (tmp_path / "b.tsv").exists()
+
+
+def test_merge_refuses_slices_of_different_splits(shards, single, tmp_path, capsys):
+    code, _, err = run(capsys, "merge", tmp_path / "m.tsv", shards[0], single[0])
+    assert code == 1 and "not slices of one split" in err
+
+
+def test_ray_without_ray_installed_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    code, _, err = certify(capsys, tmp_path / "x.tsv", "--ray", "local")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == ("robustlens certify: error: --ray needs Ray: install robustlens[cluster] "
+                                            "(pip install 'robustlens[cluster]')")
+
+
+def test_asking_for_gpus_the_cluster_lacks_fails_in_one_line(local_ray, tmp_path, capsys):
+    if local_ray.cluster_resources().get("GPU", 0) >= 1:
+        pytest.skip("this Ray has a GPU")
+    code, _, err = certify(capsys, tmp_path / "x.tsv", "--ray", "local", "--gpus-per-worker", 1)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == ("robustlens certify: error: --gpus-per-worker 1 but the cluster has "
+                                            "0 GPUs")
