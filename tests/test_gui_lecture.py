@@ -1,0 +1,168 @@
+"""Lecture mode as a projector shows it: at 1280×720 every tab's plots and verdicts lie wholly inside
+the window, nothing scrolls; no axis anywhere rescales itself with an SI prefix; every model has one
+colour in every panel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+from PySide6.QtCore import QPoint, QRect, QSettings
+from PySide6.QtWidgets import QAbstractScrollArea, QApplication, QLabel, QScrollArea, QTableWidget
+
+from robustlens.app import style
+from robustlens.app.panels import PANELS
+from robustlens.app.plots import Plot
+from robustlens.app.window import MainWindow
+from robustlens.engine.models import zoo_names
+
+ZOO = ["fashion-mnist/standard", "fashion-mnist/l2-robust", "fashion-mnist/linf-robust",
+       "fashion-mnist/noise-0.25", "fashion-mnist/noise-0.50", "fashion-mnist/noise-1.00"]
+
+
+def zoo_keys() -> list[str]:
+    names = set(zoo_names())
+    keys = [k for k in ZOO if k in names]
+    if len(keys) < 4:
+        pytest.skip("needs the built-in zoo")
+    return keys
+
+
+@pytest.fixture
+def lecture_window(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings, models=zoo_keys(), select=3, use_settings=False, panels=PANELS)
+    qtbot.addWidget(win)
+    win.resize(1280, 720)
+    win.set_lecture_mode(True, full_screen=False)
+    win.show()
+    qtbot.waitUntil(lambda: win._models_ready and win.ctx.selection is not None
+                    and win.strip.has_all_predictions("original"), timeout=120_000)
+    yield win
+    win.cancel_jobs()
+    win.close()
+
+
+def fill_strip(win) -> None:
+    """Every strip slot filled (the tallest the compact row gets), predictions given, no jobs."""
+    image = win.ctx.selection.image[0]
+    predictions = win.strip.predictions["original"]
+    for slot in ("robust", "non_robust", "adversarial"):
+        win.ctx.set_strip_image(slot, image, "L∞ ε=0.1 · ‖δ‖∞=0.100", predictions=predictions)
+    win.ctx.set_strip_image("perturbation", image - 0.5, "‖δ‖₂ = 1.43")
+
+
+def window_rect(widget, win) -> QRect:
+    return QRect(widget.mapTo(win, QPoint(0, 0)), widget.size())
+
+
+def shown(widget, win) -> bool:
+    return widget.isVisibleTo(win) and widget.width() > 0 and widget.height() > 0
+
+
+def scroll_bars_shown(win) -> list[str]:
+    bars = []
+    for area in win.findChildren(QAbstractScrollArea):
+        if not shown(area, win) or area is win.gallery.view or area.objectName() == "messages":
+            continue
+        for name, bar in (("vertical", area.verticalScrollBar()), ("horizontal", area.horizontalScrollBar())):
+            if bar.isVisible() and bar.maximum() > bar.minimum():
+                bars.append(f"{type(area).__name__} {area.objectName()!r}: {name}")
+    return bars
+
+
+def test_every_tab_fits_a_projector_in_lecture_mode(lecture_window, qtbot):
+    win = lecture_window
+    fill_strip(win)
+    assert win.filmstrip.isVisible() and not win.left_column.isVisible()
+    assert win.strip.isVisible() and win.strip.height() <= 240
+    window_area = win.rect()
+    for index in range(win.tabs.count()):
+        title = win.tabs.tabText(index)
+        win.tabs.setCurrentIndex(index)
+        for _ in range(5):
+            QApplication.processEvents()
+        qtbot.wait(50)
+        panel = win.current_panel()
+        scroll: QScrollArea = win.tabs.currentWidget()
+        viewport = window_rect(scroll.viewport(), win)
+        assert not scroll_bars_shown(win), f"{title}: scroll bars {scroll_bars_shown(win)}"
+        assert panel.height() <= scroll.viewport().height() + 1, f"{title}: the panel is taller than its tab"
+        plots = [p for p in panel.findChildren(pg.GraphicsView) if shown(p, win)]
+        verdicts = [w for w in panel.findChildren((QLabel, QTableWidget))
+                    if shown(w, win) and ("verdict" in w.objectName() or isinstance(w, QTableWidget))]
+        assert plots or title == "Experiments" or verdicts, f"{title}: nothing drawn"
+        for widget in plots + verdicts:
+            rect = window_rect(widget, win)
+            where = f"{title}: {type(widget).__name__} {widget.objectName()!r} at {rect}"
+            assert window_area.contains(rect), where + " leaves the window"
+            assert viewport.contains(rect), where + " leaves its tab"
+        for plot in plots:
+            assert plot.height() >= 110, f"{title}: a plot squashed to {plot.height()} px"
+
+
+def axes(win) -> list[pg.AxisItem]:
+    found = []
+    for view in win.findChildren(pg.GraphicsView):
+        scene = view.scene()
+        if scene is not None:
+            found += [item for item in scene.items() if isinstance(item, pg.AxisItem)]
+    return found
+
+
+def test_no_axis_uses_an_si_prefix(lecture_window, qtbot):
+    win = lecture_window
+    every = axes(win)
+    assert len(every) >= 8
+    for axis in every:
+        assert not axis.autoSIPrefix, f"{axis.orientation} axis of {axis.labelText!r} rescales itself"
+        # drawn with tiny and huge ranges, the label never grows "(×0.001)" and ticks keep their values
+        for low, high in ((0.0, 0.0005), (0.0, 5e5)):
+            axis.setRange(low, high)
+            assert axis.autoSIPrefixScale == 1.0
+            assert "x0.0" not in axis.labelString() and "×0.0" not in axis.labelString()
+
+
+def model_colours_in(win) -> dict[str, dict[str, str]]:
+    """Every place a model's colour is drawn: {place: {model key: colour name}}."""
+    places: dict[str, dict[str, str]] = {}
+    models = win.ctx.models
+    by_name = {style.short_name(m): m.key for m in models}
+    by_label = {m.label: m.key for m in models}
+    places["strip"] = {by_name[r.name]: r.color.name() for r in win.strip.cards["original"].bars.rows()}
+    for title, panel in win.panels.items():
+        colours = getattr(panel, "model_colours", None)
+        if callable(colours):
+            for place, mapping in colours().items():
+                places[f"{title}: {place}"] = {k: QColorName(v) for k, v in mapping.items()}
+    del by_label
+    return places
+
+
+def QColorName(value) -> str:  # noqa: N802 - a colour's "#rrggbb", whatever form it came in
+    from PySide6.QtGui import QColor
+
+    return QColor(value).name()
+
+
+def test_each_model_has_one_colour_in_every_panel(lecture_window, qtbot):
+    win = lecture_window
+    expected = {k: v.name() for k, v in style.model_colors(win.ctx.models).items()}
+    assert len(set(expected.values())) == len(expected), "two models share a colour"
+    places = model_colours_in(win)
+    assert len(places) >= 4, sorted(places)
+    for place, mapping in places.items():
+        assert mapping, place
+        for key, colour in mapping.items():
+            assert colour == expected[key], f"{place}: {key} drawn {colour}, elsewhere {expected[key]}"
+
+
+def test_palette_tells_kinds_and_files_apart(lecture_window):
+    win = lecture_window
+    colours = style.model_colors(win.ctx.models)
+    # Okabe–Ito: every colour far from every other (a washed-out projector still tells them apart)
+    rgb = np.array([[c.red(), c.green(), c.blue()] for c in colours.values()], dtype=float)
+    distances = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1)
+    assert distances[~np.eye(len(rgb), dtype=bool)].min() > 60
+    for info in win.ctx.models:
+        assert style.short_name(info) == info.key.split("/")[-1]
