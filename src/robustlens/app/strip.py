@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QSplitter, QWidget
 
 from . import style
@@ -16,6 +17,7 @@ NO_MODELS = "No models loaded: tick one under Models, or File → Open model…"
 
 
 COMPACT_IMAGE = 104   # the lecture strip's images (px): one compact row leaves the tab the screen
+COMPACT_BARS_SCALE = 0.85
 COMPACT_CARD_WIDTH = 560  # a lone card (only the original is filled) need not stretch its bars across
 
 
@@ -81,6 +83,13 @@ class StripCard(QFrame):
 
     def set_compact(self, on: bool, image: int) -> None:
         self.compact = bool(on)
+        # compact: one line of caption (all of it in the tooltip), bars a little smaller than the
+        # lecture font (still far above the desktop size): six models in ~120 px
+        self.caption.setWordWrap(not on)
+        font = QFont(self.font())
+        if on:
+            font.setPointSizeF(self.font().pointSizeF() * COMPACT_BARS_SCALE)
+        self.bars.setFont(font if on else QFont())
         if on:
             self.view.setFixedSize(image, image)
         else:
@@ -209,6 +218,7 @@ class ImageStrip(QWidget):
             qimage = to_qimage(array)
         card.view.set_image(qimage)
         card.caption.setText(caption)
+        card.caption.setToolTip(caption)
         self._update_folded()
         if not settled:
             self.ctx.cancel(f"strip-predictions:{slot}")

@@ -23,6 +23,7 @@ from .context import AppContext, ModelInfo, Selection
 from .engine_thread import Engine, bind_request
 from .gallery import Gallery
 from .help_pages import HelpPages
+from .image_dialog import OpenImageDialog
 from .menus import WindowMenus
 from .panels import PANELS
 from .pickers import DATASET_CHOICES, DatasetPicker, ModelPicker
@@ -359,21 +360,25 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
             self._settle_timer.stop()
             self._settle_selection()
 
-    def open_image(self, path: str) -> None:
-        """Load a PNG/JPEG (on the engine thread), converted to the dataset's size and channels."""
+    def open_image(self, path: str, crop=None, invert: bool = False, label: int | None = None) -> None:
+        """Load a PNG/JPEG (on the engine thread), converted to the dataset's size and channels:
+        ``crop`` None (squashed whole) | "centre" | (left, top, right, bottom) pixels, ``invert``,
+        ``label`` its true class (None: unknown)."""
         dataset = self.ctx.dataset
         shape = dataset.image_shape if dataset is not None else (1, 28, 28)
         path = str(path)
+        if label is not None and not (self.ctx.classes and 0 <= int(label) < len(self.ctx.classes)):
+            label = None
 
         def factory(cancel):
-            yield Finished(load_image_file(path, shape))
+            yield Finished(load_image_file(path, shape, crop=crop, invert=invert))
 
         def on_event(event):
             if isinstance(event, Finished):
                 image, note = event.result
                 name = Path(path).name
                 self.gallery.clear_selection()
-                self._set_selection(Selection(image, None, None, name, f"converted: {note}"))
+                self._set_selection(Selection(image, label, None, name, note))
                 self.banner.show_message("info", f"{name}: {note}")
 
         self.engine.submit("open-image", factory, on_event=on_event, label=f"opening {Path(path).name}")
@@ -383,7 +388,18 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
                                               "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff)")
         if path:
             self.ctx.remember_folder("images", str(Path(path).parent))
+            self.ask_and_open_image(path)
+
+    def ask_and_open_image(self, path: str) -> None:
+        """Crop, invert and true class in a dialog, then open (an unreadable file opens directly, so
+        the engine's error says what is wrong with it)."""
+        dialog = OpenImageDialog(path, self.ctx.classes, self)
+        if not dialog.readable:
             self.open_image(path)
+            return
+        if dialog.exec() == OpenImageDialog.DialogCode.Accepted:
+            chosen = dialog.choices()
+            self.open_image(path, crop=chosen.crop, invert=chosen.invert, label=chosen.label)
 
     def dragEnterEvent(self, event) -> None:
         if any(url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES)
@@ -393,7 +409,7 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
     def dropEvent(self, event) -> None:
         for url in event.mimeData().urls():
             if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
-                self.open_image(url.toLocalFile())
+                self.open_image(url.toLocalFile())  # quick: squashed whole; File → Open image… asks
                 event.acceptProposedAction()
                 return
 

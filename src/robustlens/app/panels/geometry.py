@@ -128,15 +128,17 @@ class GeometryPanel(Panel):
                 grid.addWidget(widget, r, column)
                 column += 1
         grid.setColumnStretch(1, 2)
-        grid.addWidget(self.status, 0, 14, 2, 1)
-        grid.setColumnStretch(14, 3)
+        grid.setColumnStretch(15, 3)
+        grid.setVerticalSpacing(4)
 
         self.figure = SliceFigure()
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         layout = QVBoxLayout(self)
+        layout.setSpacing(4)
         layout.addLayout(grid)
+        layout.addWidget(self.status)  # its own line under the controls: it never makes their rows tall
         layout.addWidget(self.figure, 1)
         layout.addWidget(self.summary)
         self.ctx.register_exportable("Geometry slice", self.figure)
