@@ -205,3 +205,52 @@ def test_palette_tells_kinds_and_files_apart(lecture_window):
     assert distances[~np.eye(len(rgb), dtype=bool)].min() > 60
     for info in win.ctx.models:
         assert style.short_name(info) == info.key.split("/")[-1]
+
+
+FRAME_ONLY = [("Predictions", "robustlens.app.panels.predictions:PredictionsPanel"),
+              ("Features", "robustlens.app.panels.features:FeaturesPanel")]
+
+
+def test_messages_float_clear_on_success_and_stay_in_the_log(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings, models=zoo_keys()[:1], select=0, use_settings=False, panels=FRAME_ONLY)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.strip.has_all_predictions("original"), timeout=60_000)
+    strip_at = win.strip.mapTo(win, QPoint(0, 0))
+    win.banner.show_message("info", "a note")
+    QApplication.processEvents()
+    assert win.banner.isVisible() and win.strip.mapTo(win, QPoint(0, 0)) == strip_at  # nothing moved
+    assert win.banner.parentWidget() is win.centralWidget().widget(1)  # floats over the centre column
+    win.banner.show_message("error", "x failed: boom", clears_on_success=True)
+    features = win.panels["Features"]
+    features.set_params(steps=2)
+    features.run()
+    qtbot.waitUntil(lambda: not win.banner.isVisible(), timeout=60_000)  # the next success clears it
+    assert [text for _t, _level, text in win.banner.log][-2:] == ["a note", "x failed: boom"]
+    assert "x failed: boom" in win.banner.log_text()
+    # Edit → Reset settings: every tab's declared settings back to their defaults
+    features.set_params(steps=7, auto=True)
+    win.reset_settings_action.trigger()
+    assert features.setting_value("steps") == 1000 and features.setting_value("auto") is False
+    win.close()
+
+
+def test_getting_started_shows_once_and_never_in_a_screenshot(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    for shown_before in (False, True):
+        win = MainWindow(settings=settings, models=[], use_settings=True, panels=FRAME_ONLY[:1])
+        qtbot.addWidget(win)
+        win.show()
+        qtbot.wait(200)
+        dialog = getattr(win, "getting_started_dialog", None)
+        assert (dialog is not None and dialog.isVisible()) is (not shown_before)
+        win.close()
+    # --screenshot starts with use_settings=False: the page never covers a screenshot
+    win = MainWindow(settings=QSettings(str(tmp_path / "t.ini"), QSettings.Format.IniFormat), models=[],
+                     use_settings=False, panels=FRAME_ONLY[:1])
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.wait(200)
+    assert getattr(win, "getting_started_dialog", None) is None
+    win.close()

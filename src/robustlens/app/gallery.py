@@ -61,10 +61,11 @@ class GalleryModel(QAbstractListModel):
         self.view.setHorizontalScrollBarPolicy(off)
         self.view.setVerticalScrollBarPolicy(off if on else auto)
         self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self._apply_sizes(self._thumbnail)
-        current = self.view.currentIndex()
-        if current.isValid():
-            self.view.scrollTo(current, QAbstractItemView.ScrollHint.PositionAtCenter)
+        selected = self.selected_index()
+        self._apply_sizes(self._thumbnail)  # (resets the model: the selection is put back below)
+        if selected is not None:
+            self.select(selected, emit=False)
+            self.view.scrollTo(self.view.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
 
     def set_thumbnail_size(self, size: int) -> None:
         self.beginResetModel()
@@ -233,10 +234,11 @@ class Gallery(QWidget):
         self.view.setHorizontalScrollBarPolicy(off)
         self.view.setVerticalScrollBarPolicy(off if on else auto)
         self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self._apply_sizes(self._thumbnail)
-        current = self.view.currentIndex()
-        if current.isValid():
-            self.view.scrollTo(current, QAbstractItemView.ScrollHint.PositionAtCenter)
+        selected = self.selected_index()
+        self._apply_sizes(self._thumbnail)  # (resets the model: the selection is put back below)
+        if selected is not None:
+            self.select(selected, emit=False)
+            self.view.scrollTo(self.view.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
 
     def set_thumbnail_size(self, size: int) -> None:
         current = self.selected_index()
