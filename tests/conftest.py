@@ -34,3 +34,13 @@ def zoo_model():
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: on a shared, busy CPU two OpenMP threads wait on each other and
+    small batches run orders of magnitude slower; one thread keeps such files fast everywhere."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,6 +3,7 @@
 Property sweeps run on a tiny random CNN (fast, and its gradients are as good as any for the
 geometry); attack-success checks run on the built-in standard model."""
 
+import copy
 import math
 
 import numpy as np
@@ -13,6 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import robustlens.engine.attacks as attacks_module
+from robustlens.engine.attack_gradients import (CACHE_BYTES, MAX_SUB_BATCH, MIN_SUB_BATCH, activation_bytes_per_image,
+                                                gradient_sub_batch)
 from robustlens.engine.attack_jobs import AttackConfig, AttackStep, attack, attack_job
 from robustlens.engine.attack_judge import (SMOOTH_ALPHA, SMOOTH_N, SMOOTH_N0, SMOOTH_SEED, AttackParams, AttackRequest,
                                             attack_and_judge_job)
@@ -25,14 +29,7 @@ from robustlens.engine.models import build_model, save_checkpoint
 TOL = 1e-6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a shared, busy CPU two OpenMP threads wait on each other and small
-    batches run orders of magnitude slower; one thread keeps the file fast everywhere."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(seed: int = 0) -> nn.Module:
@@ -120,6 +117,105 @@ def test_initial_delta_uniform_and_sphere():
     cube = initial_delta(x, "linf", 0.2, "uniform", g)
     assert cube.abs().max() <= 0.2 and cube.mean().abs() < 0.005 and cube.std() > 0.1
     assert torch.equal(initial_delta(x, "l2", 0.3, "none", g), torch.zeros_like(x))
+
+
+# ---------------------------------------------------------------- sub-batched gradients (same iterates)
+
+def reference_pgd(model, x, y, *, norm, eps, step_size, steps, start_delta):
+    """PGD written out on the whole batch at once, the computation before sub-batching: one forward
+    and one input-gradient pass over all images per step, L∞ sign steps or L2 normalised steps."""
+    adversarial = (x + start_delta).clamp(0, 1)
+    for _ in range(steps):
+        xg = adversarial.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(xg), y, reduction="sum"), xg)
+        with torch.no_grad():
+            if norm == "linf":
+                delta = (adversarial + step_size * grad.sign() - x).clamp(-eps, eps)
+            else:
+                delta = adversarial - x + step_size * grad / (grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-12)
+                delta = delta * (eps / (delta.flatten(1).norm(dim=1) + 1e-12)).clamp(max=1).view(-1, 1, 1, 1)
+            adversarial = (x + delta).clamp(0, 1)
+    return adversarial
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.5)])
+def test_sub_batched_pgd_gives_the_unsplit_iterates(standard, fmnist_test, monkeypatch, norm, eps):
+    x, y = fmnist_test.images[:300], fmnist_test.labels[:300]
+    sub = gradient_sub_batch(standard, x)
+    assert sub is not None and sub < len(x)  # the built-in CNN on the CPU is split
+    steps, step_size = 10, 2.5 * eps / 10
+
+    def run():
+        return pgd(standard, x, y, norm=norm, eps=eps, step_size=step_size, steps=steps, random_start="uniform",
+                   generator=torch.Generator().manual_seed(7))
+
+    split = run()
+    monkeypatch.setattr(attacks_module, "gradient_sub_batch", lambda model, images: None)
+    whole = run()  # the same code on the whole batch at once
+    assert (split - whole).abs().max() <= 1e-5
+    if norm == "linf":  # and the textbook loop written out (sign steps: insensitive to rounding order)
+        start = initial_delta(x, norm, eps, "uniform", torch.Generator().manual_seed(7))
+        expected = reference_pgd(standard, x, y, norm=norm, eps=eps, step_size=step_size, steps=steps,
+                                 start_delta=start)
+        assert (split - expected).abs().max() <= 1e-5
+    with torch.no_grad():
+        assert torch.equal(standard(split).argmax(1), standard(whole).argmax(1))
+    # the streamed form (best iterate, per-step numbers) takes the same sub-batched path: the numbers it
+    # reports are the model's on the iterate it reports
+    final = list(pgd_steps(standard, x[:40], y[:40], norm=norm, eps=eps, step_size=step_size, steps=3,
+                           random_start=False))[-1]
+    with torch.no_grad():
+        assert torch.allclose(final.logits, standard(final.adversarial), atol=1e-5)
+
+
+def test_robust_accuracy_is_the_same_split_or_not(zoo_model, fmnist_test, monkeypatch):
+    model = zoo_model("fashion-mnist/linf-robust")
+    x, y = fmnist_test.images[:200], fmnist_test.labels[:200]
+    config = AttackConfig(norm="linf", eps=0.1, steps=10, random_start="uniform", seed=3)
+    split = attack(model, x, y, config)
+    monkeypatch.setattr(attacks_module, "gradient_sub_batch", lambda model, images: None)
+    whole = attack(model, x, y, config)
+    assert (split.adversarial - whole.adversarial).abs().max() <= 1e-5
+    assert torch.equal(split.logits.argmax(1), whole.logits.argmax(1))
+    assert 0.3 < (whole.logits.argmax(1) == y).float().mean() < 0.95  # a subset where the verdicts vary
+
+
+def test_the_sub_batch_holds_the_activations_in_cache(standard):
+    x = torch.rand(1000, 1, 28, 28)
+    # fmnist-cnn's leaf outputs per image: normalize 784, conv/relu 2·32·28², pool 32·14², conv/relu
+    # 2·64·14², pool and flatten 2·64·7², linear/relu 2·256, head 10 (float32)
+    per_image = 4 * (784 + 2 * 32 * 28 * 28 + 32 * 14 * 14 + 2 * 64 * 14 * 14 + 2 * 64 * 7 * 7 + 2 * 256 + 10)
+    assert activation_bytes_per_image(standard, x) == per_image
+    sub = gradient_sub_batch(standard, x)
+    assert sub & (sub - 1) == 0 and MIN_SUB_BATCH <= sub <= MAX_SUB_BATCH
+    assert sub * per_image <= CACHE_BYTES or sub == MIN_SUB_BATCH
+    assert 2 * sub * per_image > CACHE_BYTES or sub == MAX_SUB_BATCH
+
+
+class _BatchMean(nn.Module):
+    """A layer whose output depends on the whole batch (an unknown module type)."""
+
+    def forward(self, x):
+        return x - x.mean(0, keepdim=True)
+
+
+def test_models_that_mix_images_run_on_the_whole_batch():
+    torch.manual_seed(0)
+    batch_norm = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                               nn.Linear(4 * 28 * 28, 10))
+    x, y = random_images(1000, 5), torch.arange(1000) % 10  # more images than one sub-batch
+    assert gradient_sub_batch(batch_norm.eval(), x) is not None  # eval mode: running statistics, per image
+    assert gradient_sub_batch(batch_norm.train(), x) is None  # train mode: batch statistics
+    assert gradient_sub_batch(nn.Sequential(TINY[0], _BatchMean(), *list(TINY)[1:]), x) is None
+    assert gradient_sub_batch(SmoothedSoftClassifier(TINY, 0.25, 4), x) is None  # noise drawn per batch shape
+    # a batch-norm model in train mode behaves as before: batch statistics over all 1,000 images
+    reference_model, attacked_model = copy.deepcopy(batch_norm), copy.deepcopy(batch_norm)
+    expected = reference_pgd(reference_model, x, y, norm="linf", eps=0.1, step_size=0.03, steps=4,
+                             start_delta=torch.zeros_like(x))
+    got = pgd(attacked_model, x, y, norm="linf", eps=0.1, step_size=0.03, steps=4, random_start=False)
+    assert (got - expected).abs().max() <= 1e-5
+    assert attacked_model.training
+    assert torch.allclose(attacked_model[1].running_mean, reference_model[1].running_mean)
 
 
 # ---------------------------------------------------------------- FGSM
@@ -388,3 +484,14 @@ def test_attack_and_judge_job_judges_with_every_model_and_certifies(tmp_path):
     before = smooth.certify_detailed(image, SMOOTH_N0, SMOOTH_N, SMOOTH_ALPHA, generator=SMOOTH_SEED)
     assert verdict.sigma == 0.25
     assert (verdict.clean_prediction, verdict.clean_radius) == (before.prediction, pytest.approx(before.radius))
+
+
+def test_pgd_splits_the_batch_behind_its_finite_output_check(zoo_model):
+    """pgd checks every forward's logits for NaN (engine/checks.py) by wrapping the model: the wrapper
+    must not turn the sub-batching off, since the check is per sample too."""
+    from robustlens.engine.attack_gradients import gradient_sub_batch
+    from robustlens.engine.checks import finite_outputs
+
+    model = zoo_model("fashion-mnist/standard")
+    images = torch.rand(300, 1, 28, 28)
+    assert gradient_sub_batch(finite_outputs(model), images) == gradient_sub_batch(model, images) is not None

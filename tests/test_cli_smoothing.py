@@ -30,8 +30,10 @@ def run(capsys, *argv):
 
 
 def read_rows(path):
+    """The column header and rows, after the '#' settings line every robustlens output starts with."""
     lines = path.read_text().splitlines()
-    return lines[0], [line.split("\t") for line in lines[1:]]
+    assert lines[0].startswith("# robustlens ") and " settings {" in lines[0]
+    return lines[1], [line.split("\t") for line in lines[2:]]
 
 
 def test_certify_writes_the_reference_tsv(tmp_path, capsys, noise_checkpoint, fmnist_test):

@@ -17,14 +17,7 @@ N = 24
 SETTINGS = dict(steps=5, relative_step=2.5, random_start="uniform", batch_size=10, seed=3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a shared, busy CPU two OpenMP threads wait on each other and small
-    batches run orders of magnitude slower; one thread keeps the file fast everywhere."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ ROBUST = "fashion-mnist/l2-robust"
 STANDARD = "fashion-mnist/standard"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # the suite shares two cores with other work: one thread avoids oversubscription stalls
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

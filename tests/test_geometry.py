@@ -22,14 +22,7 @@ from robustlens.engine.smoothing import ABSTAIN, Smooth
 SIGMA = 0.25
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a busy shared CPU, OpenMP threads that wait for each other waste most of
-    the time (the engine thread of the app runs the same way)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class LinearBinary(nn.Module):

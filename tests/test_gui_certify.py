@@ -274,3 +274,46 @@ def test_settings_round_trip_and_bad_values(qtbot, tmp_path):
     assert len(problems) == 1 and "n = 'many'" in problems[0]
     assert panel.current_params().n0 == 77  # the values that parse are restored
     window.close()
+
+
+def test_anytime_mode_stop_keeps_a_valid_certificate(qtbot, tmp_path, noise_key, reference):
+    """Anytime mode: Stop ends the run with the certificate of the evidence so far — the engine's own
+    confidence-sequence certificate at that sample count, same seed — published like any other; both
+    bounds are drawn on the same samples, with both ceilings; fixed-n mode brings the radius curve back."""
+    from robustlens.engine.anytime import AnytimeCertificate, anytime_max_radius
+
+    max_n = 400_000
+    window = open_window(qtbot, tmp_path, [noise_key], mode="anytime", n=max_n, batch=200)
+    panel = window.panels["Certify"]
+    assert panel.anytime() and panel.stop_button.isVisible() and panel.bounds_plot.isVisible()
+    assert not panel.radius_plot.isVisible()
+    click_image(qtbot, window, 3)
+    qtbot.waitUntil(lambda: panel.stop_button.isEnabled() and panel.bounds_plot.fixed.xData is not None
+                    and len(panel.bounds_plot.fixed.xData) >= 5, timeout=120_000)
+    qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    wait_certificate_for(qtbot, panel, 3)
+    cert = panel.certificate
+    assert isinstance(cert, AnytimeCertificate) and cert.stop_reason.startswith("stopped by you")
+    assert 0 < cert.n < max_n and not panel.stop_button.isEnabled()
+    seed = SMALL["seed"] + window.ctx.dataset.source_index(3)
+    smooth = Smooth.from_model(reference(noise_key))
+    same = next(u for u in smooth.certify_anytime(window.ctx.dataset.images[3], SMALL["n0"], max_n, SMALL["alpha"],
+                                                  200, generator=seed) if u.phase == "estimation" and u.drawn == cert.n)
+    np.testing.assert_array_equal(cert.counts, same.counts)
+    assert (cert.prediction, cert.radius, cert.pA_lower) == (same.so_far.prediction, same.radius, same.pA_lower)
+    assert window.ctx.certificate_for(panel.certified_selection, panel.model_info.key) is cert
+    text = panel.verdict.text()
+    assert "valid whenever you stop" in text and f"fixed n = {cert.n:,} on the same samples" in text
+    assert f"anytime {anytime_max_radius(0.25, max_n, SMALL['alpha']):.3f}" in text
+    # the two bounds on the same samples: one x per chunk for both, the anytime one never above
+    fixed_x, fixed_y = panel.bounds_plot.fixed.xData, panel.bounds_plot.fixed.yData  # data, not log10 display
+    any_x, any_y = panel.bounds_plot.anytime.xData, panel.bounds_plot.anytime.yData
+    assert fixed_x[-1] == any_x[-1] == cert.n and set(any_x) == set(fixed_x)
+    assert any_y.max() <= fixed_y.max() + 1e-12 and any_y[-1] == pytest.approx(cert.radius)
+    ceiling_y = panel.bounds_plot.anytime_ceiling.yData
+    assert ceiling_y[-1] == pytest.approx(cert.max_radius)
+    # back to fixed n: the radius curve, no Stop, and Cohen's certificate
+    panel.mode_box.setCurrentIndex(panel.mode_box.findData("fixed"))
+    panel.mode_box.activated.emit(panel.mode_box.currentIndex())
+    assert panel.radius_plot.isVisible() and not panel.bounds_plot.isVisible() and not panel.stop_button.isVisible()
+    window.close()

@@ -23,29 +23,7 @@ from robustlens.engine.smoothing_bounds import (certified_accuracy, certified_ra
                                                 lower_confidence_bound, max_certifiable_radius, radius_curve,
                                                 radius_curve_points, upper_confidence_bound)
 
-SHAPE = (1, 4, 4)
-
-
-class LinearBinary(nn.Module):
-    """f(x) = 1 if w·x + b > 0 else 0, as two logits (−s, s)."""
-
-    def __init__(self, w: torch.Tensor, b: float):
-        super().__init__()
-        self.w = nn.Parameter(w.flatten().clone(), requires_grad=False)
-        self.b = nn.Parameter(torch.tensor(float(b)), requires_grad=False)
-
-    def forward(self, x):
-        s = x.flatten(1) @ self.w + self.b
-        return torch.stack([-s, s], dim=1)
-
-
-def linear_case(distance: float, seed: int = 0):
-    """A [0,1] image x and a linear classifier whose boundary is ``distance`` away (class 1 side)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(SHAPE, generator=g)
-    w = torch.randn(SHAPE, generator=g)
-    b = distance * w.norm() - (w * x).sum()
-    return x, LinearBinary(w, float(b))
+from known_classifiers import SHAPE, LinearBinary, linear_case  # noqa: E402 - tests/ is on the path
 
 
 def reference_counts(model, x, num, batch_size, sigma, generator, num_classes):

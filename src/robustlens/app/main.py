@@ -14,6 +14,9 @@
                                                  then wait for every job to end; --progress: until
                                                  every running job is that far), save the window,
                                                  exit 0
+    robustlens --deck [FILE] [--deck-step K]     the guided lecture (built in, or a deck file); with
+                                                 --screenshot: step K (1-based) applied, then saved
+    robustlens --deck-template > my.toml         write the built-in deck out, to copy and edit
 
 The docs' screenshots are made with these flags only: tools/screenshots.py.
 """
@@ -62,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --screenshot: wait this many more seconds before saving (a job mid-run)")
     parser.add_argument("--size", default=None, metavar="WxH",
                         help="window size for --screenshot (default 1440x920, 1920x1080 in lecture mode)")
+    parser.add_argument("--deck", nargs="?", const="", default=None, metavar="FILE",
+                        help="walk a lecture deck (TOML or JSON; no FILE: the built-in one) with PgDown / PgUp")
+    parser.add_argument("--deck-step", type=int, default=1, metavar="K",
+                        help="with --deck: start at step K (1-based); with --screenshot: save step K")
+    parser.add_argument("--deck-template", action="store_true",
+                        help="print the built-in deck (a documented TOML file) and exit")
     parser.add_argument("--timeout", type=float, default=300.0, metavar="S",
                         help="--screenshot gives up after this many seconds (exit 1)")
     return parser
@@ -111,6 +120,11 @@ def _click(panel, text: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.deck_template:
+        from robustlens.engine.deck_file import builtin_deck_text
+
+        sys.stdout.write(builtin_deck_text())
+        return 0
     if args.screenshot and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
@@ -151,6 +165,19 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
             return 1
 
+    deck = None
+    if args.deck is not None:
+        from .deck import DeckError, load_deck
+
+        try:
+            deck = load_deck(window, args.deck)
+            if not 1 <= args.deck_step <= len(deck.steps):
+                raise DeckError(f"deck {deck.source}: no step {args.deck_step} (it has {len(deck.steps)})")
+        except DeckError as error:
+            print(f"robustlens: error: {error}", file=sys.stderr)
+            window.close()
+            return 1
+
     hidden = {part.strip() for part in args.hide.split(",") if part.strip()}
     if hidden - {"gallery", "strip"}:
         print(f"robustlens: error: --hide takes gallery and/or strip, not {args.hide!r}", file=sys.stderr)
@@ -168,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     heartbeat.timeout.connect(lambda: None)
     heartbeat.start(250)
 
+    if deck is not None and not screenshot:
+        from .deck import open_deck
+
+        open_deck(window, deck, args.deck_step)  # its first step once the predictions are in
     if not screenshot:
         if args.lecture:
             window.set_lecture_mode(True)
@@ -225,6 +256,16 @@ def main(argv: list[str] | None = None) -> int:
                    for h in window.engine.active_jobs() if h.user_cancellable)
 
     def first_predictions() -> None:
+        if deck is not None:
+            from .deck import open_deck
+
+            controller = open_deck(window, deck, args.deck_step)
+            if controller.problems:
+                print(f"robustlens: error: deck step {args.deck_step}: {'; '.join(controller.problems)}",
+                      file=sys.stderr)
+                window.close()
+                app.quit()
+                return
         if args.run:
             window.request_run()
         for text in args.click:

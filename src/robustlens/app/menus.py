@@ -66,6 +66,9 @@ class WindowMenus:
         run_menu.addAction(self.cancel_action)
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(action("Keyboard shortcuts", self.show_shortcuts, ["F1"]))
+        self.deck_action = action("Guided lecture", self.start_deck,
+                                  tip="Walk both papers step by step (PgDown / PgUp); robustlens --deck FILE for your own")
+        help_menu.addAction(self.deck_action)
 
     def show_shortcuts(self) -> None:
         rows = [(self.next_action, "next image"), (self.previous_action, "previous image"),
@@ -86,6 +89,12 @@ class WindowMenus:
         box.setTextFormat(Qt.TextFormat.RichText)
         box.setModal(False)
         box.show()
+
+    def start_deck(self, path=None, step: int = 1):
+        """Help → Guided lecture: the built-in deck (app/deck.py), or the deck file ``path``."""
+        from .deck import start_deck
+
+        return start_deck(self, path or None, step)
 
     # ---------------------------------------------------------------- view
 

@@ -8,7 +8,8 @@ from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QPushButton, QVBoxLayout, QWidget)
 
-from robustlens.engine.models import zoo_dir
+from robustlens.engine.models import ModelError, zoo_dir
+from robustlens.engine.published import split_model_key
 from robustlens.engine.zoo import ZooEntry, catalogue
 
 # (key, label, dataset name, split, needs a folder)
@@ -17,7 +18,26 @@ DATASET_CHOICES = [
     ("fashion-mnist:train", "Fashion-MNIST · train", "fashion-mnist", "train", False),
     ("mnist:test", "MNIST · test (from a folder)", "mnist", "test", True),
     ("cifar10:test", "CIFAR-10 · test (from a folder)", "cifar10", "test", True),
+    ("folder:test", "Image folder… (one subfolder per class)", "folder", "test", True),
 ]
+
+
+def _file_path(key: str) -> str:
+    """The file of a model key ``PATH::arch=NAME`` (a malformed stored key is taken as a path)."""
+    try:
+        return split_model_key(key)[0]
+    except ModelError:
+        return key
+
+
+def _file_label(key: str) -> str:
+    """A model file's list label: its name, and the architecture / σ its key adds (``ckpt.pt · cifar_resnet110``)."""
+    try:
+        path, arch, sigma = split_model_key(key)
+    except ModelError:
+        return Path(key).name
+    extras = [part for part in (arch, f"σ={sigma:g}" if sigma is not None else None) if part]
+    return " · ".join([Path(path).name] + extras)
 
 
 def _zoo_tooltip(entry: ZooEntry) -> str:
@@ -143,8 +163,8 @@ class ModelPicker(QWidget):
                 self._add(entry.name, entry.short_name, _zoo_tooltip(entry),
                           checked is None or entry.name in checked)
             for path in files:
-                if Path(path).exists() and path not in self.keys():
-                    self._add(path, Path(path).name, path, checked is not None and path in checked)
+                if Path(_file_path(path)).exists() and path not in self.keys():
+                    self._add(path, _file_label(path), path, checked is not None and path in checked)
         finally:
             self._quiet = False
         self._last_checked = self.checked_keys()
@@ -181,7 +201,7 @@ class ModelPicker(QWidget):
                 return
         self._quiet = True
         try:
-            self._add(path, Path(path).name, path, True)
+            self._add(path, _file_label(path), path, True)
         finally:
             self._quiet = False
         self._update_note()
@@ -199,8 +219,8 @@ class ModelPicker(QWidget):
                          if self.list.item(i).data(Qt.ItemDataRole.UserRole) == key]
                 if items:
                     items[0].setCheckState(Qt.CheckState.Checked)
-                elif Path(key).is_absolute() and Path(key).exists():
-                    self._add(key, Path(key).name, key, True)
+                elif Path(key).is_absolute() and Path(_file_path(key)).exists():
+                    self._add(key, _file_label(key), key, True)
                 else:
                     missing.append(key)
         finally:

@@ -450,11 +450,11 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
             self.banner.show_message("error", f"Not in the model list: {', '.join(missing)}")
 
     def open_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open model", self.ctx.last_folder("models"),
-                                              "Models (*.pt *.pth *.ts *.ckpt);;All files (*)")
-        if path:
-            self.ctx.remember_folder("models", str(Path(path).parent))
-            self.open_model(path)
+        from robustlens.app.open_model_dialog import ask_model_key  # asks the architecture a file lacks
+
+        key = ask_model_key(self, self.ctx)
+        if key:
+            self.model_picker.add_file(key)
 
     def open_model(self, path: str) -> None:
         """Add a checkpoint file to the models; a bad file gives an error and is not added."""

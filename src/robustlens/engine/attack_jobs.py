@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import check_count, check_images, check_labels, finite_outputs, model_classes, model_input_shape
 from .attacks import (KEEPS, TARGET_MODES, BestKeeper, Iterate, SmoothedSoftClassifier, check_arguments,
                       choose_targets, iterates, model_device, perturbation_norm)
 
@@ -63,6 +64,9 @@ class AttackConfig:
 
     def validate(self) -> "AttackConfig":
         check_arguments(self.norm, self.eps, self.steps, self.random_start, self.loss)
+        check_count(self.steps, "steps")
+        if self.step_size is not None and self.eps > 0 and not self.step_size > 0:
+            raise ValueError(f"step size must be above 0 (ε = {self.eps:g}), got {self.step_size}")
         if self.step_size is not None and not (self.step_size >= 0 and math.isfinite(self.step_size)):
             raise ValueError(f"step size must be a finite non-negative number, got {self.step_size}")
         if self.restarts < 1:
@@ -168,8 +172,7 @@ def _prepared(model, images: torch.Tensor, labels: torch.Tensor, config: AttackC
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).to(device)
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    if len(images) and (images.min() < 0 or images.max() > 1):
-        raise ValueError("images must be in [0, 1]")
+    check_images(images, model_input_shape(model), "the images")
     if generator is None and config.seed is not None:
         generator = torch.Generator(device=device).manual_seed(int(config.seed))
     attacked = model
@@ -186,6 +189,11 @@ def _prepared(model, images: torch.Tensor, labels: torch.Tensor, config: AttackC
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
     else:
         targets = None
+    classes = model_classes(model)
+    if classes is not None:
+        check_labels(labels, classes, "label")
+        check_labels(targets if targets is not None else [], classes, "target class")
+    attacked = finite_outputs(attacked)  # NaN logits stop the attack with a clear error
     return attacked, images, labels, targets, generator
 
 
@@ -239,6 +247,8 @@ def judge(models: Mapping[str, nn.Module], images: torch.Tensor, batch_size: int
     them: does it transfer?). Images are moved to each model's device; results come back on the CPU."""
     if images.dim() == 3:
         images = images.unsqueeze(0)
+    check_images(images, None, "the images")
+    check_count(batch_size, "batch size")
     verdicts = {}
     for name, model in models.items():
         device = model_device(model)

@@ -19,7 +19,10 @@ Guarantees, after every step: ‖δ‖ ≤ ε (up to float rounding) and x + δ 
 Speed: gradients are taken with respect to the input only (``torch.autograd.grad``), never the
 model's parameters, and the loss and logits of iterate k come from the forward pass that computes
 the gradient at step k+1, so tracking the best iterate or streaming per-step numbers costs no extra
-forward pass per step, only one at the very end.
+forward pass per step, only one at the very end. On the CPU the forward/backward pass runs in
+sub-batches whose activations stay in cache, when the model treats each image on its own (eval mode,
+known per-sample layers): the same gradients, about twice as fast at batch 1,000
+(``engine/attack_gradients.py``, bench/bench_pgd.py).
 
 Entry points:
 - :func:`pgd` (the foundation's signature), :func:`pgd_steps` (the same as a stream of steps) and
@@ -34,7 +37,7 @@ An attack as the app and the CLI configure it (:class:`AttackConfig`, :func:`att
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
 from dataclasses import dataclass
 from typing import Iterator
@@ -42,6 +45,10 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .attack_gradients import gradient_sub_batch, loss_and_gradient, loss_only
+from .checks import check_count, check_images, check_labels, check_nonnegative, check_positive, finite_outputs, \
+    model_classes, model_input_shape
 
 NORMS = ("linf", "l2")
 RANDOM_STARTS = ("none", "uniform", "sphere")
@@ -208,6 +215,30 @@ def check_arguments(norm: str, eps: float, steps: int, start: str, loss: str) ->
         raise ValueError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
 
 
+def check_attack_inputs(model, images: torch.Tensor, labels, *, eps: float, step_size: float, steps: int,
+                        restarts: int, min_steps: int = 1, name: str = "the images") -> None:
+    """What every PGD entry point checks before its first gradient: images finite, in [0, 1] and of
+    the model's shape; one class index in range per image; ε finite and ≥ 0; a step size finite and
+    above 0 (0 only when ε = 0, where nothing moves; a negative one would descend the loss);
+    at least ``min_steps`` steps and one restart."""
+    check_images(images, model_input_shape(model), name)
+    if images.dim() != 4:
+        raise ValueError(f"{name} must be a batch (N, C, H, W), got shape {tuple(images.shape)}")
+    labels = torch.as_tensor(labels)
+    if labels.numel() != len(images):
+        raise ValueError(f"{len(images)} images but {labels.numel()} labels")
+    classes = model_classes(model)
+    if classes is not None:
+        check_labels(labels, classes, "class")
+    eps = check_nonnegative(eps, "ε")
+    if eps == 0:
+        check_nonnegative(step_size, "the step size")
+    else:
+        check_positive(step_size, "the step size")
+    check_count(steps, "steps", minimum=min_steps)
+    check_count(restarts, "restarts")
+
+
 def _start_mode(random_start_arg) -> str:
     if random_start_arg is True:
         return "uniform"
@@ -238,8 +269,10 @@ def iterates(model, images: torch.Tensor, classes: torch.Tensor, *, norm: str, e
     kept, success is final anyway, so robust accuracy comes out the same, only faster.
     """
     sign = -1.0 if targeted else 1.0
-    # callers may hold no_grad (e.g. an evaluation loop); the input gradient needs grad mode
-    grad_mode = contextlib.nullcontext() if torch.is_grad_enabled() else torch.enable_grad()
+    # callers may hold no_grad (e.g. an evaluation loop): loss_and_gradient enables grad mode itself
+    objective = functools.partial(attack_loss, loss=loss)
+    # on the CPU, forward/backward in sub-batches that stay in cache (the same numbers; see attack_gradients)
+    sub_batch = gradient_sub_batch(model, images)
     if norm == "linf":  # the feasible box {‖δ‖∞ ≤ ε} ∩ [0,1], as per-pixel bounds
         low, high = (images - eps).clamp_(min=0.0), (images + eps).clamp_(max=1.0)
     for restart in range(restarts):
@@ -255,17 +288,9 @@ def iterates(model, images: torch.Tensor, classes: torch.Tensor, *, norm: str, e
             last = step == steps
             if len(moving) and (not last or evaluate_last):
                 if last:
-                    with torch.no_grad():
-                        part_logits = model(moving)
-                        part_losses = attack_loss(part_logits, y, loss)
+                    part_logits, part_losses = loss_only(model, moving, y, objective, sub_batch)
                 else:
-                    moving.requires_grad_(True)
-                    with grad_mode:
-                        part_logits = model(moving)
-                        part_losses = attack_loss(part_logits, y, loss)
-                        (grad,) = torch.autograd.grad(part_losses.sum(), moving)
-                    moving = moving.detach()
-                    part_logits, part_losses = part_logits.detach(), part_losses.detach()
+                    part_logits, part_losses, grad = loss_and_gradient(model, moving, y, objective, sub_batch)
                 if active is None:
                     adversarial, logits, losses = moving, part_logits, part_losses
                 else:
@@ -356,7 +381,11 @@ def pgd_steps(model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = 
     numbers come for free from the next step's gradient pass). With ``steps=0`` yields the start.
 
     ``labels`` are the true classes, or the targets when ``targeted`` (then the loss is minimised).
+    Non-finite logits raise NonFiniteOutputError (engine/checks.py).
     """
+    check_attack_inputs(model, images, labels, eps=eps, step_size=step_size, steps=steps, restarts=restarts,
+                        min_steps=0)
+    model = finite_outputs(model)
     start = _start_mode(random_start)
     check_arguments(norm, eps, steps, start, loss)
     for it in iterates(model, images.detach(), labels, norm=norm, eps=eps, step_size=step_size, steps=steps,
@@ -375,8 +404,11 @@ def pgd(model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = "linf"
     ``keep="last"`` (default, Madry et al.'s PGD): the last iterate of each restart; with restarts the
     best of those per sample (a successful one first, then the better loss). ``keep="best"``: the best
     iterate over all steps and restarts. With one restart and ``keep="last"`` no extra forward pass
-    is spent: exactly ``steps`` forward and backward passes.
+    is spent: exactly ``steps`` forward and backward passes. Images must be finite and in [0, 1];
+    non-finite logits raise NonFiniteOutputError (engine/checks.py) rather than steer the attack.
     """
+    check_attack_inputs(model, images, labels, eps=eps, step_size=step_size, steps=steps, restarts=restarts)
+    model = finite_outputs(model)
     start = _start_mode(random_start)
     check_arguments(norm, eps, steps, start, loss)
     if keep not in KEEPS:

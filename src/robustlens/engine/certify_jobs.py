@@ -10,11 +10,13 @@ a click, the accuracy curves and ``robustlens certify`` agree on every image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 
+from .anytime import StopSignal
+from .checks import check_count, check_images, check_probability, check_sigma
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
 from .smoothing import Smooth, certify_job
 from .smoothing_bounds import certified_accuracy, max_certifiable_radius
@@ -26,13 +28,16 @@ NOISE_SEED_OFFSET = 7_919    # the displayed draws use their own generator, apar
 @dataclass(frozen=True)
 class CertifyParams:
     """CERTIFY's settings as a run was asked for them (captured when it starts: widgets may change
-    meanwhile). ``sigma`` picks the noise model trained at it; ``seed`` + idx seeds image idx."""
+    meanwhile). ``sigma`` picks the noise model trained at it; ``seed`` + idx seeds image idx. ``mode``
+    "fixed" is Cohen et al.'s CERTIFY at n; "anytime" certifies with at most n samples, valid whenever it
+    stops (``engine/anytime.py``)."""
     sigma: float
     n0: int
     n: int
     alpha: float
     batch: int
     seed: int
+    mode: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,24 @@ class CertifyRequest:
     noise_shown: int = NOISE_SHOWN
 
 
+def _check_params(params: CertifyParams, noise_shown: int | None = None) -> None:
+    """A run's settings in range before it starts (σ finite and above 0, counts ≥ 1, 0 < α < 1)."""
+    check_sigma(params.sigma)
+    for value, name in ((params.n0, "n0"), (params.n, "n"), (params.batch, "batch size")):
+        check_count(value, name)
+    check_probability(params.alpha, "alpha")
+    check_count(params.seed, "seed", minimum=-(2 ** 62))
+    if noise_shown is not None:
+        check_count(noise_shown, "noise draws shown")
+
+
 def certify_image_job(cache, request: CertifyRequest) -> JobFactory:
     """Partial("noise", NoiseSamples) — ``noise_shown`` draws x + ε with their classes and norms —, then
     :func:`~robustlens.engine.smoothing.certify_job`'s events: Partial("counts", CertifyUpdate) and
     Progress per chunk, Finished(Certificate)."""
     params = request.params
+    _check_params(params, request.noise_shown)
+    check_images(request.image)
     seed = params.seed + request.index
 
     def job(cancel: CancelToken):
@@ -59,6 +77,43 @@ def certify_image_job(cache, request: CertifyRequest) -> JobFactory:
                                                     generator=seed + NOISE_SEED_OFFSET))
         yield from certify_job(smooth, request.image, n0=params.n0, n=params.n, alpha=params.alpha,
                                batch_size=params.batch, generator=seed)(cancel)
+
+    return job
+
+
+@dataclass(frozen=True)
+class AnytimeCertifyRequest(CertifyRequest):
+    """Certify anytime (``engine/anytime.py``) with at most ``params.n`` estimation samples; ``stop`` (set
+    from the GUI thread) ends the run with the certificate of the evidence so far."""
+    stop: StopSignal = field(default_factory=StopSignal, compare=False)
+    target_radius: float | None = None
+
+
+def certify_anytime_image_job(cache, request: AnytimeCertifyRequest) -> JobFactory:
+    """Partial("noise", NoiseSamples); then per chunk Partial("counts", AnytimeUpdate) — the running counts,
+    both bounds on the same samples (the confidence sequence's, valid whenever you stop, and the fixed-n
+    Clopper–Pearson one) and their trace — and Progress; Finished(AnytimeCertificate) when the run ends by
+    itself or right after ``request.stop`` is set (its stop_reason then says so)."""
+    params = request.params
+    _check_params(params, request.noise_shown)
+    check_images(request.image)
+    seed = params.seed + request.index
+
+    def job(cancel: CancelToken):
+        smooth = cache.smooth(request.model_key)
+        yield Partial("noise", smooth.noise_samples(request.image, request.noise_shown,
+                                                    generator=seed + NOISE_SEED_OFFSET))
+        for update in smooth.certify_anytime(request.image, params.n0, params.n, params.alpha, params.batch,
+                                             target_radius=request.target_radius, generator=seed):
+            cancel.check()
+            yield Partial("counts", update)
+            yield Progress(update.done, update.total, f"{update.phase}: {update.drawn:,} (at most {update.phase_total:,})")
+            if update.certificate is not None:
+                yield Finished(update.certificate)
+                return
+            if request.stop.stopped and update.so_far is not None:
+                yield Finished(replace(update.so_far, stop_reason=f"stopped by you after {update.drawn:,} samples"))
+                return
 
     return job
 
@@ -120,6 +175,11 @@ def certified_accuracy_job(smooths: Mapping[str, Smooth], dataset, *, n0: int = 
     for each noise model: image by image, every model certifies it and a Partial("row", AccuracyRow) with
     that model's curve so far is yielded, so all curves grow together on screen. Image ``idx`` is
     certified with seed ``seed + idx`` (the CLI's choice too), so rows do not depend on the subset."""
+    for value, name in ((n0, "n0"), (n, "n"), (batch_size, "batch size")):
+        check_count(value, name)
+    check_probability(alpha, "alpha")
+    if not smooths:
+        raise ValueError("no noise models to certify with")
     radii = default_radius_grid(smooths, n, alpha) if radii is None else np.asarray(radii, dtype=np.float64)
 
     def job(cancel: CancelToken):
@@ -173,6 +233,9 @@ def accuracy_curves_job(cache, request: AccuracyRequest) -> JobFactory:
     """:func:`certified_accuracy_job` over the subset with the cache's smoothed classifiers: a
     Partial("row", AccuracyRow) per model and image, Finished(AccuracyResult)."""
     params = request.params
+    _check_params(params)
+    check_count(request.images, "images", minimum=1)
+    check_count(request.n, "n")
 
     def job(cancel: CancelToken):
         smooths = {key: cache.smooth(key) for key in request.model_keys}

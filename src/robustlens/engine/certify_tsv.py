@@ -6,16 +6,19 @@
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .files import MiB, read_regular
 from .smoothing_bounds import certified_accuracy
 
 TSV_HEADER = "idx\tlabel\tpredict\tradius\tcorrect\ttime"
 PREDICT_TSV_HEADER = "idx\tlabel\tpredict\tcorrect\ttime"
+CERTIFY_TSV_LIMIT = 256 * MiB  # a million rows are about 40 MiB
 
 
 def format_elapsed(seconds: float) -> str:
@@ -69,11 +72,14 @@ class CertifyTable:
 
 
 def read_certify_tsv(path: Path | str) -> CertifyTable:
-    """Read a certify TSV (ours or the reference's). Raises ValueError naming the file and line."""
+    """Read a certify TSV (ours, with or without its settings line, or the reference's). Raises
+    ValueError naming the file and line."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    text = read_regular(path, limit=CERTIFY_TSV_LIMIT, what="a certify TSV").decode("utf-8", errors="replace")
+    # '#' lines (the settings line robustlens certify writes first) are comments, as in pandas' comment="#"
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
+                if line.strip() and not line.startswith("#")]
+    lines = [line for _, line in numbered]
     if not lines:
         raise ValueError(f"{path}: empty file (expected the header {TSV_HEADER!r})")
     header = lines[0].strip().split("\t")
@@ -82,7 +88,7 @@ def read_certify_tsv(path: Path | str) -> CertifyTable:
     if header != TSV_HEADER.split("\t"):
         raise ValueError(f"{path}: header {lines[0].strip()!r} is not {TSV_HEADER!r}")
     columns: list[list] = [[] for _ in range(6)]
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in numbered[1:]:
         fields = line.split("\t")
         if len(fields) != 6:
             raise ValueError(f"{path}:{number}: expected 6 tab-separated fields, found {len(fields)}")
@@ -98,3 +104,95 @@ def read_certify_tsv(path: Path | str) -> CertifyTable:
     idx, label, prediction, radius, correct, seconds = (np.asarray(c) for c in columns)
     return CertifyTable(path, idx.astype(np.int64), label.astype(np.int64), prediction.astype(np.int64),
                         radius.astype(np.float64), correct.astype(bool), seconds.astype(np.float64))
+
+
+# ---------------------------------------------------------------- radius decisions (robustlens certify --radius)
+
+DECISION_TSV_HEADER = "idx\tlabel\tpredict\tcertified\tcorrect\tsamples\ttime"
+DECISION_TOOL = "robustlens certify --radius"
+
+
+def decision_tsv_row(idx: int, label: int, prediction: int, certified: bool, samples: int, seconds: float) -> str:
+    """One line of ``robustlens certify --radius R``: is image idx certified at R (1/0), is its prediction
+    correct, and how many noise samples the decision took (selection included)."""
+    return (f"{idx}\t{label}\t{prediction}\t{int(certified)}\t{int(prediction == label)}\t{samples}\t"
+            f"{format_elapsed(seconds)}")
+
+
+@dataclass
+class DecisionTable:
+    """A radius-decision TSV read back; ``radius`` (and the other settings) from its settings line."""
+
+    path: Path
+    radius: float | None
+    settings: dict
+    idx: np.ndarray
+    label: np.ndarray
+    prediction: np.ndarray
+    certified: np.ndarray
+    correct: np.ndarray
+    samples: np.ndarray
+    seconds: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    @property
+    def certified_accuracy(self) -> float:
+        """The fraction of images correct and certified at R (abstentions count as wrong)."""
+        return float((self.certified & self.correct).mean()) if len(self) else 0.0
+
+    @property
+    def mean_samples(self) -> float:
+        return float(self.samples.mean()) if len(self) else 0.0
+
+
+def tsv_header(path: Path | str) -> list[str]:
+    """The column names of a result TSV (its first line that is not a '#' comment)."""
+    path = Path(path)
+    text = read_regular(path, limit=CERTIFY_TSV_LIMIT, what="a certify TSV").decode("utf-8", errors="replace")
+    return next((line.strip().split("\t") for line in text.splitlines() if line.strip() and not line.startswith("#")),
+                [])
+
+
+def is_decision_tsv(path: Path | str) -> bool:
+    return tsv_header(path) == DECISION_TSV_HEADER.split("\t")
+
+
+def read_decision_tsv(path: Path | str) -> DecisionTable:
+    """Read a ``robustlens certify --radius`` TSV. Raises ValueError naming the file and line."""
+    path = Path(path)
+    text = read_regular(path, limit=CERTIFY_TSV_LIMIT, what="a certify TSV").decode("utf-8", errors="replace")
+    settings: dict = {}
+    prefix = f"# {DECISION_TOOL} settings "
+    numbered = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith(prefix):
+            try:
+                settings = json.loads(line[len(prefix):])
+            except ValueError:
+                raise ValueError(f"{path}:{number}: unreadable settings line") from None
+        elif line.strip() and not line.startswith("#"):
+            numbered.append((number, line))
+    if not numbered or numbered[0][1].strip().split("\t") != DECISION_TSV_HEADER.split("\t"):
+        raise ValueError(f"{path}: not a radius-decision TSV (header {DECISION_TSV_HEADER!r})")
+    columns: list[list] = [[] for _ in range(7)]
+    for number, line in numbered[1:]:
+        fields = line.split("\t")
+        if len(fields) != 7:
+            raise ValueError(f"{path}:{number}: expected 7 tab-separated fields, found {len(fields)}")
+        try:
+            values = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]), int(fields[4]), int(fields[5]),
+                      parse_elapsed(fields[6]))
+        except ValueError:
+            raise ValueError(f"{path}:{number}: malformed row {line.strip()!r}") from None
+        if values[3] not in (0, 1) or values[4] not in (0, 1) or values[5] < 0:
+            raise ValueError(f"{path}:{number}: certified and correct must be 0/1, samples ≥ 0 in {line.strip()!r}")
+        for column, value in zip(columns, values):
+            column.append(value)
+    idx, label, prediction, certified, correct, samples, seconds = (np.asarray(c) for c in columns)
+    radius = settings.get("radius")
+    return DecisionTable(path, float(radius) if isinstance(radius, (int, float)) else None, settings,
+                         idx.astype(np.int64), label.astype(np.int64), prediction.astype(np.int64),
+                         certified.astype(bool), correct.astype(bool), samples.astype(np.int64),
+                         seconds.astype(np.float64))

@@ -40,54 +40,74 @@ class Parser(argparse.ArgumentParser):
 # Use these as `type=` for every count, size and scale, e.g.
 #     p.add_argument("--threads", type=positive_int)     p.add_argument("--sigma", type=positive_float)
 
-def _number(text: str, kind, what: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
+def _number_type(name: str, kind: type, what: str, accept, bound: str, doc: str):
+    """An argparse type: ``kind(text)``, finite, and ``accept(value)``; otherwise one line saying why."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value:g}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name  # argparse names the type in its messages
+    parse.__doc__ = doc
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """A whole number ≥ 1 (counts, sizes, --threads, --max)."""
-    value = _number(text, int, "a whole number of at least 1")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+positive_int = _number_type("positive_int", int, "a whole number of at least 1", lambda v: v >= 1, "at least 1",
+                            "A whole number ≥ 1 (counts, sizes, --threads, --max).")
+nonnegative_int = _number_type("nonnegative_int", int, "a whole number of at least 0", lambda v: v >= 0, "at least 0",
+                               "A whole number ≥ 0 (--skip, indices).")
+positive_float = _number_type("positive_float", float, "a finite number above 0", lambda v: v > 0, "above 0",
+                              "A finite number > 0 (σ, step sizes, learning rates).")
+nonnegative_float = _number_type("nonnegative_float", float, "a finite number of at least 0", lambda v: v >= 0, "at least 0",
+                                 "A finite number ≥ 0 (ε: 0 means no perturbation).")
+probability = _number_type("probability", float, "a number between 0 and 1", lambda v: 0 < v < 1,
+                           "between 0 and 1 (exclusive)", "A number strictly between 0 and 1 (α).")
 
 
-def nonnegative_int(text: str) -> int:
-    """A whole number ≥ 0 (--skip, indices)."""
-    value = _number(text, int, "a whole number of at least 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+# ---------------------------------------------------------------- --model and --arch
+
+ARCH_HELP = ("architecture of a model file that does not name it (a plain state_dict, a Madry et al. "
+             "robustness-library checkpoint): {choices}; or robustbench:DATASET:THREAT:NAME")
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0 (σ, step sizes, learning rates)."""
-    value = _number(text, float, "a finite number above 0")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value:g}")
-    return value
+def add_model_arguments(parser, *flags: str, **model_kwargs) -> None:
+    """``--model`` (with the caller's argparse options) and ``--arch NAME`` beside it. After parsing,
+    ``main`` turns each model file given with ``--arch`` into a model key ``PATH::arch=NAME``, which every
+    loader (``models.load_model``, ``ModelCache``) understands, so subcommands load models unchanged."""
+    from .models import architecture_choices
+
+    parser.add_argument(*(flags or ("--model",)), **model_kwargs)
+    if not any(action.dest == "arch" for action in parser._actions):
+        parser.add_argument("--arch", metavar="NAME", help=ARCH_HELP.format(choices=architecture_choices()))
 
 
-def nonnegative_float(text: str) -> float:
-    """A finite number ≥ 0 (ε: 0 means no perturbation)."""
-    value = _number(text, float, "a finite number of at least 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
-    return value
+MODEL_DESTS = ("model", "robust_model", "standard_model", "also")
 
 
-def probability(text: str) -> float:
-    """A number strictly between 0 and 1 (α)."""
-    value = _number(text, float, "a number between 0 and 1")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value:g}")
-    return value
+def _apply_arch(args) -> None:
+    """Give ``--arch`` to the model files among the parsed --model values (zoo names need none)."""
+    arch = getattr(args, "arch", None)
+    if not arch or getattr(args, "command", None) == "train":
+        return
+    from .models import zoo_names
+    from .published import model_key
+
+    zoo = set(zoo_names())
+
+    def keyed(value):
+        if isinstance(value, list):
+            return [keyed(v) for v in value]
+        return value if not isinstance(value, str) or value in zoo or "::" in value else model_key(value, arch)
+
+    for dest in MODEL_DESTS:
+        if getattr(args, dest, None) is not None:
+            setattr(args, dest, keyed(getattr(args, dest)))
 
 
 def _check_common_options(args) -> None:
@@ -139,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         _check_common_options(args)
+        _apply_arch(args)
         return int(args.func(args) or 0)
     except (CLIError, DatasetError, ModelError, ValueError, OSError) as error:
         print(f"robustlens {args.command}: error: {_one_line(error)}", file=sys.stderr)

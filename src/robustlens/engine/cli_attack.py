@@ -9,6 +9,7 @@ robust accuracy against ε (``--curve``), and the transfer matrix between models
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -16,12 +17,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cli import add_model_arguments
 from .attack_jobs import AttackConfig, attack_job
+from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .attacks import KEEPS, LOSSES, NORMS, RANDOM_STARTS, TARGET_MODES
 from .data import load_dataset
 from .jobs import Partial, Progress, run_to_end
-from .models import default_device, load_model, zoo_names
-from .robustness import robustness_curves_job, save_result, transfer_matrix_job
+from .models import default_device, load_model, weights_sha256, zoo_names
+from .resumable import OutputRefused, ResumableTSV, prepare_output_folder
+from .robustness import RobustnessCurves, robustness_curves_job, save_result, transfer_matrix_job
 
 DEFAULT_EPS = {"linf": 0.1, "l2": 1.5}
 NORM_LABEL = {"linf": "L∞", "l2": "L2"}
@@ -37,34 +41,38 @@ def register(sub) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--curve", action="store_true", help="robust accuracy against ε for every --model")
     mode.add_argument("--transfer", action="store_true", help="transfer matrix between the --model models")
-    p.add_argument("--model", nargs="+", help="built-in names or checkpoint files (default: fashion-mnist/standard; "
+    add_model_arguments(p, nargs="+", help="built-in names or checkpoint files (default: fashion-mnist/standard; "
                                               "with --curve/--transfer every built-in model)")
     p.add_argument("--norm", choices=NORMS, default="l2")
-    p.add_argument("--eps", type=float, nargs="+",
+    p.add_argument("--eps", type=nonnegative_float, nargs="+",
                    help="ε in [0,1]-pixel units (default L2 1.5, L∞ 0.1; --curve: a grid per norm)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--step-size", type=float, help="PGD step in [0,1]-pixel units (default RELATIVE_STEP·ε/steps)")
-    p.add_argument("--relative-step", type=float, default=2.5,
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--step-size", type=nonnegative_float, help="PGD step in [0,1]-pixel units (default RELATIVE_STEP·ε/steps)")
+    p.add_argument("--relative-step", type=positive_float, default=2.5,
                    help="step size as a multiple of ε/steps when --step-size is not given (default 2.5)")
-    p.add_argument("--restarts", type=int, default=1)
+    p.add_argument("--restarts", type=positive_int, default=1)
     p.add_argument("--random-start", choices=RANDOM_STARTS,
                    help="random start (default none: with few steps starting at x is the stronger attack)")
     p.add_argument("--loss", choices=LOSSES, default="ce", help="cross-entropy or Carlini–Wagner margin")
     p.add_argument("--keep", choices=KEEPS, default="best", help="return the best or the last iterate")
     p.add_argument("--target", choices=TARGET_MODES, default="untargeted",
                    help="class: --target-class; random: any other class (D_rand); next: (y+1) mod C (D_det)")
-    p.add_argument("--target-class", type=int)
-    p.add_argument("--smooth-sigma", type=float,
+    p.add_argument("--target-class", type=nonnegative_int)
+    p.add_argument("--smooth-sigma", type=positive_float,
                    help="attack the Gaussian-smoothed classifier with this σ (single images only)")
-    p.add_argument("--smooth-samples", type=int, default=32, help="noise draws per PGD step for --smooth-sigma")
-    p.add_argument("--index", type=int, nargs="+", default=[0, 1, 2, 3], help="test images to attack")
-    p.add_argument("--max", type=int, default=1000, help="--curve/--transfer: the first MAX test images")
-    p.add_argument("--batch", type=int, default=250, help="--curve/--transfer: images per PGD batch")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=int, default=8, help="PNG upscaling factor (nearest neighbour)")
-    p.add_argument("--out", default="attack-results", help="folder for PNGs, TSV and JSON")
+    p.add_argument("--smooth-samples", type=positive_int, default=32, help="noise draws per PGD step for --smooth-sigma")
+    p.add_argument("--index", type=nonnegative_int, nargs="+", default=[0, 1, 2, 3], help="test images to attack")
+    p.add_argument("--max", type=positive_int, default=1000, help="--curve/--transfer: the first MAX test images")
+    p.add_argument("--batch", type=positive_int, default=250, help="--curve/--transfer: images per PGD batch")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--scale", type=positive_int, default=8, help="PNG upscaling factor (nearest neighbour)")
+    p.add_argument("--out", default="attack-results",
+                   help="folder for PNGs, TSV and JSON; --curve keeps each finished (model, ε) point in "
+                        "curve-NORM.points.tsv and a rerun with the same settings continues from it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--curve: replace points of other settings; --transfer: replace a finished matrix")
     p.add_argument("--data-root", help="folder with the dataset files")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.set_defaults(func=run_attack)
 
 
@@ -120,6 +128,16 @@ def _models(names: list[str] | None, device, default_all: bool) -> dict:
     return models
 
 
+def _check_target_class(args, models: dict) -> None:
+    """--target-class against the models' classes, before any attack runs."""
+    if args.target_class is None:
+        return
+    classes = len(next(iter(models.values())).meta.classes)
+    if args.target_class >= classes:
+        raise ValueError(f"argument --target-class: must be one of 0..{classes - 1} (the models have {classes} "
+                         f"classes), got {args.target_class}")
+
+
 def _single_eps(args) -> float:
     if args.eps and len(args.eps) > 1:
         raise ValueError("give one --eps (several only with --curve)")
@@ -127,7 +145,9 @@ def _single_eps(args) -> float:
 
 
 def run_images(args, device) -> int:
+    out = prepare_output_folder(args.out)
     models = _models(args.model, device, default_all=False)
+    _check_target_class(args, models)
     name, model = next(iter(models.items()))
     test = load_dataset(model.meta.dataset, "test", args.data_root)
     bad = [i for i in args.index if not 0 <= i < len(test)]
@@ -144,9 +164,8 @@ def run_images(args, device) -> int:
     judges = {n: m for n, m in models.items() if n != name}
     bar, on_event = _progress_bar(f"PGD on {name}")
     with bar:
-        result = run_to_end(attack_job(model, subset.images, subset.labels, config, judges=judges), on_event=on_event)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+        result = run_to_end(attack_job(model, subset.images, subset.labels, config, judges=judges), on_event=on_event,
+                            keep_errors=True)
     classes = model.meta.classes
     what = f"smoothed (σ={config.smoothing_sigma:g}, {config.smoothing_samples} draws) " if config.smoothing_sigma else ""
     print(f"PGD {NORM_LABEL[config.norm]} ε={config.eps:g}, {config.steps} steps of {config.alpha:.4g}, "
@@ -195,43 +214,85 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+CURVE_POINT_COLUMNS = "model\tweights_sha256\teps\taccuracy\tcorrect\ttotal"
+
+
 def run_curve(args, device) -> int:
+    """Robust accuracy against ε, one (model, ε) point at a time: every finished point is a flushed row
+    of OUT/curve-NORM.points.tsv, so a rerun with the same settings attacks only the missing points
+    (each point is its own seeded job, the same as in one uninterrupted run) and then writes the
+    curve files from all the points."""
+    out = prepare_output_folder(args.out)
     models = _models(args.model, device, default_all=True)
     subset = _test_subset(models, args)
-    eps_values = args.eps if args.eps else DEFAULT_CURVE_EPS[args.norm]
+    eps_values = [float(e) for e in (args.eps if args.eps else DEFAULT_CURVE_EPS[args.norm])]
     if args.target != "untargeted" or args.smooth_sigma:
         raise ValueError("--curve runs untargeted PGD on the models themselves (no --target, no --smooth-sigma)")
     if args.step_size is not None:
         raise ValueError("--curve uses a step size proportional to ε: give --relative-step, not --step-size")
     steps, relative = args.steps, args.relative_step
-    job = robustness_curves_job(models, subset.images, subset.labels, norm=args.norm, eps_values=eps_values,
-                                steps=steps, relative_step=relative, restarts=args.restarts,
-                                random_start=args.random_start or "none", loss=args.loss, keep=args.keep,
-                                batch_size=args.batch, seed=args.seed)
+    random_start = args.random_start or "none"
+    attack = dict(steps=steps, relative_step=relative, restarts=args.restarts, random_start=random_start,
+                  loss=args.loss, keep=args.keep, seed=args.seed)
+    dataset = next(iter(models.values())).meta.dataset
+    settings = dict(norm=args.norm, **attack, batch=args.batch, dataset=dataset, images=len(subset))
+    hashes = {name: weights_sha256(model.state_dict()) for name, model in models.items()}
     began = time.perf_counter()
-    bar, on_event = _progress_bar("robust accuracy")
-
-    def show(event):
-        on_event(event)
-        if isinstance(event, Partial) and event.kind == "curve_point":
-            p = event.value
-            bar.write(f"  {p.model}  ε={p.eps:g}: {100 * p.accuracy:.1f}%")
-    with bar:
-        result = run_to_end(job, on_event=show)
+    points = ResumableTSV(out / f"curve-{args.norm}.points.tsv", CURVE_POINT_COLUMNS, settings,
+                          tool="robustlens attack --curve", overwrite=args.overwrite,
+                          key=lambda fields: (fields[0], float(fields[2])))
+    with points:
+        for (name, _), fields in points.rows.items():
+            if name in hashes and fields[1] != hashes[name]:
+                raise OutputRefused(f"{points.path} has points of another {name} (its weights differ): give "
+                                    f"--overwrite to replace them, or another --out")
+        todo = [(eps, name) for eps in eps_values for name in models if (name, eps) not in points.rows]
+        if points.kept:
+            print(f"resuming {points.path}: {len(eps_values) * len(models) - len(todo)} points already there are kept",
+                  file=sys.stderr)
+        bar = tqdm(todo, desc="robust accuracy", unit="point", dynamic_ncols=True, leave=False)
+        for eps, name in bar:
+            bar.set_description(f"{name} {NORM_LABEL[args.norm]} ε={eps:g}")
+            job = robustness_curves_job({name: models[name]}, subset.images, subset.labels, norm=args.norm,
+                                        eps_values=[eps], batch_size=args.batch, **attack)
+            point = next(e.value for e in _events(job) if isinstance(e, Partial) and e.kind == "curve_point")
+            points.append(f"{name}\t{hashes[name]}\t{eps!r}\t{point.accuracy!r}\t{point.correct}\t{point.total}")
+            points.rows[(name, eps)] = [name, hashes[name], repr(eps), repr(point.accuracy), str(point.correct),
+                                        str(point.total)]
+            bar.write(f"  {name}  ε={eps:g}: {100 * point.accuracy:.1f}%")
+    accuracy = {name: [float(points.rows[(name, eps)][3]) for eps in eps_values] for name in models}
+    result = RobustnessCurves(args.norm, eps_values, list(models), accuracy, len(subset),
+                              dict(attack, attack="PGD, untargeted"))
     print(f"\nrobust accuracy (%) under PGD {NORM_LABEL[args.norm]} ({steps} steps, step {relative:g}·ε/steps, "
-          f"{args.restarts} restart(s), random start: {result.settings['random_start']}) on the first {result.images} "
+          f"{args.restarts} restart(s), random start: {random_start}) on the first {result.images} "
           f"test images:")
     header = ["model"] + [f"ε={e:g}" for e in result.eps]
     print(_table(header, [[m] + [f"{100 * a:.1f}" for a in result.accuracy[m]] for m in result.models]))
-    paths = save_result(result, Path(args.out) / f"curve-{args.norm}")
-    print(f"({time.perf_counter() - began:.0f} s) saved {', '.join(map(str, paths))}")
+    paths = save_result(result, out / f"curve-{args.norm}")
+    print(f"({time.perf_counter() - began:.0f} s) saved {', '.join(map(str, paths))} (points in {points.path})")
     return 0
 
 
+def _events(job):
+    """A job's events up to its end, its own exception raised as is (a ValueError stays one line)."""
+    events = []
+    run_to_end(job, on_event=events.append, keep_errors=True)
+    return events
+
+
 def run_transfer(args, device) -> int:
+    """The transfer matrix; it is crafted source by source in one job, so it resumes as a whole: a
+    finished matrix in OUT is never replaced without --overwrite."""
+    out = prepare_output_folder(args.out)
     models = _models(args.model, device, default_all=True)
+    _check_target_class(args, models)
     subset = _test_subset(models, args)
     eps = _single_eps(args)
+    stem = out / f"transfer-{args.norm}-eps{eps:g}"
+    finished = [p for p in (stem.with_name(stem.name + ".tsv"), stem.with_name(stem.name + ".json")) if p.exists()]
+    if finished and not args.overwrite:
+        raise OutputRefused(f"{finished[0]} already holds a transfer matrix: give --overwrite to replace it, "
+                            f"or another --out")
     if args.smooth_sigma:
         raise ValueError("--transfer attacks the models themselves (no --smooth-sigma)")
     relative = args.step_size * args.steps / eps if args.step_size is not None and eps > 0 else args.relative_step
@@ -243,7 +304,7 @@ def run_transfer(args, device) -> int:
     began = time.perf_counter()
     bar, on_event = _progress_bar("transfer matrix")
     with bar:
-        result = run_to_end(job, on_event=on_event)
+        result = run_to_end(job, on_event=on_event, keep_errors=True)
     print(f"\nattack success rate (%) of PGD {NORM_LABEL[args.norm]} ε={eps:g} ({args.steps} steps, {args.target}) "
           f"crafted on the row model, judged by the column model, over the images the column model classifies "
           f"correctly (of the first {result.images} test images):")
@@ -251,7 +312,7 @@ def run_transfer(args, device) -> int:
     rows = [[src] + ["-" if r != r else f"{100 * r:.1f}" for r in row]
             for src, row in zip(result.models, result.success_rate)]
     print(_table(header, rows))
-    paths = save_result(result, Path(args.out) / f"transfer-{args.norm}-eps{eps:g}")
+    paths = save_result(result, stem)
     print(f"({time.perf_counter() - began:.0f} s) saved {', '.join(map(str, paths))}")
     return 0
 

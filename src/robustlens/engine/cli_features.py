@@ -10,9 +10,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cli import add_model_arguments
 from .constructed import (DATASET_KINDS, STORAGE_DTYPES, load_built_dataset, non_robust_dataset_job,
                           real_images_of, relabeled_dataset_job, robust_dataset_job)
+from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .data import DATASETS, Dataset, load_dataset
+from .files import MANIFEST_LIMIT, read_regular
 from .ilyas_experiment import (DEFAULT_ROBUST, DEFAULT_STANDARD, ConstructionSettings, ExperimentSettings,
                                IlyasExperimentRequest, experiment_job, format_experiment_table,
                                ilyas_experiment_job)
@@ -20,6 +23,7 @@ from .inversion import SEED_MODES, STEP_SCHEDULES, reconstruct_job
 from .jobs import Partial, Progress, run_to_end
 from .model_cache import ModelCache
 from .models import default_device, load_model
+from .resumable import prepare_output_file, prepare_output_folder
 
 # the pipeline's defaults: the options below show them, so the CLI and the GUI start from the same recipe
 BUILD = ConstructionSettings()
@@ -47,20 +51,20 @@ def register(sub) -> None:
     p = sub.add_parser("build-dataset", help="build D_R, D_NR, D_rand or D_det (resumable: rerun to continue)")
     p.add_argument("--kind", choices=DATASET_KINDS, required=True,
                    help="robust: D_R, non-robust: D_NR, rand: D_rand, det: D_det")
-    p.add_argument("--count", type=int, required=True, help="number of training images to transform")
+    p.add_argument("--count", type=positive_int, required=True, help="number of training images to transform")
     p.add_argument("--out", required=True, help="folder for the dataset (chunks, manifest.json, dataset.npz)")
-    p.add_argument("--model", help=f"model to use (default: {DEFAULT_ROBUST} for robust, "
+    add_model_arguments(p, help=f"model to use (default: {DEFAULT_ROBUST} for robust, "
                                    f"{DEFAULT_STANDARD} otherwise)")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     p.add_argument("--data-root", help="folder with the dataset files")
     _inversion_options(p)
-    p.add_argument("--eps", type=float, default=BUILD.eps, help="rand/det: L2 ε of the targeted PGD")
-    p.add_argument("--pgd-steps", type=int, default=BUILD.pgd_steps, help="rand/det: PGD steps")
-    p.add_argument("--pgd-step-size", type=float, help="rand/det: PGD step (default 2.5·ε/steps)")
-    p.add_argument("--chunk", type=int, default=BUILD.chunk_size, help="images per chunk (the unit of resuming)")
-    p.add_argument("--seed", type=int, default=0, help="selects the images, seeds and targets")
+    p.add_argument("--eps", type=positive_float, default=BUILD.eps, help="rand/det: L2 ε of the targeted PGD")
+    p.add_argument("--pgd-steps", type=positive_int, default=BUILD.pgd_steps, help="rand/det: PGD steps")
+    p.add_argument("--pgd-step-size", type=positive_float, help="rand/det: PGD step (default 2.5·ε/steps)")
+    p.add_argument("--chunk", type=positive_int, default=BUILD.chunk_size, help="images per chunk (the unit of resuming)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="selects the images, seeds and targets")
     p.add_argument("--dtype", choices=STORAGE_DTYPES, default=BUILD.dtype, help="how images are stored")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.set_defaults(func=run_build_dataset)
 
     p = sub.add_parser("experiment", help="train a standard model on each constructed dataset and evaluate "
@@ -69,26 +73,26 @@ def register(sub) -> None:
     p.add_argument("--build-in", metavar="DIR",
                    help="instead of --data: build (or resume) D_R, D_NR, D_rand, D_det in DIR first, then run "
                         "the table (with the baseline row D)")
-    p.add_argument("--count", type=int, default=BUILD.count, help="--build-in: training images per dataset")
+    p.add_argument("--count", type=positive_int, default=BUILD.count, help="--build-in: training images per dataset")
     p.add_argument("--robust-model", default=DEFAULT_ROBUST, help="--build-in: model for D_R")
     p.add_argument("--standard-model", default=DEFAULT_STANDARD, help="--build-in: model for D_NR, D_rand, D_det")
     _inversion_options(p)
-    p.add_argument("--eps", type=float, default=BUILD.eps, help="--build-in: L2 ε of the targeted PGD (D_rand, D_det)")
-    p.add_argument("--pgd-steps", type=int, default=BUILD.pgd_steps, help="--build-in: targeted PGD steps")
+    p.add_argument("--eps", type=positive_float, default=BUILD.eps, help="--build-in: L2 ε of the targeted PGD (D_rand, D_det)")
+    p.add_argument("--pgd-steps", type=positive_int, default=BUILD.pgd_steps, help="--build-in: targeted PGD steps")
     p.add_argument("--baseline", action="store_true",
                    help="also train on the real images the first dataset was built from (row 'D')")
     p.add_argument("--out", help="results JSON (rows already there with the same settings are kept)")
     p.add_argument("--show", metavar="JSON", help="only print the table of a results file")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    p.add_argument("--epochs", type=int, help="epochs per model (default: scaled to the dataset's size)")
-    p.add_argument("--max-epochs", type=int, default=TRAINING.max_epochs, help="cap of the scaled number of epochs")
-    p.add_argument("--eval-eps", type=float, nargs="+", default=list(TRAINING.eval_eps), help="L2 ε of the robust accuracy")
-    p.add_argument("--eval-steps", type=int, default=TRAINING.eval_steps)
-    p.add_argument("--eval-images", type=int, default=TRAINING.eval_images, help="test images for the robust accuracy")
-    p.add_argument("--test-images", type=int, help="evaluate on the first N test images (default: all)")
+    p.add_argument("--epochs", type=positive_int, help="epochs per model (default: scaled to the dataset's size)")
+    p.add_argument("--max-epochs", type=positive_int, default=TRAINING.max_epochs, help="cap of the scaled number of epochs")
+    p.add_argument("--eval-eps", type=nonnegative_float, nargs="+", default=list(TRAINING.eval_eps), help="L2 ε of the robust accuracy")
+    p.add_argument("--eval-steps", type=positive_int, default=TRAINING.eval_steps)
+    p.add_argument("--eval-images", type=positive_int, default=TRAINING.eval_images, help="test images for the robust accuracy")
+    p.add_argument("--test-images", type=positive_int, help="evaluate on the first N test images (default: all)")
     p.add_argument("--data-root", help="folder with the dataset files")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.set_defaults(func=run_experiment_command)
 
 
@@ -96,8 +100,8 @@ def _inversion_options(p) -> None:
     p.add_argument("--seeds", choices=SEED_MODES, default=BUILD.seeds,
                    help="start of the inversion: a random image of another class (default), any other "
                         "random image (the paper's), or gray 0.5 + N(0, 0.05²) noise")
-    p.add_argument("--steps", type=int, default=BUILD.steps, help="inversion steps (paper: 1000)")
-    p.add_argument("--step-size", type=float, default=BUILD.step_size, help="inversion L2 step (paper: 0.1)")
+    p.add_argument("--steps", type=positive_int, default=BUILD.steps, help="inversion steps (paper: 1000)")
+    p.add_argument("--step-size", type=positive_float, default=BUILD.step_size, help="inversion L2 step (paper: 0.1)")
     p.add_argument("--schedule", choices=STEP_SCHEDULES, default=BUILD.schedule,
                    help="step size: constant (paper) or cosine-annealed from --step-size to 0")
 
@@ -237,6 +241,7 @@ def run_invert(args) -> int:
 # ---------------------------------------------------------------- build-dataset
 
 def run_build_dataset(args) -> int:
+    prepare_output_folder(args.out)  # a file there is refused in one line before any work
     _threads(args)
     device = default_device()
     model_name = args.model or (DEFAULT_ROBUST if args.kind == "robust" else DEFAULT_STANDARD)
@@ -271,13 +276,19 @@ def run_build_dataset(args) -> int:
 def run_experiment_command(args) -> int:
     if args.show:
         path = Path(args.show).expanduser()
-        if not path.exists():
-            raise ValueError(f"no such results file: {path}")
-        print(format_experiment_table(json.loads(path.read_text()), markdown=args.markdown))
+        try:
+            results = json.loads(read_regular(path, limit=MANIFEST_LIMIT, what="a results file"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not a results JSON ({error})") from None
+        print(format_experiment_table(results, markdown=args.markdown))
         return 0
     if bool(args.data) == bool(args.build_in):
         raise ValueError("name the dataset folders (--data DIR [DIR ...]) or a folder to build them in "
                          "(--build-in DIR), one of the two (or --show RESULTS.json)")
+    if args.out:
+        prepare_output_file(args.out)
+    if args.build_in:
+        prepare_output_folder(args.build_in)
     _threads(args)
     if args.build_in:
         return _build_and_run(args)

@@ -2,7 +2,8 @@
 
 certify / predict run CERTIFY / PREDICT (Cohen et al. 2019) over every ``--skip``-th image of a dataset
 split and write the reference implementation's TSV (locuslab/smoothing ``certify.py`` / ``predict.py``),
-one flushed line per image, so an interrupted run keeps what it finished. analyze reads certify TSVs and
+one flushed line per image, after a ``#`` line with the run's settings (engine/resumable.py): a rerun with
+the same settings keeps the rows and continues, so an interrupted run loses at most the image in progress. analyze reads certify TSVs and
 prints certified accuracy at radii 0, 0.25, 0.5, … and draws the curves (one per file) into a PNG.
 """
 
@@ -18,37 +19,43 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import CLIError
+from .cli import CLIError, add_model_arguments, nonnegative_int, positive_float, positive_int, probability
 from .data import DATASETS, SPLITS, load_dataset
-from .models import default_device, load_model
+from .models import default_device, load_model, weights_sha256
+from .resumable import ResumableTSV, prepare_output_file
 from .certify_tsv import PREDICT_TSV_HEADER, TSV_HEADER, certify_tsv_row, predict_tsv_row, read_certify_tsv
+from .cli_radius import add_radius_arguments, analyze_decisions, run_radius_decisions
 from .smoothing import Smooth
 from .smoothing_bounds import certified_accuracy
 
 
 def _add_run_arguments(p, certify: bool) -> None:
-    p.add_argument("--model", required=True, help="built-in noise model (e.g. fashion-mnist/noise-0.25) or file")
-    p.add_argument("--sigma", type=float, help="noise level σ (default: the σ the model was trained with)")
+    add_model_arguments(p, required=True, help="built-in noise model (e.g. fashion-mnist/noise-0.25) or file")
+    p.add_argument("--sigma", type=positive_float, help="noise level σ (default: the σ the model was trained with)")
     if certify:
-        p.add_argument("--n0", type=int, default=100, help="noise samples that select the top class")
-    p.add_argument("--n", type=int, default=100_000,
+        p.add_argument("--n0", type=positive_int, default=100, help="noise samples that select the top class")
+    p.add_argument("--n", type=positive_int, default=100_000,
                    help="noise samples that " + ("bound pA" if certify else "vote"))
-    p.add_argument("--alpha", type=float, default=0.001, help="failure probability")
-    p.add_argument("--batch", type=int, default=1000, help="noise samples per chunk (memory is flat in n)")
-    p.add_argument("--skip", type=int, default=1, help="use every SKIP-th image of the split")
-    p.add_argument("--max", type=int, default=-1, help="stop before this index of the split (-1: the end)")
-    p.add_argument("--out", required=True, help="TSV file to write")
+    p.add_argument("--alpha", type=probability, default=0.001, help="failure probability")
+    p.add_argument("--batch", type=positive_int, default=1000, help="noise samples per chunk (memory is flat in n)")
+    p.add_argument("--skip", type=positive_int, default=1, help="use every SKIP-th image of the split")
+    p.add_argument("--max", type=positive_int, help="stop before this index of the split (default: the end)")
+    p.add_argument("--out", required=True,
+                   help="TSV file to write; a rerun with the same settings keeps its rows and continues")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out written with other settings (default: refuse)")
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--dataset", choices=DATASETS, help="default: the model's dataset")
     p.add_argument("--data-root", help="folder with the dataset files")
-    p.add_argument("--seed", type=int, default=0, help="image idx is certified with seed SEED + idx")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="image idx is certified with seed SEED + idx")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.add_argument("--eager", action="store_true", help="run the model as is (no TorchScript optimization)")
 
 
 def register(sub) -> None:
     p = sub.add_parser("certify", help="certify L2 robustness of the smoothed classifier over a dataset split")
     _add_run_arguments(p, certify=True)
+    add_radius_arguments(p)
     p.set_defaults(func=run_certify)
 
     p = sub.add_parser("predict", help="predict with the smoothed classifier (abstains when unsure)")
@@ -57,8 +64,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("analyze", help="certified accuracy vs radius from certify TSVs (table and plot)")
     p.add_argument("files", nargs="+", metavar="FILE.tsv")
-    p.add_argument("--step", type=float, default=0.25, help="radius step of the table")
-    p.add_argument("--max-radius", type=float, help="largest radius in the table and plot")
+    p.add_argument("--step", type=positive_float, default=0.25, help="radius step of the table")
+    p.add_argument("--max-radius", type=positive_float, help="largest radius in the table and plot")
     p.add_argument("--labels", nargs="+", help="one legend label per file (default: the file name, with σ "
                                                "spelled out when the name carries it: noise-0.25, sigma_0.5)")
     p.add_argument("--plot", help="PNG to write (default: certified_accuracy.png beside the first file)")
@@ -69,76 +76,110 @@ def register(sub) -> None:
 # ---------------------------------------------------------------- certify / predict
 
 
-def _prepare(args):
-    """Model, smoothed classifier and the selected images, with every input checked first."""
+def _prepare(args, *, columns: str | None = None, tool: str | None = None, extra_settings: dict | None = None):
+    """Model, smoothed classifier, the selected images, the output path and its ResumableTSV (not yet
+    opened), every input checked first (the output path before anything slow). ``columns`` / ``tool``
+    default to certify's or predict's; ``extra_settings`` are further settings a mode adds to
+    :func:`run_settings` (a rerun resumes only if they are equal too)."""
     if args.n < 1 or getattr(args, "n0", 1) < 1 or args.batch < 1 or args.skip < 1:
         raise CLIError("--n, --n0, --batch and --skip must be positive")
     if not 0 < args.alpha < 1:
         raise CLIError(f"--alpha must be in (0, 1), got {args.alpha}")
+    out = prepare_output_file(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device=default_device())
     sigma = args.sigma if args.sigma is not None else model.meta.sigma
     if sigma is None:
         raise CLIError(f"{args.model} was not trained with Gaussian noise: give --sigma")
-    if not sigma > 0:
-        raise CLIError(f"--sigma must be positive, got {sigma}")
-    if model.meta.sigma is not None and abs(sigma - model.meta.sigma) > 1e-12:
-        print(f"note: certifying at σ = {sigma:g} a model trained with σ = {model.meta.sigma:g}", file=sys.stderr)
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise CLIError(f"--sigma must be a finite number above 0, got {sigma}")
     dataset = load_dataset(args.dataset or model.meta.dataset, args.split, args.data_root)
     if tuple(dataset.image_shape) != tuple(model.meta.input_shape):
         raise CLIError(f"{args.model} takes {model.meta.input_shape} images but {dataset.name} has "
                        f"{dataset.image_shape}")
-    stop = len(dataset) if args.max < 0 else min(args.max, len(dataset))
+    stop = len(dataset) if args.max is None else min(args.max, len(dataset))
     positions = list(range(0, stop, args.skip))  # the reference: i % skip == 0 and i < max
+    # the existing --out is checked (same settings, or --overwrite) before anything is printed or run
+    command = "certify" if hasattr(args, "n0") else "predict"
+    settings = {**run_settings(args, model, sigma, dataset), **(extra_settings or {})}
+    table = ResumableTSV(out, columns or (TSV_HEADER if command == "certify" else PREDICT_TSV_HEADER), settings,
+                         tool=tool or f"robustlens {command}", overwrite=args.overwrite)
+    if model.meta.sigma is not None and abs(sigma - model.meta.sigma) > 1e-12:
+        print(f"note: certifying at σ = {sigma:g} a model trained with σ = {model.meta.sigma:g}", file=sys.stderr)
     smooth = Smooth(model, len(model.meta.classes), sigma, optimize=not args.eager)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return model, smooth, dataset, positions, out
+    return model, smooth, dataset, positions, out, table
+
+
+def run_settings(args, model, sigma: float, dataset) -> dict:
+    """What decides the rows of a certify / predict output: a rerun keeps the rows only if all of it
+    is equal (the model by name and weights SHA-256; the seed of image idx is SEED + idx)."""
+    settings = dict(model=model.meta.name, weights_sha256=weights_sha256(model.state_dict()), sigma=float(sigma),
+                    n=args.n, alpha=args.alpha, seed=args.seed, batch=args.batch, dataset=dataset.name,
+                    split=dataset.split, source=dataset.source, skip=args.skip, max=args.max)
+    if hasattr(args, "n0"):
+        settings["n0"] = args.n0
+    return settings
+
+
+def _resuming_note(table: ResumableTSV, total: int) -> None:
+    if table.kept:
+        print(f"resuming {table.path}: {table.kept} of {total} rows already there are kept", file=sys.stderr)
 
 
 def run_certify(args) -> int:
-    model, smooth, dataset, positions, out = _prepare(args)
+    if getattr(args, "radius", None) is not None or getattr(args, "max_n", None) is not None:
+        return run_radius_decisions(args, _prepare)
+    model, smooth, dataset, positions, out, table = _prepare(args)
     began = time.perf_counter()
     radii, correct = [], []
-    with out.open("w") as f:
-        print(TSV_HEADER, file=f, flush=True)
-        bar = tqdm(positions, desc=f"certify σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
+    with table:
+        _resuming_note(table, len(positions))
+        todo = [p for p in positions if str(dataset.source_index(p)) not in table.rows]
+        for fields in table.rows.values():  # idx label predict radius correct time
+            radii.append(float(fields[3]))
+            correct.append(fields[4] == "1")
+        bar = tqdm(todo, desc=f"certify σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
         for position in bar:
             idx, label = dataset.source_index(position), int(dataset.labels[position])
             start = time.perf_counter()
             prediction, radius = smooth.certify(dataset.images[position], args.n0, args.n, args.alpha,
                                                 args.batch, generator=args.seed + idx)
-            print(certify_tsv_row(idx, label, prediction, radius, time.perf_counter() - start), file=f, flush=True)
+            table.append(certify_tsv_row(idx, label, prediction, radius, time.perf_counter() - start))
             radii.append(radius)
             correct.append(prediction == label)
             bar.set_postfix(certified_acc0=f"{np.mean(correct):.3f}")
     seconds = time.perf_counter() - began
-    print(f"{len(positions)} images certified in {seconds:.1f} s ({seconds / max(1, len(positions)):.2f} s/image, "
+    kept = f" ({table.kept} more kept from an earlier run)" if table.kept else ""
+    print(f"{len(todo)} images certified in {seconds:.1f} s{kept} ({seconds / max(1, len(todo)):.2f} s/image, "
           f"n0={args.n0}, n={args.n}, α={args.alpha:g}, σ={smooth.sigma:g}, {smooth.backend}); "
           f"certified accuracy at r=0: {certified_accuracy(radii, correct, 0.0)[0]:.3f}; wrote {out}")
     return 0
 
 
 def run_predict(args) -> int:
-    model, smooth, dataset, positions, out = _prepare(args)
+    model, smooth, dataset, positions, out, table = _prepare(args)
     began = time.perf_counter()
     outcomes = []
-    with out.open("w") as f:
-        print(PREDICT_TSV_HEADER, file=f, flush=True)
-        bar = tqdm(positions, desc=f"predict σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
+    with table:
+        _resuming_note(table, len(positions))
+        todo = [p for p in positions if str(dataset.source_index(p)) not in table.rows]
+        for fields in table.rows.values():  # idx label predict correct time
+            outcomes.append((fields[3] == "1", fields[2] == "-1"))
+        bar = tqdm(todo, desc=f"predict σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
         for position in bar:
             idx, label = dataset.source_index(position), int(dataset.labels[position])
             start = time.perf_counter()
             prediction = smooth.predict(dataset.images[position], args.n, args.alpha, args.batch,
                                         generator=args.seed + idx)
-            print(predict_tsv_row(idx, label, prediction, time.perf_counter() - start), file=f, flush=True)
+            table.append(predict_tsv_row(idx, label, prediction, time.perf_counter() - start))
             outcomes.append((prediction == label, prediction == -1))
             bar.set_postfix(acc=f"{np.mean([o[0] for o in outcomes]):.3f}")
     seconds = time.perf_counter() - began
     right = sum(o[0] for o in outcomes)
     abstained = sum(o[1] for o in outcomes)
-    print(f"{len(positions)} images in {seconds:.1f} s: accuracy {right / max(1, len(positions)):.3f}, "
+    kept = f" (and {table.kept} kept from an earlier run)" if table.kept else ""
+    print(f"{len(todo)} images in {seconds:.1f} s{kept}: accuracy {right / max(1, len(outcomes)):.3f}, "
           f"abstained {abstained}; wrote {out}")
     return 0
 
@@ -160,12 +201,25 @@ def radius_table(tables, labels, radii) -> str:
     return "\n".join(lines)
 
 
+def _refuse_nonfinite_radii(path: Path, table) -> None:
+    """A radius of inf or NaN is no certificate (σ = inf "certifies" any class at radius inf): name the
+    file and the first such row rather than draw it or fail with an OverflowError."""
+    bad = np.flatnonzero(~np.isfinite(table.radius))
+    if len(bad):
+        row = int(bad[0])
+        raise CLIError(f"{path}: data row {row + 1} (idx {int(table.idx[row])}) has radius {table.radius[row]}, "
+                       f"not a finite number ({len(bad)} of {len(table)} rows): was it certified with σ = inf?")
+
+
 def run_analyze(args) -> int:
-    paths = [Path(f) for f in args.files]
+    paths, decisions = analyze_decisions(args)  # radius-decision TSVs: printed there, beside these
+    if not paths:
+        return 0
     tables = [read_certify_tsv(p) for p in paths]
     for path, table in zip(paths, tables):
         if len(table) == 0:
             raise CLIError(f"{path}: no rows")
+        _refuse_nonfinite_radii(path, table)
     if args.labels and len(args.labels) != len(paths):
         raise CLIError(f"{len(args.labels)} labels for {len(paths)} files")
     if not args.step > 0:

@@ -4,8 +4,10 @@
   subset ship in ``resources/data``. When the full set is installed as idx files (Debian's
   ``dataset-fashion-mnist`` puts them in ``/usr/share/datasets/fashion-mnist``), all 60,000 training
   images are used.
-- ``mnist`` and ``cifar10``: read by torchvision's dataset classes from a folder the user names, and
-  downloaded there only when asked to.
+- ``mnist``: read by torchvision's dataset class from a folder the user names, and downloaded there
+  only when asked to.
+- ``cifar10``: its python batches from a folder, read by a restricted unpickler (``data_folders.py``);
+  ``folder``: any image folder in ImageFolder layout (one subfolder per class).
 - user images: any file Pillow reads, in any mode (8/16/32-bit, float, palette, CMYK, with alpha),
   scaled to [0,1], turned upright per its EXIF orientation, converted to a dataset's size and channels
   with a note of what was done.
@@ -39,7 +41,7 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-DATASETS = ("fashion-mnist", "mnist", "cifar10")
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder")
 SPLITS = ("train", "test")
 
 
@@ -178,13 +180,28 @@ def _check_torchvision_files(name: str, root: Path) -> None:
 
 
 def load_dataset(name: str = "fashion-mnist", split: str = "test", root: Path | str | None = None,
-                 download: bool = False) -> Dataset:
-    """Load a dataset split as [0,1] float32 images (N, C, H, W), int64 labels and class names."""
+                 download: bool = False, shape: tuple[int, int, int] | None = None) -> Dataset:
+    """Load a dataset split as [0,1] float32 images (N, C, H, W), int64 labels and class names.
+    ``shape`` converts an image folder's images to it (default: the first image's size and channels)."""
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     if name == "fashion-mnist":
         return load_fashion_mnist(split, root)
-    if name in ("mnist", "cifar10"):
+    if name == "cifar10":
+        from .data_folders import load_cifar10
+
+        if download and root is not None:  # torchvision fetches and checks the archive; our reader reads it
+            from .tv import torchvision
+
+            cifar = torchvision().datasets.CIFAR10
+            torchvision().datasets.utils.download_and_extract_archive(cifar.url, str(root), filename=cifar.filename,
+                                                                      md5=cifar.tgz_md5)
+        return load_cifar10(split, root)
+    if name == "folder":
+        from .data_folders import load_image_folder
+
+        return load_image_folder(split, root, shape)
+    if name == "mnist":
         return _load_torchvision(name, split, root, download)
     raise DatasetError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from .checks import check_count, check_images, check_probability
 from .geometry_maps import BaseMap, SmoothedMap, base_map_job, smoothed_map_job
 from .geometry_overlays import AttackPoint, CertifiedDisk, DiskCheck, NoiseCloud, certified_disk_job, check_disk, \
     locate_attack, noise_cloud, pgd_adversarial
@@ -93,6 +94,22 @@ def _relay(inner, cancel, label):
     return result
 
 
+def _check_request(request: GeometryRequest, x) -> None:
+    """The image finite and in [0, 1], every count and size in range, before the job starts."""
+    check_images(x)
+    if request.adversarial is not None:
+        check_images(as_image(request.adversarial), tuple(x.shape), "the adversarial image")
+    check_count(request.base_size, "the base map size", minimum=2)
+    check_count(request.smooth_size, "the smoothed map size", minimum=2)
+    for value, name in ((request.n, "n"), (request.batch_size, "batch size"), (request.certify_n0, "n0"),
+                        (request.certify_n, "the certificate's n"), (request.cloud_samples, "noise cloud samples"),
+                        (request.attack_n, "PREDICT's n at the attack point")):
+        check_count(value, name)
+    check_probability(request.alpha)
+    if request.attack_eps:  # None or 0: no attack of our own
+        check_positive("ε", request.attack_eps)
+
+
 def geometry_job(cache, request: GeometryRequest):
     """The Geometry panel's job, ``fn(cache, request)`` with ``cache`` a
     :class:`~robustlens.engine.model_cache.ModelCache` (``.model(key)``, ``.smooth(key, σ)``).
@@ -107,6 +124,7 @@ def geometry_job(cache, request: GeometryRequest):
     if request.extent is not None:
         check_positive("the extent", request.extent)
     x = as_image(request.image)
+    _check_request(request, x)
 
     def job(cancel: CancelToken):
         model = cache.model(request.model_key)

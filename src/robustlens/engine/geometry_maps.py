@@ -20,6 +20,7 @@ import torch
 from scipy.stats import binom as binom_distribution
 from scipy.stats import binomtest
 
+from .checks import check_count, check_finite_outputs, check_images
 from .geometry_plane import Plane, check_alpha, check_positive, device_of, grid_axis, refinement_sizes, \
     seeded_generator, stream_seed
 from .jobs import CancelToken, Finished, Partial, Progress, run_to_end
@@ -48,8 +49,8 @@ class BaseMap:
 def base_map_job(model, plane: Plane, extent: float, size: int = 101, batch_size: int = BASE_FORWARD_BATCH):
     """Job (engine/jobs.py protocol) computing the :class:`BaseMap`: Progress per chunk, then Finished."""
     axis = grid_axis(extent, size)
-    if batch_size < 1:
-        raise ValueError(f"batch size must be positive, got {batch_size}")
+    check_count(batch_size, "batch size")
+    check_images(plane.origin)  # the plane goes through an image: finite and in [0, 1]
 
     def job(cancel: CancelToken):
         device = device_of(model)
@@ -62,7 +63,9 @@ def base_map_job(model, plane: Plane, extent: float, size: int = 101, batch_size
             cancel.check()
             stop = min(a.size, start + batch_size)
             with torch.inference_mode():
-                probabilities = torch.softmax(model(on_device.points(a[start:stop], b[start:stop])).float(), dim=1)
+                logits = model(on_device.points(a[start:stop], b[start:stop]))
+                check_finite_outputs(logits)
+                probabilities = torch.softmax(logits.float(), dim=1)
                 top, cls = probabilities.max(dim=1)
             classes[start:stop] = cls.cpu().numpy()
             confidence[start:stop] = top.cpu().numpy()
@@ -183,8 +186,9 @@ def smoothed_map_job(model, plane: Plane, extent: float, *, sigma: float, n: int
     """
     check_positive("σ", sigma)
     check_alpha(alpha)
-    if n < 1 or batch_size < 1:
-        raise ValueError(f"n and the batch size must be positive, got n={n}, batch={batch_size}")
+    check_count(n, "n")
+    check_count(batch_size, "batch size")
+    check_images(plane.origin)
     sizes = refinement_sizes(final_size, coarsest)
     grid_axis(extent, sizes[-1])  # validates the extent
 

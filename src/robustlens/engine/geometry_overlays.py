@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checks import check_count, check_images, model_input_shape
 from .geometry_maps import SmoothedMap, smoothing_of
 from .geometry_plane import Plane, as_image, check_alpha, check_positive, device_of, gradients_on, \
     predicted_class, seeded_generator, stream_seed
@@ -83,6 +84,9 @@ def certified_disk_job(model, image, *, sigma: float, n0: int = 100, n: int = 10
     check_positive("σ", sigma)
     check_alpha(alpha)
     x = as_image(image)
+    check_images(x, model_input_shape(model))
+    for value, name in ((n0, "n0"), (n, "n"), (batch_size, "batch size")):
+        check_count(value, name)
 
     def job(cancel: CancelToken):
         smoother = smooth or smoothing_of(model, sigma, x)
@@ -147,6 +151,7 @@ class AttackPoint:
 
 def locate_attack(model, plane: Plane, adversarial, source: str) -> AttackPoint:
     adversarial = as_image(adversarial)
+    check_images(adversarial, tuple(plane.origin.shape), "the adversarial image")
     offset = (adversarial - plane.origin).unsqueeze(0)
     a, b = plane.offset_coordinates(offset)[0]
     residual = offset[0] - float(a) * plane.u - float(b) * plane.v

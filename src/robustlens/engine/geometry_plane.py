@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import check_finite_outputs, check_images, model_input_shape
+
 _TINY = 1e-12
 
 
@@ -138,7 +140,9 @@ def loss_gradient(model, x: torch.Tensor, label: int) -> torch.Tensor:
 
 def predicted_class(model, x: torch.Tensor) -> int:
     with torch.no_grad():
-        return int(model(x.to(device_of(model)).unsqueeze(0)).argmax(1).item())
+        logits = model(x.to(device_of(model)).unsqueeze(0))
+    check_finite_outputs(logits)
+    return int(logits.argmax(1).item())
 
 
 def plane_through(model, image, *, direction=None, label: int | None = None, seed: int = 0) -> Plane:
@@ -150,6 +154,7 @@ def plane_through(model, image, *, direction=None, label: int | None = None, see
     with ``seed`` and orthogonalised against u (Gram–Schmidt), so the slice is reproducible.
     """
     x = as_image(image)
+    check_images(x, model_input_shape(model))
     if label is None:
         label = predicted_class(model, x)
     u, source = None, ""

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import check_count, check_finite_outputs, check_images, model_input_shape
 from .data import Dataset
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress, Snapshot
 
@@ -47,8 +48,7 @@ def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def _check_images(images: torch.Tensor, what: str) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError(f"{what} must be a (N, C, H, W) tensor")
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError(f"{what} must lie in [0, 1]")
+    check_images(images, None, what)  # finite and in [0, 1]: `min() < 0` alone lets NaN through
 
 
 # ---------------------------------------------------------------- seeds
@@ -138,8 +138,7 @@ def _check_inversion(targets: torch.Tensor, seeds: torch.Tensor, steps: int, ste
     _check_images(seeds, "seeds")
     if seeds.shape != targets.shape:
         raise ValueError(f"seeds {tuple(seeds.shape)} and targets {tuple(targets.shape)} differ in shape")
-    if steps < 0:
-        raise ValueError(f"steps must be ≥ 0, got {steps}")
+    check_count(steps, "steps", minimum=0)
     if not (step_size > 0 and math.isfinite(step_size)):
         raise ValueError(f"step size must be a positive number, got {step_size}")
 
@@ -168,10 +167,12 @@ def inversion_steps(model, targets: torch.Tensor, seeds: torch.Tensor, *, steps:
     gradients are taken with respect to the images only, so the model's parameters are untouched.
     """
     _check_inversion(targets, seeds, steps, step_size)
+    check_images(targets, model_input_shape(model), "the targets")
     step_size_at(0, steps, step_size, schedule)  # reject an unknown schedule before any work
     device = model_device(model)
     with torch.no_grad():
         target_representation = model.representation(targets.to(device)).detach()
+    check_finite_outputs(target_representation)
     images = seeds.to(device).detach().clone()
     best_images, best_distance = images.clone(), None
     for step in range(steps + 1):
@@ -183,6 +184,7 @@ def inversion_steps(model, targets: torch.Tensor, seeds: torch.Tensor, *, steps:
                 (grad,) = torch.autograd.grad(distance.sum(), images)
         images = images.detach()
         distance = distance.detach()
+        check_finite_outputs(distance)  # NaN representations would make every "best" iterate NaN
         if best_distance is None:
             best_distance = distance.clone()
         else:
@@ -216,6 +218,7 @@ def invert(model, targets: torch.Tensor, seeds: torch.Tensor | str, *, steps: in
     Returns per sample the iterate of lowest distance (``use_best``, as the paper's code does) or the
     last one. Batched in ``batch_size`` images; the distance curve is the mean over all targets.
     """
+    check_count(batch_size, "batch size")
     if isinstance(seeds, str):
         if seeds != "noise":
             raise ValueError("seeds must be images or 'noise' (draw dataset seeds with make_seeds)")

@@ -17,16 +17,19 @@ import torch
 
 from .jobs import CancelToken, Finished, Progress, predict_job
 from .models import load_checkpoint, load_model, zoo_file, zoo_names
+from .published import split_model_key
 from .smoothing import Smooth
 
 
 def load_by_key(key: str, device: torch.device | str | None = None) -> torch.nn.Module:
-    """A model by key: a zoo name (also before the zoo's manifest lists it: the file suffices) or a path."""
+    """A model by key: a zoo name (also before the zoo's manifest lists it: the file suffices), a path,
+    or a path with what the file does not say, ``PATH::arch=NAME::sigma=S`` (``published.model_key``)."""
     if key in zoo_names():
         return load_model(key, device=device)
-    if "/" in key and not Path(key).exists() and zoo_file(key).exists():
+    path, arch, sigma = split_model_key(key)
+    if arch is None and sigma is None and "/" in key and not Path(key).exists() and zoo_file(key).exists():
         return load_checkpoint(zoo_file(key), device=device, name=key)
-    return load_model(key, device=device)
+    return load_model(path, device=device, arch=arch, sigma=sigma)
 
 
 class ModelCache:

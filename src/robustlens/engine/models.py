@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .checks import check_finite_weights
 from .data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
 from .files import CHECKPOINT_LIMIT, MANIFEST_LIMIT, open_regular, read_regular
 
@@ -120,17 +121,74 @@ def cifar_resnet18(meta: ModelMeta) -> Classifier:
                       nn.Linear(head.in_features, head.out_features), meta)
 
 
-ARCHITECTURES: dict[str, tuple[Callable[[ModelMeta], Classifier], str, tuple, tuple]] = {
-    # name: (builder, dataset, classes, input shape)
+def _published(net_builder, mean, std):
+    """A builder for a published network behind a normaliser with the dataset's mean / std."""
+    from .architectures import NetClassifier
+
+    def build(meta: ModelMeta) -> nn.Module:
+        return NetClassifier(Normalize(mean, std), net_builder(len(meta.classes)), meta)
+
+    return build
+
+
+def _cifar_resnet(depth: int):
+    from .architectures import CifarResNet
+
+    return lambda num_classes: CifarResNet(depth, num_classes)
+
+
+def _torchvision_resnet50(num_classes: int) -> nn.Module:
+    from .architectures import TorchvisionResNet
+
+    return TorchvisionResNet(50, num_classes)
+
+
+def _imagenet_classes() -> tuple[str, ...]:
+    from .architectures import imagenet_classes
+
+    return imagenet_classes()
+
+
+# Cohen et al.'s normaliser (their datasets.py): CIFAR-10's channel mean / std, torchvision's for ImageNet
+COHEN_CIFAR10_MEAN, COHEN_CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+ARCHITECTURES: dict[str, tuple[Callable[[ModelMeta], nn.Module], str, object, tuple]] = {
+    # name: (builder, dataset, classes (or a function giving them), input shape)
     "fmnist-cnn": (fmnist_cnn, "fashion-mnist", FASHION_MNIST_CLASSES, (1, 28, 28)),
     "cifar-resnet18": (cifar_resnet18, "cifar10", CIFAR10_CLASSES, (3, 32, 32)),
+    # the names Cohen et al.'s train.py writes into its checkpoints ('arch')
+    "cifar_resnet20": (_published(_cifar_resnet(20), COHEN_CIFAR10_MEAN, COHEN_CIFAR10_STD), "cifar10",
+                       CIFAR10_CLASSES, (3, 32, 32)),
+    "cifar_resnet110": (_published(_cifar_resnet(110), COHEN_CIFAR10_MEAN, COHEN_CIFAR10_STD), "cifar10",
+                        CIFAR10_CLASSES, (3, 32, 32)),
+    "resnet50": (_published(_torchvision_resnet50, IMAGENET_MEAN, IMAGENET_STD), "imagenet",
+                 _imagenet_classes, (3, 224, 224)),
 }
 
 
-def build_model(arch: str, meta: ModelMeta | None = None, **meta_fields) -> Classifier:
+def architecture_info(arch: str) -> tuple[Callable[[ModelMeta], nn.Module], str, tuple[str, ...], tuple]:
+    """(builder, dataset, class names, input shape) of a known architecture, else a ModelError naming them."""
     if arch not in ARCHITECTURES:
-        raise ModelError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+        raise ModelError(f"unknown architecture {arch!r}: choose one of {architecture_choices()}")
     builder, dataset, classes, shape = ARCHITECTURES[arch]
+    return builder, dataset, tuple(classes() if callable(classes) else classes), shape
+
+
+def architecture_summaries() -> list[tuple[str, str, tuple, int]]:
+    """(name, dataset, input shape, class count) of every architecture, without building any."""
+    return [(name, dataset, shape, 1000 if callable(classes) else len(classes))
+            for name, (_, dataset, classes, shape) in ARCHITECTURES.items()]
+
+
+def architecture_choices() -> str:
+    """The architectures with their input shape and class count, for error messages and --help."""
+    return "; ".join(f"{name} ({'×'.join(map(str, shape))}, {count} classes)"
+                     for name, _, shape, count in architecture_summaries())
+
+
+def build_model(arch: str, meta: ModelMeta | None = None, **meta_fields) -> nn.Module:
+    builder, dataset, classes, shape = architecture_info(arch)
     if meta is None:
         fields = dict(name=arch, arch=arch, dataset=dataset, classes=classes, input_shape=shape)
         fields.update(meta_fields)
@@ -294,18 +352,19 @@ class ScriptedClassifier(nn.Module):
 
 
 def load_checkpoint(path: Path | str, arch: str | None = None, device=None, name: str | None = None,
-                    sha256: str | None = None) -> nn.Module:
-    """Load a model file: a robustlens checkpoint, a plain state_dict (``arch`` names the architecture)
-    or TorchScript. Raises ModelError with one clear line for a missing, corrupted, damaged (weights
-    not matching their recorded SHA-256; the file not matching ``sha256``) or mismatched file."""
+                    sha256: str | None = None, sigma: float | None = None) -> nn.Module:
+    """Load a model file: a robustlens checkpoint, TorchScript, or a checkpoint as researchers publish
+    it (a plain state_dict, Cohen et al.'s, Madry et al.'s: see ``published.py``; ``arch`` names the
+    architecture where the file does not, ``sigma`` the σ it was trained with). Raises ModelError with
+    one clear line for a missing, corrupted, damaged (weights not matching their recorded SHA-256; the
+    file not matching ``sha256``) or mismatched file."""
     path = Path(path).expanduser()
     device = torch.device(device) if device is not None else default_device()
     obj = _read(path, "cpu", sha256)
     if isinstance(obj, torch.jit.ScriptModule):
-        arch = arch or "fmnist-cnn"
-        _, dataset, classes, shape = ARCHITECTURES.get(arch, ARCHITECTURES["fmnist-cnn"])
+        _, dataset, classes, shape = architecture_info(arch or "fmnist-cnn")
         meta = ModelMeta(name=name or path.stem, arch="torchscript", dataset=dataset, classes=classes,
-                         input_shape=shape)
+                         input_shape=shape, kind="noise" if sigma else "standard", sigma=sigma)
         model = ScriptedClassifier(obj, meta)
     elif isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         meta = _checkpoint_meta(obj, path)
@@ -316,14 +375,11 @@ def load_checkpoint(path: Path | str, arch: str | None = None, device=None, name
             raise ModelError(f"{path.name} holds a {meta.arch!r} model, not {arch!r}")
         model = build_model(meta.arch, meta)
         _load_state(model, state, path, meta.arch)
-    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        if arch is None:
-            raise ModelError(f"{path.name} is a plain state_dict: name its architecture "
-                             f"({', '.join(ARCHITECTURES)})")
-        model = build_model(arch, name=name or path.stem)
-        _load_state(model, obj, path, arch)
     else:
-        raise ModelError(f"{path.name} is a torch file but not a model checkpoint, state_dict or TorchScript")
+        from .published import load_published
+
+        model = load_published(obj, path, arch, sigma, name)
+    check_finite_weights(model, path.name, ModelError)  # NaN weights give NaN logits: votes for class 0
     return model.to(device).eval()
 
 
@@ -364,14 +420,20 @@ def zoo_file(name: str) -> Path:
     return zoo_dir() / (name.replace("/", "__") + ".pt")
 
 
-def load_model(name_or_path: str | Path, device=None, arch: str | None = None) -> nn.Module:
-    """A built-in zoo model by name (e.g. 'fashion-mnist/l2-robust') or a model file, in eval mode."""
-    name = str(name_or_path)
+def load_model(name_or_path: str | Path, device=None, arch: str | None = None,
+               sigma: float | None = None) -> nn.Module:
+    """A built-in zoo model by name (e.g. 'fashion-mnist/l2-robust') or a model file, in eval mode. A model
+    key ``PATH::arch=NAME::sigma=S`` (``published.model_key``) carries the architecture and σ."""
+    from .published import split_model_key
+
+    name, key_arch, key_sigma = split_model_key(str(name_or_path))
+    arch, sigma = arch or key_arch, sigma or key_sigma
     listed = zoo_manifest()["models"]
     if name in listed:
         sha256 = listed[name].get("sha256")
         return load_checkpoint(zoo_file(name), device=device, name=name,
                                sha256=sha256 if isinstance(sha256, str) else None)
-    if "/" in name and not os.path.lexists(Path(name).expanduser()) and not name.endswith((".pt", ".pth", ".ts")):
+    if "/" in name and not os.path.lexists(Path(name).expanduser()) and not name.endswith(
+            (".pt", ".pth", ".ts", ".tar", ".ckpt")):
         raise ModelError(f"unknown model {name!r}: built-in models are {', '.join(listed)}")
-    return load_checkpoint(name, arch=arch, device=device)
+    return load_checkpoint(name, arch=arch, device=device, sigma=sigma)

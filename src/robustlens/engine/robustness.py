@@ -23,6 +23,7 @@ from torch import nn
 
 from .attack_jobs import AttackConfig, attack, inference_mode_off
 from .attacks import choose_targets, model_device
+from .checks import check_count, check_finite_outputs, check_images, check_labels, model_classes, model_input_shape
 from .jobs import Finished, JobFactory, Partial, Progress, run_to_end
 
 
@@ -35,13 +36,25 @@ def _check_inputs(models: Mapping[str, nn.Module], images: torch.Tensor, labels:
         raise ValueError(f"expected (N, C, H, W) images with N labels, got {tuple(images.shape)} and {len(labels)}")
     if len(images) == 0:
         raise ValueError("no images to evaluate")
+    check_images(images, None, "the images")
+    for name, model in models.items():
+        shape, classes = model_input_shape(model), model_classes(model)
+        if shape is not None and tuple(images.shape[1:]) != shape:
+            raise ValueError(f"{name} takes {'×'.join(map(str, shape))} images, these are "
+                             f"{'×'.join(map(str, images.shape[1:]))}")
+        if classes is not None:
+            check_labels(labels, classes)
 
 
 @torch.no_grad()
 def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     device = model_device(model)
-    return torch.cat([model(images[i:i + batch_size].to(device)).argmax(1).cpu()
-                      for i in range(0, len(images), batch_size)])
+    predicted = []
+    for i in range(0, len(images), batch_size):
+        logits = model(images[i:i + batch_size].to(device))
+        check_finite_outputs(logits)  # NaN logits would all read as class 0
+        predicted.append(logits.argmax(1).cpu())
+    return torch.cat(predicted)
 
 
 def _config(norm: str, eps: float, steps: int, relative_step: float, restarts: int, random_start: str,
@@ -127,6 +140,7 @@ def robustness_curves_job(models: Mapping[str, nn.Module], images: torch.Tensor,
     for eps in eps_values:
         _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep, "untargeted", None, seed)
     _check_inputs(models, images, labels)
+    check_count(batch_size, "batch size")
     names = list(models)
     settings = dict(steps=steps, relative_step=relative_step, restarts=restarts, random_start=random_start,
                     loss=loss, keep=keep, seed=seed, attack="PGD, untargeted")
@@ -222,6 +236,7 @@ def transfer_matrix_job(models: Mapping[str, nn.Module], images: torch.Tensor, l
     """
     config = _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep, target, target_class, seed)
     _check_inputs(models, images, labels)
+    check_count(batch_size, "batch size")
     names = list(models)
     settings = dict(steps=steps, relative_step=relative_step, restarts=restarts, random_start=random_start,
                     loss=loss, keep=keep, target=target, target_class=target_class, seed=seed)

@@ -33,6 +33,8 @@ import torch
 from scipy.stats import binomtest
 from torch import nn
 
+from .checks import (check_count, check_finite_outputs, check_images, check_probability, check_sigma,
+                     model_input_shape)
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
 from .smoothing_bounds import (certified_radius, expected_noise_norm, lower_confidence_bound,
                                max_certifiable_radius, upper_confidence_bound)
@@ -167,14 +169,11 @@ def _make_generator(generator, device: torch.device) -> torch.Generator | None:
 
 
 def _check_parameters(n: int, alpha: float, batch_size: int, n0: int | None = None) -> None:
-    if n0 is not None and n0 < 1:
-        raise ValueError(f"n0 must be at least 1, got {n0}")
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if n0 is not None:
+        check_count(n0, "n0")
+    check_count(n, "n")
+    check_probability(alpha, "alpha")
+    check_count(batch_size, "batch size")
 
 
 class Smooth:
@@ -187,8 +186,7 @@ class Smooth:
 
     def __init__(self, model: nn.Module, num_classes: int, sigma: float, *, optimize: bool = True,
                  forward_batch: int | None = None):
-        if not sigma > 0:
-            raise ValueError(f"σ must be positive, got {sigma}")
+        sigma = check_sigma(sigma)
         if num_classes < 2:
             raise ValueError(f"need at least two classes, got {num_classes}")
         self.base_classifier = model.eval()  # dropout / batch-norm statistics must not move under noise
@@ -198,6 +196,7 @@ class Smooth:
         self.optimize = optimize and self.device.type == "cpu"
         self.forward_batch = forward_batch or (CPU_FORWARD_BATCH if self.device.type == "cpu" else None)
         self.backend = "not yet run"
+        self.input_shape = model_input_shape(model)  # (C, H, W) from the model's meta, None if unknown
         self._forwards: dict[tuple, Callable] = {}
 
     @classmethod
@@ -243,6 +242,7 @@ class Smooth:
                                 generator=torch.Generator(device=self.device).manual_seed(0))
             probe = (x + self.sigma * noise).contiguous()
             reference = model(probe)
+        check_finite_outputs(reference)
         if reference.dim() != 2 or reference.shape[1] != self.num_classes:
             raise ValueError(f"the model gives outputs of shape {tuple(reference.shape[1:])}, "
                              f"not {self.num_classes} class scores")
@@ -265,7 +265,10 @@ class Smooth:
 
     def sample_chunks(self, x, num: int, batch_size: int, generator=None) -> Iterator[np.ndarray]:
         """Class counts of the base classifier on ``num`` draws of x + ε, one array per chunk of at most
-        ``batch_size`` draws (the paper's SAMPLEUNDERNOISE, chunked). Memory holds one chunk at a time."""
+        ``batch_size`` draws (the paper's SAMPLEUNDERNOISE, chunked). Memory holds one chunk at a time.
+        x need not lie in [0, 1] (the Geometry tab samples a plane through an image) but must be finite;
+        non-finite logits raise NonFiniteOutputError instead of counting as votes for class 0."""
+        check_images(x, self.input_shape, unit_range=False)
         image = self._image(x)
         forward = self._forward_for(image)
         generator = _make_generator(generator, self.device)
@@ -283,7 +286,9 @@ class Smooth:
                 batch.add_(image)
                 counts = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
                 for start in range(0, size, sub):
-                    predictions = forward(batch[start:start + sub]).argmax(1)
+                    logits = forward(batch[start:start + sub])
+                    check_finite_outputs(logits)
+                    predictions = logits.argmax(1)
                     counts += torch.bincount(predictions, minlength=self.num_classes)
             remaining -= size
             yield counts.cpu().numpy()
@@ -323,6 +328,7 @@ class Smooth:
         """CERTIFY, streaming: one CertifyUpdate after every chunk of noise; the last carries the
         Certificate. Same draws, hence the same answer, as ``certify`` with the same seed."""
         _check_parameters(n, alpha, batch_size, n0)
+        check_images(x, self.input_shape)
         began = time.perf_counter()
         generator = _make_generator(generator, self.device)
         total = n0 + n
@@ -372,6 +378,18 @@ class Smooth:
             radius_general=certified_radius(self.sigma, p_lower_sim, p_upper_b),
             abstain_reason=reason, seconds=seconds)
 
+    def certify_anytime(self, x, n0: int, max_n: int, alpha: float, batch_size: int = 1000, *,
+                        target_radius: float | None = None, generator=None, **schedule) -> Iterator[CertifyUpdate]:
+        """Anytime-valid CERTIFY (``engine/anytime.py``): like ``certify_steps``, but the bound after every
+        chunk is a confidence sequence's, valid whenever you stop (P(∀n: pA ≥ bound) ≥ 1 − α); the run
+        ends at ``target_radius``, when nothing more can be certified within ``max_n``, or at max_n, and
+        its last update carries an AnytimeCertificate with the samples used. ``schedule``: first_look,
+        growth of the looks."""
+        from .anytime import certify_anytime
+
+        return certify_anytime(self, x, n0, max_n, alpha, batch_size, target_radius=target_radius,
+                               generator=generator, **schedule)
+
     def predict(self, x, n: int, alpha: float, batch_size: int = 1000, generator=None) -> int:
         """PREDICT (Cohen et al. 2019, Sec. 3.1): the top class of n noisy samples, or ABSTAIN unless a
         two-sided binomial test rejects "the top two classes are equally likely" at level α. Returns a
@@ -380,6 +398,7 @@ class Smooth:
 
     def predict_detailed(self, x, n: int, alpha: float, batch_size: int = 1000, generator=None) -> Prediction:
         _check_parameters(n, alpha, batch_size)
+        check_images(x, self.input_shape)
         began = time.perf_counter()
         counts = self.sample_counts(x, n, batch_size, generator)
         order = np.argsort(-counts, kind="stable")  # ties go to the lower class index, like argmax
@@ -400,13 +419,17 @@ class Smooth:
     def noise_samples(self, x, count: int = 8, generator=None) -> NoiseSamples:
         """``count`` draws of x + ε with their noise norms and the base classifier's classes: the lecture
         point that ‖ε‖₂ ≈ σ√d dwarfs the certified radius R = O(σ)."""
+        check_images(x, self.input_shape)
+        count = check_count(count, "the number of noise draws")
         image = self._image(x)
         generator = _make_generator(generator, self.device)
         noise = torch.empty((count,) + image.shape[1:], device=self.device)
         noise.normal_(0.0, self.sigma, generator=generator)
         noisy = image + noise
         with torch.inference_mode():
-            predictions = self._forward_for(image)(noisy).argmax(1)
+            logits = self._forward_for(image)(noisy)
+            check_finite_outputs(logits)
+            predictions = logits.argmax(1)
         dim = int(image[0].numel())
         return NoiseSamples(noisy=noisy.cpu().numpy(), display=noisy.clamp(0, 1).cpu().numpy(),
                             noise_norms=noise.flatten(1).norm(dim=1).cpu().numpy(),
@@ -429,6 +452,8 @@ def certify_job(smooth: Smooth, x, *, n0: int = 100, n: int = 10_000, alpha: flo
                 batch_size: int = 1000, generator=None) -> JobFactory:
     """Certify one image, live: after every chunk Partial("counts", CertifyUpdate) (running counts,
     pA lower bound, radius) and Progress; at the end Finished(Certificate)."""
+    _check_parameters(n, alpha, batch_size, n0)  # refused before the job starts, not in its first step
+    check_images(x, smooth.input_shape)
 
     def job(cancel: CancelToken):
         for update in smooth.certify_steps(x, n0, n, alpha, batch_size, generator):

@@ -21,9 +21,9 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget
 
-from robustlens.engine.certify_jobs import (NOISE_SHOWN, AccuracyRequest, CertifyParams, CertifyRequest,
-                                            PrepareRequest, accuracy_curves_job, certify_image_job,
-                                            prepare_smooths_job)
+from robustlens.engine.anytime import AnytimeCertificate
+from robustlens.engine.certify_jobs import (NOISE_SHOWN, AccuracyRequest, CertifyParams, PrepareRequest,
+                                            accuracy_curves_job, prepare_smooths_job)
 from robustlens.engine.smoothing import Certificate, CertifyUpdate, NoiseSamples
 from robustlens.engine.smoothing_bounds import max_certifiable_radius, radius_curve
 from robustlens.engine.zoo import catalogue
@@ -35,6 +35,7 @@ from ..settings import Setting
 from . import certify_verdicts as verdicts
 from .base import Panel
 from .certify_accuracy import IMAGES, SAMPLES, AccuracySection
+from .certify_anytime import MODE, AnytimeMode
 from .certify_plots import ClassHistogram, NoiseSampleStrip, NoiseVsRadius, RadiusCurvePlot, titled, verdict_label
 
 SIGMA_CHOICES = (0.25, 0.5, 1.0)        # the built-in noise models' σ
@@ -46,8 +47,9 @@ def _same_sigma(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
 
 
-class CertifyPanel(Panel):
-    """Randomized smoothing, one image at a time, live; and certified accuracy vs radius per σ."""
+class CertifyPanel(AnytimeMode, Panel):
+    """Randomized smoothing, one image at a time, live (fixed n or anytime); and certified accuracy vs
+    radius per σ."""
 
     SETTINGS = (
         Setting("sigma", SIGMA_CHOICES[0], 0.001, 100.0,
@@ -61,6 +63,7 @@ class CertifyPanel(Panel):
         Setting("seed", 0, 0, 99_999, help="image idx is certified with seed SEED + idx (as the CLI)"),
         IMAGES,
         SAMPLES,
+        MODE,
     )
 
     def __init__(self, ctx: AppContext) -> None:
@@ -101,14 +104,19 @@ class CertifyPanel(Panel):
         self.run_button.setToolTip("Certify the selected image with these settings")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self._build_anytime()
 
         controls = labelled_row((("σ", self.sigma_box), ("n0", self.n0_box), ("n", self.n_box), ("α", self.alpha_box),
                                  ("batch", self.batch_box), ("seed", self.seed_box)), stretch=False)
         controls.addWidget(self.run_button)
         controls.addWidget(self.cancel_button)
         controls.addStretch(1)
-        status = QHBoxLayout()
+        self.controls = controls
+        status = QHBoxLayout()  # the mode and its Stop on the second line: the first is full at 1280 px
         status.setSpacing(6)
+        status.addWidget(self.mode_box)
+        status.addWidget(self.stop_button)
+        status.addSpacing(8)
         status.addWidget(self.model_note, 1)
         status.addWidget(self.load_button)
 
@@ -139,6 +147,7 @@ class CertifyPanel(Panel):
         column.addWidget(self.noise_box)
         column.addWidget(self.lengths)
         column.addWidget(self.radius_plot, 1)
+        column.addWidget(self.bounds_plot, 1)
 
         # column 3: certified accuracy vs radius, every noise model
         self.accuracy = AccuracySection()
@@ -163,6 +172,8 @@ class CertifyPanel(Panel):
 
         self.ctx.register_exportable("Certify: noise-sample histogram", self.histogram)
         self.ctx.register_exportable("Certify: radius curve", self.radius_plot)
+        self.ctx.register_exportable("Certify: anytime and fixed-n bounds", self.bounds_plot)
+        self._apply_mode(controls)
         self.ctx.register_exportable("Certify: noise vs certified radius", self.lengths)
         self.ctx.register_exportable("Certify: noise samples", self.noise_box)
         self.ctx.register_exportable("Certify: certified accuracy vs radius", self.accuracy.plot)
@@ -178,6 +189,7 @@ class CertifyPanel(Panel):
         self.sigma_box.activated.connect(self._on_sigma_chosen)
         self.n_box.valueChanged.connect(lambda _v: self._on_parameters_changed())
         self.alpha_box.currentIndexChanged.connect(lambda _i: self._on_parameters_changed())
+        self.mode_box.activated.connect(self._on_mode_chosen)
         for box in (self.n0_box, self.batch_box, self.seed_box):
             box.valueChanged.connect(lambda _v: self._mark_outdated())
         self.run_button.clicked.connect(lambda: self.run())  # clicked(bool) must not reach run(subject)
@@ -190,7 +202,7 @@ class CertifyPanel(Panel):
     def setting_widgets(self) -> dict[str, QWidget]:
         return {"n0": self.n0_box, "n": self.n_box, "alpha": self.alpha_box, "batch": self.batch_box,
                 "seed": self.seed_box, "accuracy_images": self.accuracy.images_box,
-                "accuracy_n": self.accuracy.n_box}
+                "accuracy_n": self.accuracy.n_box, "mode": self.mode_box}
 
     def setting_value(self, key: str):
         return self.sigma() if key == "sigma" else super().setting_value(key)
@@ -202,6 +214,7 @@ class CertifyPanel(Panel):
             super().apply_setting(key, value)
 
     def settings_applied(self) -> None:
+        self._apply_mode(self.controls)
         self._update_curve()
         self._update_lengths()
         self._update_accuracy_hint()
@@ -307,6 +320,12 @@ class CertifyPanel(Panel):
         if self.ctx.selection is not None:
             self.run()  # the shown evidence is for another σ: certify again, latest wins
 
+    def _on_mode_chosen(self, _index: int) -> None:
+        self._apply_mode(self.controls)
+        self._update_lengths()
+        if self.ctx.selection is not None and self.isVisible():
+            self.run()  # the other mode's evidence: certify again, latest wins
+
     def _on_models(self, _models) -> None:
         self._update_accuracy_hint()
         self._prepare_noise_models()
@@ -329,7 +348,7 @@ class CertifyPanel(Panel):
     def current_params(self) -> CertifyParams:
         return CertifyParams(sigma=self.sigma(), n0=self.n0_box.value(), n=self.n_box.value(),
                              alpha=float(self.alpha_box.currentData()), batch=self.batch_box.value(),
-                             seed=self.seed_box.value())
+                             seed=self.seed_box.value(), mode=self.mode_box.currentData())
 
     def set_params(self, *, n0: int | None = None, n: int | None = None, alpha: float | None = None,
                    batch: int | None = None, seed: int | None = None) -> None:
@@ -395,6 +414,7 @@ class CertifyPanel(Panel):
         self.histogram.set_classes(self.ctx.classes, label, self.n_box.value())
         self.radius_plot.set_point(None)
         self.radius_plot.set_general(None, None)
+        self._reset_anytime()
         self.noise_strip.set_samples(None, [])
         self._update_lengths()
 
@@ -424,19 +444,20 @@ class CertifyPanel(Panel):
             return
         index = selection.index
         source_index = self.ctx.dataset.source_index(index) if (index is not None and self.ctx.dataset) else 0
-        request = CertifyRequest(info.key, selection.image, source_index, params)
         self._reset_evidence(selection)
+        function, request = self._certify_job(info.key, selection.image, source_index, params)
         self.params = params
         self.certificate = None
         self.certified_selection = selection
         self.model_info = info
         self._set_verdict(verdicts.certifying_html(selection.source, params))
-        self.run_engine("certify", certify_image_job, request,
-                        label=f"certifying {selection.source} (σ = {params.sigma:g})",
+        self.run_engine("certify", function, request,
+                        label=f"certifying {selection.source} (σ = {params.sigma:g}, {params.mode})",
                         on_partial=self._on_partial, on_done=self._show_certificate,
                         on_aborted=lambda _e: self._set_verdict(verdicts.CANCELLED_HTML, verdicts.CANCELLED_NOTE),
                         on_failed=lambda e: self._show_idle(f"Certification failed: {e.message}", error=True),
-                        cancel_button=self.cancel_button)
+                        on_end=self._anytime_ended, cancel_button=self.cancel_button)
+        self._anytime_started()
 
     def run_accuracy(self) -> None:
         """Certify an evenly spaced test subset with every loaded noise model; curves grow per row."""
@@ -512,6 +533,7 @@ class CertifyPanel(Panel):
         self._set_note(note)
         if update.phase == "estimation":
             self.radius_plot.set_point(update.pA_lower, update.radius, final=update.certificate is not None)
+            self._show_anytime_update(update)
         self.histogram.show_counts(update.counts, update.phase_total, update.top_class, self._true_label(), title)
 
     def _show_certificate(self, cert: Certificate) -> None:
@@ -520,7 +542,8 @@ class CertifyPanel(Panel):
         self.histogram.show_counts(cert.counts, cert.n, cert.top_class, label, f"n = {cert.n:,} noise samples")
         self.radius_plot.set_point(cert.pA_lower, cert.radius, final=True)
         self.radius_plot.set_general(cert.pA_lower_simultaneous, cert.radius_general)
-        self._set_verdict(verdicts.certificate_html(cert, label, self._class_name, self.params.seed))
+        html = verdicts.anytime_certificate_html if isinstance(cert, AnytimeCertificate) else verdicts.certificate_html
+        self._set_verdict(html(cert, label, self._class_name, self.params.seed))
         self._update_lengths()
         self.ctx.publish_certificate(self.certified_selection, self.model_info.key, cert)
 
@@ -537,6 +560,7 @@ class CertifyPanel(Panel):
         self.radius_plot.set_curve(params.sigma, p_values, radius_curve(params.sigma, p_values),
                                    max_certifiable_radius(params.sigma, params.n, params.alpha),
                                    params.n, params.alpha)
+        self._update_ceilings(params)
         cert = self._certificate_at_sigma(params.sigma)
         if cert is not None:
             self.radius_plot.set_point(cert.pA_lower, cert.radius, final=True)
@@ -555,7 +579,7 @@ class CertifyPanel(Panel):
 
     def set_lecture_mode(self, on: bool) -> None:
         size = style.point_size(on)
-        for plot in (self.histogram, self.radius_plot):
+        for plot in (self.histogram, self.radius_plot, self.bounds_plot):
             plot.set_fonts(size)
         self.accuracy.set_fonts(size)
         self.noise_strip.set_thumbnail_size(72 if on else 56)

@@ -22,6 +22,8 @@ NOISE_COLOR = QColor(120, 120, 130)        # the noise length
 RADIUS_COLOR = QColor(46, 139, 87)         # the certified radius
 GENERAL_COLOR = QColor(214, 120, 40)       # the general (Bonferroni) bound
 CEILING_COLOR = QColor(150, 40, 40)
+FIXED_N_COLOR = QColor(200, 95, 30)        # the fixed-n Clopper–Pearson bound (valid only at a preset n)
+UPPER_COLOR = QColor(70, 110, 170)         # the anytime upper bound: no n certifies more
 
 
 class ClassHistogram(Plot):
@@ -341,6 +343,80 @@ class AccuracyPlot(Plot):
         curve = self.curves.get(name)
         if curve is not None:
             curve.setData(np.asarray(radii), np.asarray(accuracy))
+
+
+class BoundsTrace(Plot):
+    """Anytime mode: the certified radius after every chunk, two bounds on the same samples — the
+    confidence sequence's σ Φ⁻¹(L) (valid whenever you stop; steps at its looks) and the fixed-n
+    Clopper–Pearson σ Φ⁻¹(pA_lower) at level α (what CERTIFY says had n been fixed in advance at exactly
+    that count; stopping on it voids the guarantee) — with the upper sequence's σ Φ⁻¹(U) (no n certifies
+    more) and both ceilings σ Φ⁻¹(α^(1/n)) and σ Φ⁻¹((α/K)^(1/n_k)) against n (all samples agreeing).
+    Log-scaled n, so the geometric looks are evenly spaced."""
+
+    MIN_LINES = 12.0
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        item = self.getPlotItem()
+        item.setLabel("bottom", "estimation samples n (log scale)")
+        item.setLabel("left", "certified L2 radius R")
+        self.setLogMode(x=True, y=False)
+        self.showGrid(x=True, y=True, alpha=0.2)
+        dashed = Qt.PenStyle.DashLine
+        self.fixed_ceiling = self.plot([], [], pen=pg.mkPen(FIXED_N_COLOR, width=1.2, style=dashed))
+        self.anytime_ceiling = self.plot([], [], pen=pg.mkPen(RADIUS_COLOR, width=1.2, style=dashed))
+        self.upper = self.plot([], [], pen=pg.mkPen(UPPER_COLOR, width=1.8, style=Qt.PenStyle.DotLine))
+        self.fixed = self.plot([], [], pen=pg.mkPen(FIXED_N_COLOR, width=2.2))
+        self.anytime = self.plot([], [], pen=pg.mkPen(RADIUS_COLOR, width=3))
+        self.now = self.plot([], [], pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush(RADIUS_COLOR),
+                             symbolPen=pg.mkPen("k", width=1))
+        self.note = self.text_item(color=(70, 70, 70), anchor=(0, 0))
+        self.setMinimumWidth(240)
+        self._top = 1.0
+        self.set_title(self._key())
+
+    @staticmethod
+    def _key() -> str:
+        def swatch(color: QColor, text: str, mark: str = "━") -> str:
+            return f"<span style='color:{color.name()}'>{mark} {text}</span>"
+        return ("Two bounds on the same samples<br>"
+                + "&nbsp; ".join((swatch(RADIUS_COLOR, "anytime"), swatch(FIXED_N_COLOR, "fixed n"),
+                                  swatch(UPPER_COLOR, "upper (no n certifies more)", "┅"),
+                                  swatch(QColor(90, 90, 90), "ceilings", "╌"))))
+
+    def set_ceilings(self, n: np.ndarray, fixed: np.ndarray, anytime: np.ndarray, max_n: int, looks: int) -> None:
+        """The engine's ceiling curves (``engine/anytime.py`` ceiling_curves) for runs of at most max_n."""
+        self.fixed_ceiling.setData(n, fixed)
+        self.anytime_ceiling.setData(n, anytime)
+        self._top = max(float(np.max(fixed)), 1e-3) * 1.12
+        self._max_n = max_n
+        self.setXRange(np.log10(max(n[0], 1)), np.log10(max_n), padding=0.02)
+        self.setYRange(0, self._top, padding=0)
+        self.note.setHtml(
+            f"<span style='color:{FIXED_N_COLOR.name()}'>╌ fixed-n ceiling σ Φ⁻¹(α^(1/n)) = {fixed[-1]:.3f}</span><br>"
+            f"<span style='color:{RADIUS_COLOR.name()}'>╌ anytime ceiling σ Φ⁻¹((α/K)^(1/n)) = {anytime[-1]:.3f}</span>"
+            f"<br>at max n = {max_n:,}, K = {looks} looks")
+        self.note.setPos(np.log10(max(n[0], 1)) + 0.02, self._top * 0.99)
+        self.show_trace(None)
+
+    def show_trace(self, trace) -> None:
+        """``trace``: the engine's AnytimeTrace (bounds as radii after every chunk), or None."""
+        if trace is None or len(trace.drawn) == 0:
+            for curve in (self.fixed, self.anytime, self.upper, self.now):
+                curve.setData([], [])
+            return
+        lower, upper, fixed, n = trace.radius_lower, trace.radius_upper, trace.radius_fixed, trace.drawn
+        self.anytime.setData(*_steps(n, lower))  # held from one look to the next: steps, not slopes
+        self.fixed.setData(n, fixed)
+        self.upper.setData(*_steps(n, np.minimum(upper, self._top * 2)))
+        self.now.setData(n[-1:], lower[-1:])
+
+
+def _steps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices of the step function that holds y[i] from x[i] until x[i + 1]."""
+    if len(x) < 2:
+        return x, y
+    return np.repeat(x, 2)[1:], np.repeat(y, 2)[:-1]
 
 
 def verdict_label() -> QLabel:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from robustlens.engine.anytime import AnytimeCertificate, AnytimeUpdate, anytime_max_radius
 from robustlens.engine.certify_jobs import CertifyParams
 from robustlens.engine.smoothing import Certificate, CertifyUpdate
 from robustlens.engine.smoothing_bounds import expected_noise_norm, max_certifiable_radius
@@ -21,6 +22,10 @@ def idle_html(text: str, error: bool = False) -> str:
 
 
 def certifying_html(source: str, params: CertifyParams) -> str:
+    if params.mode == "anytime":
+        return (f"<span style='font-size:x-large'><b>Certifying, anytime…</b></span><br>"
+                f"{source} · σ = {params.sigma:g} · n0 = {params.n0:,} · at most {params.n:,} · α = {params.alpha:g}"
+                f" · <b>Stop</b> keeps a valid certificate")
     return (f"<span style='font-size:x-large'><b>Certifying…</b></span><br>"
             f"{source} · σ = {params.sigma:g} · n0 = {params.n0:,} · n = {params.n:,} · α = {params.alpha:g}")
 
@@ -35,6 +40,8 @@ def update_texts(update: CertifyUpdate, n: int, class_name: ClassName) -> tuple[
     if update.phase == "selection":
         return (f"Selection (n0): {update.drawn:,} / {update.phase_total:,}",
                 f"n0 = {update.phase_total:,} samples pick the top class ĉA; {n:,} fresh ones then bound pA.")
+    if isinstance(update, AnytimeUpdate):
+        return anytime_update_texts(update, class_name)
     n_a = int(update.counts[update.top_class])
     radius = "abstain so far" if update.pA_lower is None or update.pA_lower < 0.5 else f"R = {update.radius:.3f}"
     return (f"Estimation: {update.drawn:,} / {update.phase_total:,}",
@@ -69,6 +76,37 @@ def certificate_html(cert: Certificate, label: int | None, class_name: ClassName
             f"<br>ceiling {cert.max_radius:.3f} · {cert.seconds:.1f} s · seed {seed}")
 
 
+def _radius_text(p_lower: float, radius: float) -> str:
+    return f"R = {radius:.3f}" if p_lower >= 0.5 else "abstain"
+
+
+def anytime_update_texts(update: AnytimeUpdate, class_name: ClassName) -> tuple[str, str]:
+    """(histogram title, grey note) while the anytime run samples: both bounds on the same samples."""
+    n_a = int(update.counts[update.top_class]) if update.top_class >= 0 else 0
+    return (f"Estimation: {update.drawn:,} (at most {update.phase_total:,})",
+            f"{n_a:,} of {update.drawn:,} are {class_name(update.top_class)} → anytime pA ≥ {update.pA_lower:.4f}, "
+            f"{_radius_text(update.pA_lower, update.radius)} (valid if you stop now); fixed n would say "
+            f"{_radius_text(update.pA_lower_fixed_n, update.radius_fixed_n)}")
+
+
+def anytime_certificate_html(cert: AnytimeCertificate, label: int | None, class_name: ClassName, seed: int) -> str:
+    """The verdict of an anytime run: as :func:`certificate_html`, then what it cost and what the fixed-n
+    bound would have said on the same samples, both ceilings and why the run ended."""
+    head = certificate_html(cert, label, class_name, seed).split("<br>nA = ")[0]
+    if cert.n == 0:
+        return f"{head}<br>{cert.stop_reason}"
+    confidence = f"{100 * (1 - cert.alpha):.6g}%"
+    fixed = _radius_text(cert.pA_lower_fixed_n, cert.radius_fixed_n)
+    return (f"{head}"
+            f"<br>nA = {cert.nA:,} of {cert.n:,} samples (at most {cert.max_n:,}) · {cert.stop_reason}"
+            f"<br>anytime pA ≥ {cert.pA_lower:.4f} ({confidence}, valid whenever you stop) · pA ≤ {cert.pA_upper:.4f}"
+            f"<br>fixed n = {cert.n:,} on the same samples: pA ≥ {cert.pA_lower_fixed_n:.4f}, {fixed} "
+            f"— valid only had n been fixed in advance"
+            f"<br>ceilings at {cert.max_n:,}: anytime {cert.max_radius:.3f} (α/{cert.looks} per look), "
+            f"fixed n {cert.max_radius_fixed_n:.3f}"
+            f"<br>{cert.seconds:.1f} s · seed {seed}")
+
+
 def no_model_html(sigma: float, zoo_name: str | None, loaded_sigmas: Sequence[float]) -> str:
     how = (f"press <b>Load {zoo_name.split('/')[-1]}</b> above (or tick it under Models)" if zoo_name else
            "open a noise-trained checkpoint (File → Open model…)")
@@ -83,7 +121,8 @@ def lengths(params: CertifyParams, dim: int, cert: Certificate | None):
     sigma = params.sigma
     expected = expected_noise_norm(sigma, dim)
     noise_text = f"noise ‖ε‖₂ ≈ σ√d = {sigma:g}·√{dim} = {expected:.2f}"
-    ceiling = max_certifiable_radius(sigma, params.n, params.alpha)
+    ceiling = (anytime_max_radius(sigma, params.n, params.alpha) if params.mode == "anytime"
+               else max_certifiable_radius(sigma, params.n, params.alpha))
     if cert is None:
         radius, radius_text = None, f"certified radius R: —  (at most {ceiling:.2f}, dashed)"
         footer = "R = σ Φ⁻¹(pA) = O(σ), while ‖ε‖₂ = O(σ√d)."

@@ -1,0 +1,249 @@
+"""The guided lecture (issue 12): every built-in deck step applies and starts or replays its job
+offscreen, a bad deck file is one line naming step and key, PgDown / PgUp walk the deck, and closing
+it gives the lecturer's settings back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings, Qt
+
+from robustlens.app.deck import load_deck, open_deck, start_deck
+from robustlens.app.deck_view import formula_html
+from robustlens.app.window import MainWindow
+from robustlens.engine.deck_file import (REPLAY_RADII, DeckError, builtin_deck_text, builtin_folder, parse_deck,
+                                         read_deck)
+from robustlens.engine.zoo import catalogue
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = [entry.name for entry in catalogue()]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                     models=ZOO, select=0, use_settings=False)
+    qtbot.addWidget(win)
+    win.resize(1280, 720)
+    win.show()
+    qtbot.waitUntil(lambda: win._models_ready and win.ctx.dataset is not None, timeout=60_000)
+    failures = []
+    win.engine.jobFailed.connect(lambda handle, failure: failures.append(f"{handle.label}: {failure.message}"))
+    win.failures = failures
+    yield win
+    win.close()
+
+
+def _user_jobs(window):
+    return [h for h in window.engine.active_jobs() if h.user_cancellable]
+
+
+def _tsv_accuracy(path: Path, radius: float) -> float:
+    """Certified accuracy straight from the TSV's columns: correct and radius ≥ r (an independent count)."""
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
+    return sum(1 for row in rows if row[4] == "1" and float(row[3]) >= radius) / len(rows)
+
+
+def test_every_builtin_deck_step_runs_offscreen(window, qtbot):
+    deck = load_deck(window)
+    assert len(deck.steps) >= 10
+    assert {step.tab for step in deck.steps} >= {"Attack", "Features", "Experiments", "Certify", "Geometry"}
+    controller = open_deck(window, deck)
+    assert controller.pane.isVisibleTo(window)
+    for index, step in enumerate(deck.steps):
+        problems = controller.show_step(index)
+        assert problems == [], f"step {index + 1}: {problems}"
+        assert window.tabs.tabText(window.tabs.currentIndex()) == step.tab
+        if step.image is not None:
+            assert window.ctx.selection.index == step.image
+        panel = window.panels[step.tab]
+        for key, value in step.settings:
+            shown = panel.setting_value(key)
+            if isinstance(value, float):
+                assert shown == pytest.approx(value), f"step {index + 1}: {key}"
+            else:
+                assert str(shown) == str(value), f"step {index + 1}: {key}"
+        pane = controller.pane
+        assert pane.heading.text() == step.title
+        assert pane.counter.text().startswith(f"Step {index + 1} of {len(deck.steps)}")
+        if step.run:
+            assert _user_jobs(window), f"step {index + 1} ({step.title}) started no job"
+        if step.has_replay:  # a shipped result is on screen at once, and a live rerun beside it
+            assert pane.replay_box.isVisibleTo(window) and pane.rerun_button.isEnabled()
+        assert window.failures == [], f"step {index + 1}: {window.failures}"
+    # the last run step finishes (small settings): its job ends without a failure
+    window.cancel_jobs()
+    attack = next(i for i, s in enumerate(deck.steps) if s.tab == "Attack" and s.run)
+    controller.show_step(attack)
+    qtbot.waitUntil(lambda: not _user_jobs(window), timeout=120_000)
+    assert window.failures == []
+    assert window.strip.cards["adversarial"].title.text()  # the strip shows the attack's image
+    controller.close()
+
+
+def test_replayed_results_match_the_shipped_files(window, qtbot):
+    deck = load_deck(window)
+    controller = open_deck(window, deck)
+    tradeoff = next(i for i, s in enumerate(deck.steps) if s.replay)
+    step = deck.steps[tradeoff]
+    assert controller.show_step(tradeoff) == []
+    for row, path in zip(step.replay_rows, step.replay):
+        assert row.images == 500
+        for radius, shown in zip(REPLAY_RADII, row.accuracy):
+            assert shown == pytest.approx(_tsv_accuracy(path, radius))
+    # the σ trade-off: small σ best at r = 0, only large σ certifies r = 1.5
+    by_name = {row.name: row.accuracy for row in step.replay_rows}
+    assert by_name["noise-0.25"][0] > by_name["noise-1.00"][0]
+    assert by_name["noise-0.25"][REPLAY_RADII.index(1.5)] == 0 < by_name["noise-1.00"][REPLAY_RADII.index(1.5)]
+    assert "90%" in controller.pane.replay_table.text()  # σ 0.25 at r = 0: 452 of 500
+    # rerun live clicks the tab's own button: the certified-accuracy job starts
+    window.cancel_jobs()
+    assert controller.rerun_live() == []
+    assert any("accura" in h.label.lower() or "σ" in h.label for h in _user_jobs(window)), \
+        [h.label for h in _user_jobs(window)]
+    window.cancel_jobs()
+    # the Ilyas experiment's table is the shipped results file, loaded by the tab itself
+    ilyas = next(i for i, s in enumerate(deck.steps) if s.tab == "Experiments" and not s.run)
+    assert controller.show_step(ilyas) == []
+    results = window.panels["Experiments"].setting_value("dataset-experiments-ilyas-et-al/results")
+    assert Path(results) == builtin_folder() / "ilyas-results.json"
+    # replayed: once the last step's jobs have ended, nothing runs until "Rerun live"
+    qtbot.waitUntil(lambda: not _user_jobs(window), timeout=60_000)
+    qtbot.wait(500)
+    assert not _user_jobs(window)
+    controller.close()
+
+
+def test_pgdown_pgup_walk_the_deck_and_closing_restores_settings(window, qtbot):
+    certify = window.panels["Certify"]
+    certify.apply_setting("n", 4321)
+    deck = load_deck(window)
+    controller = open_deck(window, deck)
+    assert controller.index == 0
+    assert not window.gallery_action.isChecked()  # the deck picks the images: the tabs get the width
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)
+    assert controller.index == 1 and window.ctx.selection.index == deck.steps[1].image
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)
+    qtbot.keyClick(window, Qt.Key.Key_PageUp)
+    assert controller.index == 1
+    qtbot.keyClick(window, Qt.Key.Key_PageUp)
+    qtbot.keyClick(window, Qt.Key.Key_PageUp)  # the first step stays the first
+    assert controller.index == 0
+    radius_step = next(i for i, s in enumerate(deck.steps) if s.tab == "Certify" and dict(s.settings).get("n") == 1000)
+    controller.show_step(radius_step)
+    assert certify.setting_value("n") == 1000
+    controller.close()
+    assert certify.setting_value("n") == 4321            # the lecturer's own setting is back
+    assert "PgDown" in [k.toString() for k in window.next_action.shortcuts()]
+    assert window.gallery_action.isChecked()
+    selected = window.ctx.selection.index
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)          # PgDown is the next image again
+    assert window.ctx.selection.index == selected + 1
+
+
+BAD_DECKS = [
+    ('title = "x"\n[[step]]\ntitle = "a"\ntab = "Nowhere"\n', "step 1", "no tab 'Nowhere'"),
+    ('[[step]]\ntitle = "a"\ntab = "Certify"\nsettings = { sigma = 0.25, colour = "red" }\n',
+     "step 1", "no setting 'colour'"),
+    ('[[step]]\ntitle = "a"\ntab = "Attack"\n[[step]]\ntitle = "b"\ntab = "Certify"\nsettings = { n = 0 }\n',
+     "step 2 ('b')", "below its minimum"),
+    ('[[step]]\ntitle = "a"\ntab = "Certify"\nsettings = { alpha = 0.5 }\n', "step 1", "alpha"),
+    ('[[step]]\ntitle = "a"\ntab = "Features"\nsettings = { steps = "many" }\n', "step 1", "not a whole number"),
+    ('[[step]]\ntitle = "a"\ntab = "Certify"\nimage = -3\n', "step 1", "image = -3"),
+    ('[[step]]\ntitle = "a"\ntab = "Certify"\nrun = "yes"\n', "step 1", "run"),
+    ('[[step]]\ntitle = "a"\ntab = "Certify"\nsetings = {}\n', "step 1", "unknown key 'setings'"),
+    ('[[step]]\ntab = "Certify"\n', "step 1", "'title' is required"),
+    ('[[step]]\ntitle = "a"\ntab = "Certify"\nreplay = ["builtin:nothing-here.tsv"]\n', "step 1", "nothing-here"),
+    ('title = "x"\n', "deck", "no steps"),
+    ('[[step]\ntitle = "a"\n', "deck", "not valid TOML"),
+]
+
+
+@pytest.fixture
+def light_window(qtbot, tmp_path):
+    """Every tab (their declared settings check a deck), one model: enough for a deck file's errors."""
+    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                     models=["fashion-mnist/standard"], select=0, use_settings=False)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+
+
+def test_a_bad_deck_file_is_one_line_naming_step_and_key(light_window, tmp_path):
+    window = light_window
+    for number, (text, where, what) in enumerate(BAD_DECKS):
+        path = tmp_path / f"bad{number}.toml"
+        path.write_text(text)
+        with pytest.raises(DeckError) as caught:
+            load_deck(window, path)
+        message = str(caught.value)
+        assert "\n" not in message and str(path) in message, message
+        assert where in message and what in message, message
+        # the GUI: one line in the banner, no deck, the window works on
+        assert start_deck(window, path) is None
+        assert getattr(window, "deck", None) is None
+
+
+def test_bad_json_and_missing_file(light_window, tmp_path):
+    window = light_window
+    path = tmp_path / "deck.json"
+    path.write_text('{"step": [{"title": "a", "tab": "Certify",}]}')
+    with pytest.raises(DeckError, match="not valid JSON"):
+        load_deck(window, path)
+    path.write_text('{"step": [{"title": "a", "tab": "Certify", "settings": {"sigma": 0.5}}]}')
+    assert load_deck(window, path).steps[0].settings == (("sigma", 0.5),)
+    with pytest.raises(DeckError, match="no such file"):
+        load_deck(window, tmp_path / "absent.toml")
+    with pytest.raises(DeckError, match="not a regular file"):
+        load_deck(window, tmp_path)
+
+
+def test_deck_files_resolve_their_own_folder(tmp_path):
+    (tmp_path / "mine.tsv").write_text((builtin_folder() / "certify-noise-0.50.tsv").read_text())
+    deck = parse_deck('[[step]]\ntitle = "a"\ntab = "Certify"\nreplay = ["./mine.tsv"]\n', folder=tmp_path)
+    assert deck.steps[0].replay == (tmp_path / "mine.tsv",)
+    assert deck.steps[0].replay_rows[0].name == "mine" and deck.steps[0].replay_rows[0].images == 500
+
+
+def test_formula_subscripts_and_superscripts():
+    assert formula_html("x_{adv} − x") == "x<sub>adv</sub> − x"
+    assert formula_html("Φ^{−1}(α^{1/n})") == "Φ<sup>−1</sup>(α<sup>1/n</sup>)"
+    assert formula_html("p_A < 1\nσ^2") == "p<sub>A</sub> &lt; 1<br>σ<sup>2</sup>"
+
+
+def _cli(*args, timeout=600):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run([sys.executable, "-m", "robustlens", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_template_is_the_builtin_deck_and_a_bad_file_exits_1(tmp_path):
+    done = _cli("--deck-template")
+    assert done.returncode == 0 and done.stdout == builtin_deck_text()
+    mine = tmp_path / "mine.toml"
+    mine.write_text(done.stdout)
+    assert len(read_deck(mine).steps) == len(read_deck().steps)  # a copy works wherever it is saved
+    mine.write_text(done.stdout.replace('tab = "Geometry"', 'tab = "Geometri"'))
+    done = _cli("--deck", str(mine), "--screenshot", str(tmp_path / "x.png"))
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if "propagateSizeHints" not in line]
+    assert len(lines) == 1 and lines[0].startswith("robustlens: error: deck ") and "'Geometri'" in lines[0], lines
+    assert "Traceback" not in done.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_cli_renders_a_deck_step_headless(tmp_path):
+    out = tmp_path / "step1.png"
+    done = _cli("--deck", "--deck-step", "1", "--screenshot", str(out), "--size", "1280x720", "--lecture")
+    assert done.returncode == 0, done.stderr[-2000:]
+    from PIL import Image
+
+    width, height = Image.open(out).size
+    assert width >= 1280 and height >= 720  # at least the size asked (the tabs may ask for more in lecture mode)
+    done = _cli("--deck", "--deck-step", "99", "--screenshot", str(out))
+    assert done.returncode == 1 and "no step 99" in done.stderr
