@@ -182,6 +182,14 @@ def drawn_colours(win, qtbot) -> dict[str, dict[str, str]]:
     section.run()
     qtbot.waitUntil(lambda: section.plot.curves and not section.job_running("robustness"), timeout=120_000)
     places["Experiments robust accuracy"] = {key: pen_colour(c) for key, c in section.plot.curves.items()}
+
+    certify = win.panels["Certify"]
+    certify.cancel_job("certify")
+    certify.accuracy.images_box.setValue(certify.accuracy.images_box.minimum())
+    certify.accuracy.n_box.setValue(certify.accuracy.n_box.minimum())
+    certify.run_accuracy()
+    qtbot.waitUntil(lambda: bool(certify.accuracy.plot.curves), timeout=120_000)
+    places["Certify accuracy curves"] = {key: pen_colour(c) for key, c in certify.accuracy.plot.curves.items()}
     return places
 
 
