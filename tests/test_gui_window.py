@@ -192,7 +192,11 @@ def test_lecture_mode_scales_fonts_and_shortcuts_step_through_images(window, qtb
     base = QApplication.font().pointSizeF()
     window.set_lecture_mode(True, full_screen=False)
     assert QApplication.font().pointSizeF() == pytest.approx(style.base_point_size() * style.LECTURE_FONT_SCALE)
-    assert window.strip.cards["original"].view.height() > 132
+    # the presenter layout (issue 12): the strip one compact row, the gallery a filmstrip under the tabs
+    card = window.strip.cards["original"]
+    qtbot.waitUntil(lambda: card.view.x() < card.bars.x(), timeout=5_000)  # the image beside its bars
+    assert card.compact and window.strip.height() <= 240
+    assert not window.left_column.isVisible() and window.gallery.parentWidget() is window.filmstrip
     start = window.ctx.selection.index
     qtbot.keyClick(window, Qt.Key.Key_PageDown)
     qtbot.keyClick(window, Qt.Key.Key_PageDown)
@@ -203,14 +207,19 @@ def test_lecture_mode_scales_fonts_and_shortcuts_step_through_images(window, qtb
     window.ctx.runRequested.connect(lambda: runs.append(1))
     qtbot.keyClick(window, Qt.Key.Key_F5)
     assert runs == [1]
+    film = window.filmstrip.isVisible()
     qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
-    assert not window.left_column.isVisible() and not window.strip.isVisible()
+    assert window.filmstrip.isVisible() != film and not window.strip.isVisible()
     qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
-    assert window.left_column.isVisible()
+    assert window.filmstrip.isVisible() == film
     window.show_strip(True)
     window.set_lecture_mode(False)
     assert QApplication.font().pointSizeF() == pytest.approx(base)
+    assert window.left_column.isVisible() and not window.filmstrip.isVisible()
+    assert window.gallery.parentWidget() is window.gallery_box and not window.strip.cards["original"].compact
+    qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert not window.left_column.isVisible()
 
 
 def test_screenshot_command_saves_the_window_and_exits_0(tmp_path):

@@ -53,10 +53,10 @@ class ModelInfo:
 
     @property
     def label(self) -> str:
-        """For legends and tooltips: 'linf-robust (L∞ ε=0.1)', 'noise-0.25 (σ=0.25)'."""
-        from .style import display_label
+        """For legends and tooltips: 'linf-robust (L∞ ε=0.1)', 'noise-0.25 (σ=0.25)', a file's own name."""
+        from .style import model_label
 
-        return display_label(self.meta)
+        return model_label(self)
 
 
 @dataclass(frozen=True)

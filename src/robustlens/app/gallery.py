@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel
                                QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from .imaging import to_qimage
+from .style import dataset_source
 
 THUMBNAIL_CACHE = 3000
 DatasetIndexRole = Qt.ItemDataRole.UserRole + 1
@@ -47,6 +48,24 @@ class GalleryModel(QAbstractListModel):
         self.beginResetModel()
         self.rows = self._filtered(class_filter)
         self.endResetModel()
+
+    def set_filmstrip(self, on: bool) -> None:
+        """One row of thumbnails, left to right (lecture mode, under the tabs): no filter, no count,
+        no scroll bar — PgDown / PgUp and the arrows move along it."""
+        self.filmstrip = bool(on)
+        self.top.setVisible(not on)
+        self.count.setVisible(not on)
+        self.view.setFlow(QListView.Flow.LeftToRight if on else QListView.Flow.TopToBottom)
+        self.view.setWrapping(not on)
+        off, auto = Qt.ScrollBarPolicy.ScrollBarAlwaysOff, Qt.ScrollBarPolicy.ScrollBarAsNeeded
+        self.view.setHorizontalScrollBarPolicy(off)
+        self.view.setVerticalScrollBarPolicy(off if on else auto)
+        self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        selected = self.selected_index()
+        self._apply_sizes(self._thumbnail)  # (resets the model: the selection is put back below)
+        if selected is not None:
+            self.select(selected, emit=False)
+            self.view.scrollTo(self.view.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
 
     def set_thumbnail_size(self, size: int) -> None:
         self.beginResetModel()
@@ -175,13 +194,15 @@ class Gallery(QWidget):
         self._apply_sizes(56)
         self.view.selectionModel().currentChanged.connect(self._on_current)
         self.filter.currentIndexChanged.connect(self._on_filter)
-        top = QHBoxLayout()
+        self.filmstrip = False
+        self.top = QWidget()
+        top = QHBoxLayout(self.top)
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(QLabel("Class"))
         top.addWidget(self.filter, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(top)
+        layout.addWidget(self.top)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.count)
 
@@ -192,8 +213,32 @@ class Gallery(QWidget):
         metrics = self.view.fontMetrics()
         names = self._dataset.classes if getattr(self, "_dataset", None) is not None else ("Ankle boot",)
         label_width = max(metrics.horizontalAdvance(name) for name in names) + 8
-        self.view.setGridSize(QSize(max(thumbnail + 10, label_width), thumbnail + metrics.height() + 10))
+        grid = QSize(max(thumbnail + 10, label_width), thumbnail + metrics.height() + 10)
+        self.view.setGridSize(grid)
         self.view.setSpacing(2)
+        if getattr(self, "filmstrip", False):
+            self.view.setFixedHeight(grid.height() + 2 * self.view.frameWidth() + 4)
+        else:
+            self.view.setMinimumHeight(0)
+            self.view.setMaximumHeight(16777215)
+
+    def set_filmstrip(self, on: bool) -> None:
+        """One row of thumbnails, left to right (lecture mode, under the tabs): no filter, no count,
+        no scroll bar — PgDown / PgUp and the arrows move along it."""
+        self.filmstrip = bool(on)
+        self.top.setVisible(not on)
+        self.count.setVisible(not on)
+        self.view.setFlow(QListView.Flow.LeftToRight if on else QListView.Flow.TopToBottom)
+        self.view.setWrapping(not on)
+        off, auto = Qt.ScrollBarPolicy.ScrollBarAlwaysOff, Qt.ScrollBarPolicy.ScrollBarAsNeeded
+        self.view.setHorizontalScrollBarPolicy(off)
+        self.view.setVerticalScrollBarPolicy(off if on else auto)
+        self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        selected = self.selected_index()
+        self._apply_sizes(self._thumbnail)  # (resets the model: the selection is put back below)
+        if selected is not None:
+            self.select(selected, emit=False)
+            self.view.scrollTo(self.view.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
 
     def set_thumbnail_size(self, size: int) -> None:
         current = self.selected_index()
@@ -234,7 +279,7 @@ class Gallery(QWidget):
             self.count.setText("")
             return
         shown = len(self.model.rows)
-        self.count.setText(f"{shown:,} of {len(self._dataset):,} images · {self._dataset.source}")
+        self.count.setText(f"{shown:,} of {len(self._dataset):,} images · {dataset_source(self._dataset)}")
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid() and not self._quiet:

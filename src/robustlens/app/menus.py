@@ -10,8 +10,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from . import style
 from .export import ask_and_export, ask_file_and_export
 
-LECTURE_THUMBNAIL = 84
+FILMSTRIP_THUMBNAIL = 56   # lecture mode's one-row gallery under the tabs
 THUMBNAIL = 56
+FILMSTRIP_OPEN_FROM = 900  # screen lines from which lecture mode opens with the filmstrip shown
 
 
 class WindowMenus:
@@ -73,14 +74,19 @@ class WindowMenus:
         rows = [(self.next_action, "next image"), (self.previous_action, "previous image"),
                 (self.run_action, "run the current tab's job"), (self.cancel_action, "cancel running jobs"),
                 (self.lecture_action, "lecture mode (full screen, large fonts)"),
-                (self.gallery_action, "show / hide the gallery column"),
+                (self.gallery_action, "show / hide the gallery (the filmstrip in lecture mode)"),
                 (self.strip_action, "show / hide the image strip"),
                 (self.export_action, "export a panel as PNG/SVG"), (self.open_image_action, "open an image"),
                 (self.open_model_action, "open a model file")]
-        text = "\n".join(f"{' / '.join(s.toString() for s in a.shortcuts()):<22} {what}" for a, what in rows)
-        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", text,
+        if getattr(self, "messages_action", None) is not None:
+            rows.append((self.messages_action, "the messages shown so far"))
+        # a table: a long description wraps in its own column, never into the keys'
+        body = "".join(f"<tr><td style='padding-right:18px; white-space:nowrap'><b>"
+                       f"{' / '.join(s.toString() for s in a.shortcuts())}</b></td><td>{what}</td></tr>"
+                       for a, what in rows)
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", f"<table>{body}</table>",
                           QMessageBox.StandardButton.Close, self)
-        box.setFont(QFont("monospace"))
+        box.setTextFormat(Qt.TextFormat.RichText)
         box.setModal(False)
         box.show()
 
@@ -93,7 +99,11 @@ class WindowMenus:
     # ---------------------------------------------------------------- view
 
     def set_lecture_mode(self, on: bool, full_screen: bool = True) -> None:
+        """Lecture mode: large fonts; the active tab owns the screen: the pickers fold away, the
+        gallery becomes a one-row filmstrip under the tabs (Ctrl+1 folds it), the strip one compact
+        row."""
         on = bool(on)
+        was = bool(self.ctx.lecture_mode)
         self.lecture_action.setChecked(on)
         self.ctx.lecture_mode = on
         app = QApplication.instance()
@@ -109,17 +119,41 @@ class WindowMenus:
             bar.setFont(font)
             for child in bar.findChildren(QWidget):
                 child.setFont(font)
+        if on != was:
+            # the filmstrip starts folded on a projector-sized screen (720 lines): the tab needs them
+            screen = self.screen().size().height() if full_screen and self.screen() is not None else self.height()
+            self._move_gallery(on, filmstrip_open=screen >= FILMSTRIP_OPEN_FROM)
         self.strip.set_lecture_mode(on)
-        self.gallery.set_thumbnail_size(LECTURE_THUMBNAIL if on else THUMBNAIL)
+        self.gallery.set_thumbnail_size(FILMSTRIP_THUMBNAIL if on else THUMBNAIL)
         if on and full_screen:
             self.showFullScreen()
         elif not on and self.isFullScreen():
             self.showNormal()
         self.ctx.lectureModeChanged.emit(on)
 
+    def _move_gallery(self, lecture: bool, filmstrip_open: bool = True) -> None:
+        """The gallery between the left column (its group box) and the filmstrip under the tabs."""
+        if lecture:
+            self._left_shown_before = self.gallery_action.isChecked()
+            self.left_column.setVisible(False)
+            self.filmstrip_layout.addWidget(self.gallery)
+            self.gallery.set_filmstrip(True)
+            self.filmstrip.setVisible(filmstrip_open)
+            self.gallery_action.setChecked(filmstrip_open)
+        else:
+            self.gallery.set_filmstrip(False)
+            self.gallery_box.layout().addWidget(self.gallery)
+            self.filmstrip.setVisible(False)
+            shown = getattr(self, "_left_shown_before", True)
+            self.gallery_action.setChecked(shown)
+            self.left_column.setVisible(shown)
+
     def show_gallery(self, on: bool) -> None:
         self.gallery_action.setChecked(bool(on))
-        self.left_column.setVisible(bool(on))
+        if self.ctx.lecture_mode:
+            self.filmstrip.setVisible(bool(on))
+        else:
+            self.left_column.setVisible(bool(on))
 
     def show_strip(self, on: bool) -> None:
         self.strip_action.setChecked(bool(on))

@@ -12,6 +12,20 @@ from PySide6.QtWidgets import QWidget
 from . import style
 
 AXES = ("left", "bottom")
+ALL_SIDES = ("left", "bottom", "right", "top")
+
+
+def plain_axes(plot_item: pg.PlotItem) -> None:
+    """No automatic SI prefix on any axis of ``plot_item`` (a radius of 0.5 stays 0.5, never "500
+    (×0.001)"). Every plot of the app goes through here, :class:`Plot` and the Geometry figure alike."""
+    for side in ALL_SIDES:
+        axis = plot_item.getAxis(side)
+        axis.enableAutoSIPrefix(False)
+
+
+def spaced_ticks(axis: pg.AxisItem, point_size: float) -> None:
+    """Fewer ticks as the font grows, so their labels never run into each other."""
+    axis.setTickDensity(max(0.45, min(1.0, 9.0 / max(point_size, 1.0))))
 
 
 class Plot(pg.PlotWidget):
@@ -30,7 +44,7 @@ class Plot(pg.PlotWidget):
         for axis in AXES:
             self.getAxis(axis).setTextPen("k")
             self.getAxis(axis).setPen("k")
-            self.getAxis(axis).enableAutoSIPrefix(False)
+        plain_axes(self.getPlotItem())
         self._text_items: list[pg.TextItem] = []
         self._title = ""
         self._point_size = style.base_point_size()
@@ -51,6 +65,7 @@ class Plot(pg.PlotWidget):
         for axis in AXES:
             self.getAxis(axis).setStyle(tickFont=font)
             self.getAxis(axis).label.setFont(font)
+            spaced_ticks(self.getAxis(axis), point_size)
         if self._title:
             self.set_title(self._title)
         for item in self._text_items:

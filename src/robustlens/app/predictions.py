@@ -34,6 +34,7 @@ class PredictionBars(QWidget):
         self._classes: tuple[str, ...] = ()
         self._true_label: int | None = None
         self._empty_text = ""
+        self._compact = False
         policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
@@ -52,17 +53,31 @@ class PredictionBars(QWidget):
     def rows(self) -> list[PredictionRow]:
         return list(self._rows)
 
-    def _line_height(self) -> int:
-        return int(QFontMetrics(self.font()).height() * 1.35)
+    def set_compact(self, on: bool) -> None:
+        """Compact (the lecture strip): no names, a wide colour chip per model (the one palette says
+        which model; the tooltip names them), tighter lines."""
+        self._compact = bool(on)
+        self.updateGeometry()
+        self.update()
 
-    def _two_lines(self, width: int) -> bool:
-        """Names go on their own line above the bars when a name and a labelled bar don't fit side by side."""
-        if not self._rows:
-            return False
+    def _line_height(self) -> int:
+        return int(QFontMetrics(self.font()).height() * (1.2 if self._compact else 1.35))
+
+    def _names_beside_fit(self, width: int) -> bool:
         metrics = QFontMetrics(self.font())
         names = max(metrics.horizontalAdvance(r.name) for r in self._rows) + 12
         labels = max([metrics.horizontalAdvance(f"{c}  100%") for c in self._classes] or [60]) + 12
-        return width - names - 6 < labels
+        return width - names - 6 >= labels
+
+    def _two_lines(self, width: int) -> bool:
+        """Names go on their own line above the bars when a name and a labelled bar don't fit side by
+        side (compact: colour chips replace the names instead)."""
+        if not self._rows or self._compact:
+            return False
+        return not self._names_beside_fit(width)
+
+    def _chips_only(self, width: int) -> bool:
+        return bool(self._rows) and self._compact and not self._names_beside_fit(width)
 
     def hasHeightForWidth(self) -> bool:
         return True
@@ -112,7 +127,10 @@ class PredictionBars(QWidget):
         line = self._line_height()
         two_lines = self._two_lines(self.width())
         name_height = metrics.height() if two_lines else 0
-        if two_lines:
+        chips = self._chips_only(self.width())
+        if chips:
+            name_width, bar_left = 0, 12
+        elif two_lines:
             name_width, bar_left = self.width() - 8, 7
         else:
             name_width = max(metrics.horizontalAdvance(r.name) for r in self._rows) + 12
@@ -121,11 +139,15 @@ class PredictionBars(QWidget):
         for i, row in enumerate(self._rows):
             top = i * (line + name_height) + 2
             # the model's colour chip and name (beside the bar, or above it when narrow)
-            painter.fillRect(QRectF(0, top + (line + name_height) * 0.2, 4, (line + name_height) * 0.6), row.color)
-            painter.setPen(palette.color(QPalette.ColorRole.WindowText))
-            name = metrics.elidedText(row.name, Qt.TextElideMode.ElideRight, name_width - 8)
-            painter.drawText(QRectF(7, top, name_width - 7, (name_height or line) - (0 if two_lines else 2)),
-                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, name)
+            if chips:
+                painter.fillRect(QRectF(0, top + 1, 9, line - 4), row.color)
+            else:
+                painter.fillRect(QRectF(0, top + (line + name_height) * 0.2, 4, (line + name_height) * 0.6),
+                                 row.color)
+                painter.setPen(palette.color(QPalette.ColorRole.WindowText))
+                name = metrics.elidedText(row.name, Qt.TextElideMode.ElideRight, name_width - 8)
+                painter.drawText(QRectF(7, top, name_width - 7, (name_height or line) - (0 if two_lines else 2)),
+                                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, name)
             top += name_height
             track = QRectF(bar_left, top + 1, bar_width, line - 4)
             painter.fillRect(track, palette.color(QPalette.ColorRole.AlternateBase))
@@ -141,23 +163,22 @@ class PredictionBars(QWidget):
                 color = style.UNKNOWN
             else:
                 color = style.CORRECT if best == self._true_label else style.WRONG
+            # a light tint with dark text: the label reads the same wherever the bar ends
             fill = QColor(color)
-            fill.setAlpha(200)
+            fill.setAlpha(110)
             painter.fillRect(QRectF(track.left(), track.top(), track.width() * p, track.height()), fill)
-            text = f"{self._class_name(best)}  {p:.0%}"
+            edge = QColor(color)
+            painter.fillRect(QRectF(track.left(), track.bottom() - 3, track.width() * p, 3), edge)
+            percent = f"  {p:.0%}"
             if self._true_label is not None and best != self._true_label and 0 <= self._true_label < len(probs):
-                text += f"  (true {probs[self._true_label]:.0%})"
-            text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, int(bar_width) - 8)
-            # white over the fill, dark over the empty track: readable wherever the bar ends
-            filled = QRectF(track.left(), track.top(), track.width() * p, track.height())
-            for clip, pen in ((filled, QColor("white")),
-                              (QRectF(filled.right(), track.top(), track.right() - filled.right(), track.height()),
-                               palette.color(QPalette.ColorRole.WindowText))):
-                painter.save()
-                painter.setClipRect(clip)
-                painter.setPen(pen)
-                painter.drawText(track.adjusted(5, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, text)
-                painter.restore()
+                percent += f" (true {probs[self._true_label]:.0%})"
+                if metrics.horizontalAdvance(self._class_name(best) + percent) > bar_width - 8:
+                    percent = f"  {p:.0%}"
+            # the class name gives way before the percentage does
+            room = int(bar_width) - 8 - metrics.horizontalAdvance(percent)
+            text = metrics.elidedText(self._class_name(best), Qt.TextElideMode.ElideRight, max(room, 12)) + percent
+            painter.setPen(palette.color(QPalette.ColorRole.WindowText))
+            painter.drawText(track.adjusted(5, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, text)
 
 
 class PredictionChart(Plot):

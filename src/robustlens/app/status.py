@@ -23,7 +23,8 @@ ENDED_SHOWN_S = 6.0    # how long "certifying …: done (3.2 s)" stays
 def device_text(device: torch.device) -> str:
     if device.type == "cuda":
         return f"Device: CUDA ({torch.cuda.get_device_name(device)})"
-    return f"Device: CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"Device: CPU, {threads} thread{'s' if threads != 1 else ''}"
 
 
 class JobStatus(QObject):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QSplitter, QWidget
 
 from . import style
 from .context import STRIP_SLOTS, AppContext, Selection
@@ -15,8 +16,14 @@ from .predictions import PredictionBars, PredictionRow
 NO_MODELS = "No models loaded: tick one under Models, or File → Open model…"
 
 
+COMPACT_IMAGE = 104   # the lecture strip's images (px): one compact row leaves the tab the screen
+COMPACT_BARS_SCALE = 0.85
+COMPACT_CARD_WIDTH = 560  # a lone card (only the original is filled) need not stretch its bars across
+
+
 class StripCard(QFrame):
-    """One slot: title, image (or what fills it), a caption, and the models' prediction bars."""
+    """One slot: title, image (or what fills it), a caption, and the models' prediction bars.
+    Compact (lecture mode): the image beside the bars, one row of cards of equal width."""
 
     clicked = Signal(str)
 
@@ -26,10 +33,12 @@ class StripCard(QFrame):
         title, hint = STRIP_SLOTS[slot]
         self.setObjectName(f"strip-{slot}")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # equal widths whatever the titles and captions say (Ignored: the stretch alone decides)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.title = QLabel(title)
         self.title.setStyleSheet("font-weight: bold")  # bold, yet still following the window's font size
         self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        self.title.setWordWrap(True)
         self.view = ImageView(hint)
         self.view.setFixedHeight(132)
         self.caption = QLabel("")
@@ -37,14 +46,58 @@ class StripCard(QFrame):
         self.caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         self.caption.setObjectName("caption")
         self.bars = PredictionBars()
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.setSpacing(4)
-        layout.addWidget(self.title)
-        layout.addWidget(self.view)
-        layout.addWidget(self.caption)
-        layout.addWidget(self.bars)
-        layout.addStretch(1)
+        self.compact = False
+        self._layout = QGridLayout(self)
+        self._layout.setContentsMargins(6, 6, 6, 6)
+        self._layout.setHorizontalSpacing(8)
+        self._layout.setVerticalSpacing(4)
+        self._arrange()
+
+    def _arrange(self) -> None:
+        grid = self._layout
+        for widget in (self.title, self.view, self.caption, self.bars):
+            grid.removeWidget(widget)
+        for row in range(grid.rowCount()):
+            grid.setRowStretch(row, 0)
+        for column in range(grid.columnCount()):
+            grid.setColumnStretch(column, 0)
+        if self.compact:
+            # title over the pair; the image left of its caption and bars
+            grid.addWidget(self.title, 0, 0, 1, 2)
+            grid.addWidget(self.view, 1, 0, 2, 1, Qt.AlignmentFlag.AlignTop)
+            grid.addWidget(self.caption, 1, 1)
+            grid.addWidget(self.bars, 2, 1)
+            grid.setColumnStretch(1, 1)
+            grid.setRowStretch(3, 1)
+            self.title.setAlignment(Qt.AlignmentFlag.AlignLeft)
+            self.caption.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        else:
+            grid.addWidget(self.title, 0, 0)
+            grid.addWidget(self.view, 1, 0)
+            grid.addWidget(self.caption, 2, 0)
+            grid.addWidget(self.bars, 3, 0)
+            grid.setRowStretch(4, 1)
+            grid.setColumnStretch(0, 1)
+            self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+            self.caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+
+    def set_compact(self, on: bool, image: int) -> None:
+        self.compact = bool(on)
+        # compact: one line of caption (all of it in the tooltip), bars a little smaller than the
+        # lecture font (still far above the desktop size): six models in ~120 px
+        self.caption.setWordWrap(not on)
+        font = QFont(self.font())
+        if on:
+            font.setPointSizeF(self.font().pointSizeF() * COMPACT_BARS_SCALE)
+        self.bars.setFont(font if on else QFont())
+        if on:
+            self.view.setFixedSize(image, image)
+        else:
+            self.view.setMinimumSize(96, 96)
+            self.view.setMaximumSize(16777215, 16777215)
+            self.view.setFixedHeight(image)
+        self.bars.set_compact(on)
+        self._arrange()
 
     def mousePressEvent(self, event) -> None:
         self.clicked.emit(self.slot)
@@ -78,6 +131,7 @@ class ImageStrip(QWidget):
             card.clicked.connect(self.slotClicked)
             self.cards[slot] = card
             layout.addWidget(card, 1)
+        layout.addStretch(0)
         self.cards["perturbation"].bars.set_empty_text(
             "δ = adversarial − original, scaled so its largest pixel shows in full colour: "
             "red brightens, blue darkens.")
@@ -144,6 +198,7 @@ class ImageStrip(QWidget):
         card.caption.setText("")
         self.ctx.strip_images.pop(slot, None)
         self._refresh_bars(slot)
+        self._update_folded()
         self.ctx.stripChanged.emit(slot)
 
     def _show(self, slot: str, image: Any, caption: str, *, live: bool, predictions: dict | None,
@@ -163,6 +218,8 @@ class ImageStrip(QWidget):
             qimage = to_qimage(array)
         card.view.set_image(qimage)
         card.caption.setText(caption)
+        card.caption.setToolTip(caption)
+        self._update_folded()
         if not settled:
             self.ctx.cancel(f"strip-predictions:{slot}")
             pending = {key: "computing…" for key in self.ctx.model_keys()}
@@ -246,8 +303,10 @@ class ImageStrip(QWidget):
 
     def needed_height(self) -> int:
         """The height at which every card shows its image, caption and all prediction bars."""
-        heights = []
+        heights = [0]
         for card in self.cards.values():
+            if card.isHidden():
+                continue
             layout = card.layout()
             width = max(card.width(), card.minimumSizeHint().width())
             heights.append(layout.totalHeightForWidth(width) if layout.hasHeightForWidth()
@@ -255,7 +314,15 @@ class ImageStrip(QWidget):
         return max(heights)
 
     def _fit_height(self) -> None:
-        self.setMinimumHeight(self.needed_height())
+        height = self.needed_height()
+        if getattr(self, "compact", False):
+            self.setFixedHeight(height)  # one compact row: the splitter gives the rest to the tab
+            split = self.parentWidget()
+            if isinstance(split, QSplitter) and split.indexOf(self) == 0 and split.count() == 2:
+                split.setSizes([height, max(1, split.height() - height - split.handleWidth())])
+        else:
+            self.setMaximumHeight(16777215)
+            self.setMinimumHeight(height)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -270,6 +337,16 @@ class ImageStrip(QWidget):
                    for key in self.ctx.model_keys())
 
     def set_lecture_mode(self, on: bool) -> None:
+        """Lecture mode: one compact row (images beside their bars); a slot nothing has filled yet
+        is folded away, so the filled ones get the width."""
+        self.compact = bool(on)
         for card in self.cards.values():
-            card.view.setFixedHeight(180 if on else 132)
+            card.set_compact(on, COMPACT_IMAGE if on else 132)
+            card.setMaximumWidth(COMPACT_CARD_WIDTH if on else 16777215)
+        self._update_folded()
         QTimer.singleShot(0, self._fit_height)
+
+    def _update_folded(self) -> None:
+        compact = getattr(self, "compact", False)
+        for slot, card in self.cards.items():
+            card.setVisible(not compact or slot == "original" or slot in self.images)

@@ -22,6 +22,8 @@ from .banner import Banner
 from .context import AppContext, ModelInfo, Selection
 from .engine_thread import Engine, bind_request
 from .gallery import Gallery
+from .help_pages import HelpPages
+from .image_dialog import OpenImageDialog
 from .menus import WindowMenus
 from .panels import PANELS
 from .pickers import DATASET_CHOICES, DatasetPicker, ModelPicker
@@ -50,7 +52,7 @@ WINDOW_SETTINGS = (
 )
 
 
-class MainWindow(WindowMenus, QMainWindow):
+class MainWindow(WindowMenus, HelpPages, QMainWindow):
     """The robustlens window. ``settings``: where to remember geometry, dataset, models, options
     (a fresh QSettings file makes a reproducible window, as the screenshot mode does)."""
 
@@ -88,6 +90,7 @@ class MainWindow(WindowMenus, QMainWindow):
         self._panel_specs = list(PANELS if panels is None else panels)
         self._build_ui()
         self._build_menus()
+        self._build_presenter_menus()
         self._connect()
         self._restore(use_settings, extra_models or [], dataset, models)
 
@@ -131,7 +134,6 @@ class MainWindow(WindowMenus, QMainWindow):
         centre = QWidget()
         centre_layout = QVBoxLayout(centre)
         centre_layout.setContentsMargins(0, 6, 6, 0)
-        centre_layout.addWidget(self.banner)
         self.centre_split = QSplitter(Qt.Orientation.Vertical)
         self.centre_split.addWidget(self.strip)
         self.centre_split.addWidget(self.tabs)
@@ -139,6 +141,15 @@ class MainWindow(WindowMenus, QMainWindow):
         self.centre_split.setStretchFactor(1, 1)
         self.centre_split.setChildrenCollapsible(False)
         centre_layout.addWidget(self.centre_split, 1)
+        # lecture mode: the gallery moves here as a one-row filmstrip (menus.set_lecture_mode)
+        self.filmstrip = QWidget()
+        self.filmstrip.setObjectName("filmstrip")
+        self.filmstrip_layout = QVBoxLayout(self.filmstrip)
+        self.filmstrip_layout.setContentsMargins(0, 2, 0, 2)
+        self.filmstrip.hide()
+        centre_layout.addWidget(self.filmstrip)
+        self.gallery_box = self.gallery.parentWidget()
+        self.banner.float_over(centre)  # over the strip's top edge: it never pushes the layout down
         self.main_split = QSplitter(Qt.Orientation.Horizontal)
         self.main_split.addWidget(left)
         self.main_split.addWidget(centre)
@@ -173,8 +184,10 @@ class MainWindow(WindowMenus, QMainWindow):
         self.ctx.modelsWanted.connect(self._load_wanted_models)
         self.ctx.openModelWanted.connect(self.open_model_dialog)
         self.status.cancel_button.clicked.connect(self.cancel_jobs)
-        self.ctx.message.connect(lambda level, text: self.banner.show_message(level, text))
+        self.ctx.message.connect(lambda level, text: self.banner.show_message(level, text,
+                                                                              clears_on_success=True))
         self.engine.jobFailed.connect(self._on_job_failed)
+        self.engine.jobEnded.connect(self._on_job_ended)
         self.strip.predictionsShown.connect(self._check_first_predictions)
         app = QApplication.instance()
         app.aboutToQuit.connect(self._stop_engine)
@@ -233,6 +246,8 @@ class MainWindow(WindowMenus, QMainWindow):
             self.show_strip(stored.get("view/strip", True))
         if use_settings and stored.get("view/lecture", False):
             QTimer.singleShot(0, lambda: self.lecture_action.trigger())
+        if use_settings:
+            QTimer.singleShot(0, self.maybe_show_getting_started)
 
     def restore_panel_settings(self, titles: list[str]) -> list[str]:
         """Let these tabs read their settings from ``self.settings`` (group ``panels/TITLE``); returns
@@ -283,7 +298,8 @@ class MainWindow(WindowMenus, QMainWindow):
         self.ctx.dataset = dataset
         self.dataset_picker.show_choice(key)
         self.dataset_picker.source.setText(f"{len(dataset):,} images, {len(dataset.classes)} classes, "
-                                           f"{'×'.join(map(str, dataset.image_shape))} · {dataset.source}")
+                                           f"{'×'.join(map(str, dataset.image_shape))} · "
+                                           f"{style.dataset_source(dataset)}")
         self.gallery.set_dataset(dataset)
         if self._pending_filter not in (None, "", "None"):
             try:
@@ -344,21 +360,25 @@ class MainWindow(WindowMenus, QMainWindow):
             self._settle_timer.stop()
             self._settle_selection()
 
-    def open_image(self, path: str) -> None:
-        """Load a PNG/JPEG (on the engine thread), converted to the dataset's size and channels."""
+    def open_image(self, path: str, crop=None, invert: bool = False, label: int | None = None) -> None:
+        """Load a PNG/JPEG (on the engine thread), converted to the dataset's size and channels:
+        ``crop`` None (squashed whole) | "centre" | (left, top, right, bottom) pixels, ``invert``,
+        ``label`` its true class (None: unknown)."""
         dataset = self.ctx.dataset
         shape = dataset.image_shape if dataset is not None else (1, 28, 28)
         path = str(path)
+        if label is not None and not (self.ctx.classes and 0 <= int(label) < len(self.ctx.classes)):
+            label = None
 
         def factory(cancel):
-            yield Finished(load_image_file(path, shape))
+            yield Finished(load_image_file(path, shape, crop=crop, invert=invert))
 
         def on_event(event):
             if isinstance(event, Finished):
                 image, note = event.result
                 name = Path(path).name
                 self.gallery.clear_selection()
-                self._set_selection(Selection(image, None, None, name, f"converted: {note}"))
+                self._set_selection(Selection(image, label, None, name, note))
                 self.banner.show_message("info", f"{name}: {note}")
 
         self.engine.submit("open-image", factory, on_event=on_event, label=f"opening {Path(path).name}")
@@ -368,7 +388,18 @@ class MainWindow(WindowMenus, QMainWindow):
                                               "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff)")
         if path:
             self.ctx.remember_folder("images", str(Path(path).parent))
+            self.ask_and_open_image(path)
+
+    def ask_and_open_image(self, path: str) -> None:
+        """Crop, invert and true class in a dialog, then open (an unreadable file opens directly, so
+        the engine's error says what is wrong with it)."""
+        dialog = OpenImageDialog(path, self.ctx.classes, self)
+        if not dialog.readable:
             self.open_image(path)
+            return
+        if dialog.exec() == OpenImageDialog.DialogCode.Accepted:
+            chosen = dialog.choices()
+            self.open_image(path, crop=chosen.crop, invert=chosen.invert, label=chosen.label)
 
     def dragEnterEvent(self, event) -> None:
         if any(url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES)
@@ -378,7 +409,7 @@ class MainWindow(WindowMenus, QMainWindow):
     def dropEvent(self, event) -> None:
         for url in event.mimeData().urls():
             if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
-                self.open_image(url.toLocalFile())
+                self.open_image(url.toLocalFile())  # quick: squashed whole; File → Open image… asks
                 event.acceptProposedAction()
                 return
 
@@ -445,14 +476,19 @@ class MainWindow(WindowMenus, QMainWindow):
         self.engine.cancel_all()
         self.ctx.cancelRequested.emit()
 
+    def _on_job_ended(self, handle) -> None:
+        if handle.state == "finished" and handle.user_cancellable and not handle.slot.startswith("strip-"):
+            self.banner.job_succeeded()
+
     def _on_job_failed(self, handle, failure) -> None:
         if handle.slot == "dataset":
             self.dataset_picker.show_choice(self._dataset_key)
             self.dataset_picker.source.setText("")
             if self.ctx.dataset is not None:
                 d = self.ctx.dataset
-                self.dataset_picker.source.setText(f"{len(d):,} images · {d.source}")
-        self.banner.show_message("error", f"{handle.label} failed: {failure.message}", failure.details)
+                self.dataset_picker.source.setText(f"{len(d):,} images · {style.dataset_source(d)}")
+        self.banner.show_message("error", f"{handle.label} failed: {failure.message}", failure.details,
+                                 clears_on_success=True)
 
     def _check_first_predictions(self, slot: str) -> None:
         if (slot == "original" and not self._first_done and self._models_ready

@@ -75,7 +75,8 @@ def register(sub) -> None:
     p.add_argument("files", nargs="+", metavar="FILE.tsv")
     p.add_argument("--step", type=positive_float, default=0.25, help="radius step of the table")
     p.add_argument("--max-radius", type=positive_float, help="largest radius in the table and plot")
-    p.add_argument("--labels", nargs="+", help="one legend label per file (default: file name and σ)")
+    p.add_argument("--labels", nargs="+", help="one legend label per file (default: the file name, with σ "
+                                               "spelled out when the name carries it: noise-0.25, sigma_0.5)")
     p.add_argument("--plot", help="PNG to write (default: certified_accuracy.png beside the first file)")
     p.add_argument("--no-plot", action="store_true")
     p.set_defaults(func=run_analyze)

@@ -280,9 +280,39 @@ def _resized(array: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
 
 
-def load_image_file(path: Path | str, shape: tuple[int, int, int]) -> tuple[torch.Tensor, str]:
+def _cropped(array: np.ndarray, crop, name: str) -> tuple[np.ndarray, str]:
+    """(H, W, C) array cut to ``crop`` ("centre" or (left, top, right, bottom) pixels); and a note."""
+    height, width = array.shape[:2]
+    if isinstance(crop, str):
+        if crop not in ("centre", "center"):
+            raise DatasetError(f"crop must be 'centre' or a box (left, top, right, bottom), not {crop!r}")
+        side = min(height, width)
+        left, top = (width - side) // 2, (height - side) // 2
+        box = (left, top, left + side, top + side)
+    else:
+        try:
+            left, top, right, bottom = (int(round(float(v))) for v in crop)
+        except (TypeError, ValueError):
+            raise DatasetError(f"crop must be 'centre' or a box (left, top, right, bottom), not {crop!r}") from None
+        box = (max(0, min(left, right)), max(0, min(top, bottom)),
+               min(width, max(left, right)), min(height, max(top, bottom)))
+    left, top, right, bottom = box
+    if right - left < 1 or bottom - top < 1:
+        raise DatasetError(f"{name}: the crop box {tuple(crop)} lies outside its {width}×{height} pixels")
+    if (left, top, right, bottom) == (0, 0, width, height):
+        return array, ""
+    return array[top:bottom, left:right], f"cropped to {right - left}×{bottom - top} at ({left}, {top})"
+
+
+def load_image_file(path: Path | str, shape: tuple[int, int, int], *, crop=None,
+                    invert: bool = False) -> tuple[torch.Tensor, str]:
     """Read an image file as a (1, C, H, W) [0,1] tensor of the given shape; return it and a note saying
     what was done (e.g. "frame 1 of 7 used; converted RGB to grayscale; resized 640×480 to 28×28").
+
+    ``crop``: None (the whole image, squashed to the shape), ``"centre"`` (the largest centred square),
+    or a box ``(left, top, right, bottom)`` in pixels of the upright image, clipped to it.
+    ``invert``: 1 − x after conversion (a dark drawing on white becomes white on black, as the
+    Fashion-MNIST and MNIST images are).
 
     Any Pillow mode is scaled by its full range (16-bit by 65535, float kept when in [0, 1]); EXIF
     orientation is applied; an alpha channel is composited on black, the datasets' background; of a
@@ -327,6 +357,13 @@ def load_image_file(path: Path | str, shape: tuple[int, int, int]) -> tuple[torc
         notes.append(f"converted {source} to RGB")
     elif array.shape[-1] != channels:
         raise DatasetError(f"{path.name}: cannot make a {channels}-channel image from {source}")
+    if crop is not None:
+        array, crop_note = _cropped(array, crop, path.name)
+        if crop_note:
+            notes.append(crop_note)
+    if invert:
+        array = 1.0 - array
+        notes.append("inverted")
     if (array.shape[1], array.shape[0]) != (width, height):
         notes.append(f"resized {array.shape[1]}×{array.shape[0]} to {width}×{height}")
         array = _resized(array, width, height)

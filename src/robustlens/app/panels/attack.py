@@ -30,7 +30,7 @@ from ..controls import combo_box, double_spin_box, select, spin_box
 from ..eps_control import DEFAULT_EPS, NORM_NAMES, NORM_SUBSCRIPTS, EpsControl, eps_maximum, norm_combo
 from ..settings import Setting
 from .attack_plots import AttackCurves
-from .attack_table import NBSP, TransferTable, Verdicts
+from .attack_table import NBSP, TransferTable, Verdicts, kind_text
 from .base import Panel
 
 RANDOM_STARTS = (("none", "none"), ("uniform", "uniform"), ("sphere", "sphere"))
@@ -265,7 +265,7 @@ class AttackPanel(Panel):
         try:
             self.source_box.clear()
             for info in self.ctx.models:
-                kind = _kind_text(info.meta)
+                kind = kind_text(info.meta)
                 self.source_box.addItem(style.short_name(info) + (f"  ({kind})" if kind else ""), (info.key, False))
             for info in self.ctx.models_of_kind("noise"):
                 if info.meta.sigma is not None:
@@ -349,6 +349,14 @@ class AttackPanel(Panel):
 
     # ---------------------------------------------------------------- runs
 
+
+    def _smoothed_verdict(self, v, outcome) -> str:  # as g's CERTIFY row says: abstaining is not fooled
+        if v.adversarial_prediction == ABSTAIN:
+            return "<b>abstained</b> (not fooled): CERTIFY gives no class on the adversarial image; EOT"
+        color, word = ((style.WRONG, "fooled") if outcome.label_known and v.adversarial_prediction != outcome.label
+                       else (style.CORRECT, "not fooled"))
+        return f"<span style='color:{color.name()}'><b>{word}</b></span>: CERTIFY says " \
+               f"<b>{self._class_name(v.adversarial_prediction)}</b>; EOT"
 
     def _on_selection(self, selection) -> None:
         """A new image: the old attack is for another picture (the strip has already cleared its cards)."""
@@ -493,6 +501,8 @@ class AttackPanel(Panel):
         if outcome.target is not None:
             verdict = (f"reached the target <b>{self._class_name(outcome.target)}</b>" if outcome.success
                        else f"did not reach the target {self._class_name(outcome.target)}")
+        elif params.smoothed and params.source in outcome.smoothed:
+            verdict = self._smoothed_verdict(outcome.smoothed[params.source], outcome)
         else:
             verdict = (f"<span style='color:{style.WRONG.name()}'><b>fooled</b></span>: now "
                        f"<b>{self._class_name(predicted)}</b>" if outcome.success
@@ -582,12 +592,3 @@ def _row(*widgets) -> QHBoxLayout:
         row.addWidget(widget, stretch)
     return row
 
-
-def _kind_text(meta) -> str:
-    """What a model's name may not say: how it was trained."""
-    if meta.kind == "adversarial":
-        return f"PGD-trained, {NORM_NAMES.get(meta.norm, meta.norm)} ε = {meta.eps:g}" if meta.eps is not None \
-            else "PGD-trained"
-    if meta.kind == "noise":
-        return f"noise σ = {meta.sigma:g}" if meta.sigma is not None else "noise-trained"
-    return ""

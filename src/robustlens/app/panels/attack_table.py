@@ -15,6 +15,7 @@ from robustlens.engine.attack_judge import SMOOTH_ALPHA, SMOOTH_N, SMOOTH_N0, At
 from robustlens.engine.smoothing import ABSTAIN
 
 from .. import style
+from ..eps_control import NORM_NAMES
 
 NBSP = "\u00a0"  # keeps "‖δ‖ = 0.10" on one line in wrapped captions
 
@@ -194,3 +195,13 @@ class Verdicts:
                                   if not inside else "inside the certified ball: the α chance of a wrong certificate")
         return ("no · inside R" if inside else "no"), "no", (guard if inside else
                                                               f"‖δ‖₂ = {l2:.3f} ≥ R = {v.clean_radius:.3f}, yet g holds")
+
+
+def kind_text(meta) -> str:
+    """What a model's name may not say: how it was trained."""
+    if meta.kind == "adversarial":
+        return f"PGD-trained, {NORM_NAMES.get(meta.norm, meta.norm)} ε = {meta.eps:g}" if meta.eps is not None \
+            else "PGD-trained"
+    if meta.kind == "noise":
+        return f"noise σ = {meta.sigma:g}" if meta.sigma is not None else "noise-trained"
+    return ""

@@ -475,7 +475,7 @@ class CertifyPanel(AnytimeMode, Panel):
         request = AccuracyRequest(tuple(m.key for m in models), dataset, self.accuracy.images_box.value(),
                                   self.accuracy.n_box.value(), self.current_params())
         count = min(request.images, len(dataset))
-        self.accuracy.begin(models, count, request.n, request.params.alpha)
+        self.accuracy.begin(models, count, request.n, request.params.alpha, loaded=self.ctx.models)
         self.run_engine("certify-accuracy", accuracy_curves_job, request, keep_every=("row",),
                         label=f"certified accuracy: {count} images × {len(models)} σ",
                         on_partial=lambda event: self.accuracy.add_row(event.value),

@@ -22,7 +22,6 @@ from .certify_plots import AccuracyPlot
 
 TABLE_RADII = (0.0, 0.25, 0.5, 1.0)
 # distinct hues for the σ curves (the σ trade-off must read at a glance from the back row)
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 IMAGES = Setting("accuracy_images", 100, 1, 10_000, step=50,
                  help="test images to certify (evenly spaced through the dataset)")
@@ -56,6 +55,7 @@ class AccuracySection(QGroupBox):
             label.setSizePolicy(policy)
         self.rows: dict[str, list[AccuracyRow]] = {}   # model key -> its rows so far
         self._labels: dict[str, str] = {}               # model key -> its σ as text (colour key, table)
+        self._colors: dict[str, QColor] = {}            # model key -> its colour (style.model_colors)
         self._total = 0
         self._started = 0.0
 
@@ -87,15 +87,19 @@ class AccuracySection(QGroupBox):
         self.status.setText(text)
         self.status.setStyleSheet(f"color: {style.WRONG.name()};" if error else "")
 
-    def begin(self, models: list[ModelInfo], images: int, n: int, alpha: float) -> None:
-        """Empty curves for ``models`` (sorted as the job certifies them)."""
+    def begin(self, models: list[ModelInfo], images: int, n: int, alpha: float,
+              loaded: list[ModelInfo] | None = None) -> None:
+        """Empty curves for ``models`` (sorted as the job certifies them), each in its colour among
+        the ``loaded`` models (the strip's, the legend's, every panel's)."""
         self.status.setStyleSheet("")
         sigmas = [f"{m.meta.sigma:g}" for m in models]
         # two models at one σ (a built-in one and a file) are told apart by name
         self._labels = {m.key: text if sigmas.count(text) == 1 else f"{text} ({style.short_name(m)})"
                         for m, text in zip(models, sigmas)}
         top = max(max_certifiable_radius(m.meta.sigma, n, alpha) for m in models)
-        colors = [QColor(COLORS[i % len(COLORS)]) for i in range(len(models))]
+        palette = style.model_colors(loaded if loaded else models)
+        self._colors = {m.key: QColor(palette.get(m.key, QColor("#7f7f7f"))) for m in models}
+        colors = [self._colors[m.key] for m in models]
         self.plot.reset([(m.key, self._labels[m.key], color) for m, color in zip(models, colors)],
                         top, f"{images} images, n = {n:,}")
         self.rows = {m.key: [] for m in models}
@@ -131,12 +135,12 @@ class AccuracySection(QGroupBox):
     def _update_table(self) -> None:
         head = "".join(f"<th align='right'>&nbsp;&nbsp;{'r = ' if r == 0 else ''}{r:g}</th>" for r in TABLE_RADII)
         lines = [f"<tr><th align='left'>σ</th><th align='right'>&nbsp;&nbsp;images</th>{head}</tr>"]
-        for i, (key, rows) in enumerate(self.rows.items()):
+        for key, rows in self.rows.items():
             if not rows:
                 continue
             values = certified_accuracy([r.radius for r in rows], [r.correct for r in rows], TABLE_RADII)
             cells = "".join(f"<td align='right'>&nbsp;{v:.0%}</td>" for v in values)
-            color = COLORS[i % len(COLORS)]
+            color = self._colors.get(key, QColor("#7f7f7f")).name()
             lines.append(f"<tr><td><span style='color:{color}'>■</span> {self._labels.get(key, key)}</td>"
                          f"<td align='right'>{len(rows)}</td>{cells}</tr>")
         self.table.setText("<table cellspacing='0' cellpadding='1'>" + "".join(lines) + "</table>")

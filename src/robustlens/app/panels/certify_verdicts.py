@@ -131,6 +131,6 @@ def lengths(params: CertifyParams, dim: int, cert: Certificate | None):
         footer = "Abstained: no radius is certified."
     else:
         radius = cert.radius
-        radius_text = f"certified radius R = {radius:.3f}  (dashed: ceiling {cert.max_radius:.2f})"
+        radius_text = f"certified radius R = {radius:.3f}  (dashed: ceiling {cert.max_radius:.3f})"
         footer = f"A typical noise draw is {expected / radius:.0f}× longer than R." if radius > 0 else ""
     return expected, noise_text, radius, radius_text, ceiling, footer

@@ -95,7 +95,8 @@ class FeaturesPanel(Panel):
                 help="α: L2 length of each normalised gradient step (the paper: 0.1)"),
         Setting("schedule", "constant", choices=STEP_SCHEDULES,
                 help="constant α: the paper's. cosine α: α shrinks to 0, settling closer to g(x) in fewer steps"),
-        Setting("auto", True, help="Reconstruct whenever another image is selected (while this tab is shown)"),
+        Setting("auto", False, help="Reconstruct whenever another image is selected (while this tab is shown); "
+                                    "unticked, F5 or Reconstruct starts it"),
     )
 
     def __init__(self, ctx: AppContext) -> None:
@@ -143,7 +144,7 @@ class FeaturesPanel(Panel):
         self.cancel_button.setToolTip("Stop the reconstruction (Esc); the images so far stay")
         self.cancel_button.setEnabled(False)
         self.auto_box = QCheckBox("on click")
-        self.auto_box.setChecked(True)
+        self.auto_box.setChecked(settings["auto"].default)
         self.auto_box.setToolTip(settings["auto"].help)
 
         models_row = labelled_row([(text, self.model_boxes[role]) for text, role in
@@ -533,4 +534,4 @@ class FeaturesPanel(Panel):
     def set_lecture_mode(self, on: bool) -> None:
         self.plot.set_fonts(style.point_size(on))
         for column in self.columns.values():
-            column.set_image_minimum(112 if on else 84)
+            column.set_image_minimum(96 if on else 84)  # 720 lines: the plot beside keeps its room

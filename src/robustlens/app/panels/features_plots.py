@@ -20,6 +20,25 @@ DISTANCE_LABEL = "‖g(x_r) − g(x)‖₂ / ‖g(x)‖₂"
 SMALLEST_SHOWN = 1e-6   # a log axis cannot show 0; a distance this small is "reached" for the eye
 
 
+def log_ticks(low: float, high: float, most: int = 6) -> list[tuple[float, str]]:
+    """(log10 value, text) ticks at 1, 2, 5 × 10^k within [low, high] (at least the two ends' decades)."""
+    low, high = max(low, 1e-12), max(high, low * 1.0001)
+    first, last = int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 1
+    candidates = [m * 10.0 ** k for k in range(first, last + 1) for m in (1, 2, 5)]
+    inside = [v for v in candidates if low / 1.25 <= v <= high * 1.25]
+    if len(inside) < 2:
+        inside = [v for v in candidates if v <= low][-1:] + [v for v in candidates if v >= high][:1]
+    for mantissas in ((1, 2, 5), (1, 5), (1,)):
+        kept = [v for v in inside if round(v / 10 ** np.floor(np.log10(v) + 1e-9)) in mantissas]
+        if 2 <= len(kept) <= most:
+            inside = kept
+            break
+    else:
+        decades = [v for v in inside if round(v / 10 ** np.floor(np.log10(v) + 1e-9)) == 1] or inside
+        inside = decades[::int(np.ceil(len(decades) / most))]
+    return [(float(np.log10(v)), f"{v:g}") for v in inside]
+
+
 class ImageColumn(QFrame):
     """A titled image (crisp pixels, as large as the column allows), a caption and, for a
     reconstruction, the inverted models' predictions on it."""
@@ -141,6 +160,18 @@ class DistancePlot(Plot):
         if lowest is not None:
             y = np.maximum(np.asarray(lowest, dtype=np.float64), SMALLEST_SHOWN)
             self.lowest[key].setData(np.arange(len(y)), y)
+        self._update_ticks()
+
+    def _update_ticks(self) -> None:
+        """Log-axis ticks at 1, 2, 5 × 10^k, thinned to at most six: pyqtgraph labels every minor
+        tick of a log axis spanning less than a decade, and "2 3 4 5 6 7 8" run into each other."""
+        values = [c.yData for c in list(self.curves.values()) + list(self.lowest.values())
+                  if c.yData is not None and len(c.yData)]
+        if not values:
+            self.getAxis("left").setTicks(None)
+            return
+        low, high = float(min(v.min() for v in values)), float(max(v.max() for v in values))
+        self.getAxis("left").setTicks([log_ticks(low, high)])
 
     def curve_data(self, key: str, lowest: bool = False) -> np.ndarray:
         curve = (self.lowest if lowest else self.curves).get(key)

@@ -60,6 +60,8 @@ class GeometryPanel(Panel):
                 help="n for the certificate at x (CERTIFY, n0 = 100), when the Certify tab "
                      "has none for this image, model and σ"),
         Setting("cloud", True, help="Draws x + ε projected onto the plane, coloured by f(x + ε): g counts these votes"),
+        Setting("auto", False, help="Slice whenever another image is selected (while this tab is shown); "
+                                    "unticked, F5 or Slice starts it"),
     )
 
     def __init__(self, ctx: AppContext) -> None:
@@ -96,6 +98,9 @@ class GeometryPanel(Panel):
         self.cloud_check = QCheckBox("noise cloud")
         self.cloud_check.setChecked(setting["cloud"].default)
         self.cloud_check.setToolTip(setting["cloud"].help)
+        self.auto_check = QCheckBox("on click")
+        self.auto_check.setChecked(setting["auto"].default)
+        self.auto_check.setToolTip(setting["auto"].help)
 
         self.run_button = QPushButton("Slice (F5)")
         self.run_button.setToolTip("Compute both maps, the certificate and the attack point for the selected image")
@@ -109,7 +114,7 @@ class GeometryPanel(Panel):
         row0 = [("Model f", self.model_box), ("σ", self.sigma_box), ("n per point", self.n_box),
                 (None, self.alpha_box), (None, self.g_size_box), (None, self.f_size_box)]
         row1 = [("Extent ±", self.extent_box), ("PGD ε (L2)", self.eps_box), ("n for R", self.certify_n_box),
-                (None, self.cloud_check), (None, self.run_button), (None, self.cancel_button),
+                (None, self.cloud_check), (None, self.auto_check), (None, self.run_button), (None, self.cancel_button),
                 (None, self.export_button)]
         self.status = QLabel("")
         self.status.setObjectName("caption")
@@ -123,15 +128,17 @@ class GeometryPanel(Panel):
                 grid.addWidget(widget, r, column)
                 column += 1
         grid.setColumnStretch(1, 2)
-        grid.addWidget(self.status, 0, 14, 2, 1)
-        grid.setColumnStretch(14, 3)
+        grid.setColumnStretch(15, 3)
+        grid.setVerticalSpacing(4)
 
         self.figure = SliceFigure()
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         layout = QVBoxLayout(self)
+        layout.setSpacing(4)
         layout.addLayout(grid)
+        layout.addWidget(self.status)  # its own line under the controls: it never makes their rows tall
         layout.addWidget(self.figure, 1)
         layout.addWidget(self.summary)
         self.ctx.register_exportable("Geometry slice", self.figure)
@@ -317,8 +324,8 @@ class GeometryPanel(Panel):
     def _on_selection(self, selection) -> None:
         if self.job_running(SLOT):
             self.cancel_job(SLOT)
-        self._stale = selection is not None
-        if selection is not None and self.isVisible():
+        self._stale = selection is not None and self.auto_check.isChecked()
+        if self._stale and self.isVisible():
             self.run()
         else:
             self.figure.clear_content()
@@ -327,7 +334,8 @@ class GeometryPanel(Panel):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if self._stale and self.ctx.selection is not None and self.ctx.selection is not self.sliced_selection:
+        if self._stale and self.auto_check.isChecked() and self.ctx.selection is not None \
+                and self.ctx.selection is not self.sliced_selection:
             self.run()
 
     def _on_strip(self, slot: str) -> None:
@@ -343,7 +351,8 @@ class GeometryPanel(Panel):
     def setting_widgets(self) -> dict[str, QWidget]:
         return {"sigma": self.sigma_box, "n": self.n_box, "alpha": self.alpha_box,
                 "g_size": self.g_size_box, "f_size": self.f_size_box, "extent": self.extent_box,
-                "eps": self.eps_box, "certify_n": self.certify_n_box, "cloud": self.cloud_check}
+                "eps": self.eps_box, "certify_n": self.certify_n_box, "cloud": self.cloud_check,
+                "auto": self.auto_check}
 
     def export(self, path: str | Path) -> Path:
         """Save the figure (both maps and the legend): .png at twice the screen size, or .svg."""

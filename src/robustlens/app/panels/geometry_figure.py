@@ -16,6 +16,7 @@ from PySide6.QtGui import QColor
 from robustlens.engine.geometry_maps import BaseMap, SmoothedMap
 from robustlens.engine.geometry_overlays import AttackPoint, CertifiedDisk, NoiseCloud
 
+from ..plots import plain_axes, spaced_ticks
 from ..style import sized_font
 
 # ten hues that stay apart from each other and from the light grey of "g abstains"
@@ -59,8 +60,10 @@ class SliceFigure(pg.GraphicsLayoutWidget):
             plot = maps.addPlot(row=0, col=column, title=title)
             plot.setAspectLocked(True)
             plot.setMenuEnabled(False)
-            plot.setLabel("bottom", "a = ⟨δ, u⟩ · toward the attack (L2)")
-            plot.setLabel("left", "b = ⟨δ, v⟩ · random direction (L2)")
+            plain_axes(plot)
+            # short: a rotated label's length is the plot's minimum height (720-line projectors)
+            plot.setLabel("bottom", "a = ⟨δ, u⟩ → attack")
+            plot.setLabel("left", "b = ⟨δ, v⟩ random")
             image = pg.ImageItem(axisOrder="col-major")
             plot.addItem(image)
             halo = pg.PlotCurveItem(pen=DISK_HALO)
@@ -116,7 +119,9 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.classes = tuple(classes)
         self.palette = _palette(max(1, len(self.classes)))
         self.legend.clear()
-        self.legend.setColumnCount(max(5, len(self.classes)))  # a row of classes, a row of symbols
+        # a row of classes, a row of symbols; large (lecture) fonts: the classes in two rows
+        columns = max(5, len(self.classes)) if getattr(self, "title_points", 11.0) < 14 else 6
+        self.legend.setColumnCount(columns)
         self._legend_samples = []
 
         def entry(name, **opts):
@@ -222,6 +227,7 @@ class SliceFigure(pg.GraphicsLayoutWidget):
                 axis.label.setFont(font)
                 axis.setTextPen("k")
                 axis.setPen("k")
+                spaced_ticks(axis, points)
         for caption in self.captions.values():
             caption.setFont(font)
         self.legend.setLabelTextSize(f"{points:.0f}pt")
