@@ -70,15 +70,9 @@ def idle_cpu_ms(app: QApplication, seconds: float) -> float:
     return 1000 * (time.thread_time() - cpu0) / seconds
 
 
-def hold_page_down(window: MainWindow, app: QApplication, count: int, rate: float) -> dict:
-    """``count`` next-image steps at ``rate`` per second, as a held PgDown; the GUI thread's CPU time
-    and a 10 ms timer's lateness over them, until the last image's predictions are on screen."""
-    emitted = []
-
-    def on_emitted(selection):
-        emitted.append(selection)
-
-    window.ctx.selectionChanged.connect(on_emitted)
+def lateness_ticker() -> tuple[QTimer, QElapsedTimer, list[float]]:
+    """A TICK_MS timer that records how late each tick fires (ms): how long the GUI thread was busy.
+    Start the clock and the timer when measuring begins."""
     lateness: list[float] = []
     clock = QElapsedTimer()
     ticker = QTimer()
@@ -92,6 +86,19 @@ def hold_page_down(window: MainWindow, app: QApplication, count: int, rate: floa
         last["t"] = now
 
     ticker.timeout.connect(tick)
+    return ticker, clock, lateness
+
+
+def hold_page_down(window: MainWindow, app: QApplication, count: int, rate: float) -> dict:
+    """``count`` next-image steps at ``rate`` per second, as a held PgDown; the GUI thread's CPU time
+    and a 10 ms timer's lateness over them, until the last image's predictions are on screen."""
+    emitted = []
+
+    def on_emitted(selection):
+        emitted.append(selection)
+
+    window.ctx.selectionChanged.connect(on_emitted)
+    ticker, clock, lateness = lateness_ticker()
     stepper = QTimer()
     stepper.setInterval(max(1, round(1000 / rate)))
     steps = {"n": 0}
@@ -217,19 +224,7 @@ def pgd_like(key: str, images: torch.Tensor, labels: torch.Tensor, seconds: floa
 
 
 def measure(window: MainWindow, app: QApplication, factory, seconds: float, draw) -> tuple[np.ndarray, float]:
-    lateness: list[float] = []
-    clock = QElapsedTimer()
-    timer = QTimer()
-    timer.setInterval(TICK_MS)
-    last = {"t": None}
-
-    def tick():
-        now = clock.nsecsElapsed() / 1e6
-        if last["t"] is not None:
-            lateness.append(max(0.0, now - last["t"] - TICK_MS))
-        last["t"] = now
-
-    timer.timeout.connect(tick)
+    timer, clock, lateness = lateness_ticker()
     result = {}
 
     def on_event(event):

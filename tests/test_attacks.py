@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import write_small_checkpoints
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -457,12 +458,7 @@ def test_clean_predictions_are_the_models(start):
 def test_attack_and_judge_job_judges_with_every_model_and_certifies(tmp_path):
     """The Attack tab's engine job: the streamed PGD steps, every judge's clean and adversarial
     probabilities, and CERTIFY of each noise model's smoothed classifier on both images."""
-    torch.manual_seed(0)
-    keys = []
-    for name, meta in (("standard", {}), ("noise", {"kind": "noise", "sigma": 0.25})):
-        path = str(tmp_path / f"{name}.pt")
-        save_checkpoint(build_model("fmnist-cnn", name=f"test/{name}", **meta), path)
-        keys.append(path)
+    keys = write_small_checkpoints(tmp_path)
     cache = ModelCache("cpu")
     image = torch.rand(1, 1, 28, 28)
     params = AttackParams(source=keys[0], smoothed=False, samples=1, norm="linf", eps=0.1, step_size=None, steps=3,

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from helpers import one_line_error
 import torch
 from torch import nn
 
@@ -337,13 +338,6 @@ def test_geometry_and_robustness_refuse_nan_images(noise_model, standard, fmnist
 
 # ---------------------------------------------------------------- the command line
 
-def one_line_error(capsys, argv):
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip()
-    assert code == 1, err
-    assert "\n" not in err and "Traceback" not in err, err
-    assert err.startswith(f"robustlens {argv[0]}: error: "), err
-    return err
 
 
 @pytest.mark.parametrize("command", ["certify", "predict"])

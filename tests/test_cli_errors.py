@@ -6,19 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from helpers import one_line_error
 import torch
 
 from robustlens.engine.cli import build_parser, main
 from robustlens.engine.models import build_model, save_checkpoint
 
 
-def one_line_error(capsys, argv, command=None):
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip()
-    assert code == 1, err
-    assert "\n" not in err and "Traceback" not in err, err
-    assert err.startswith(f"robustlens {command or argv[0]}: error: "), err
-    return err
 
 
 def run_cli(*argv, timeout=120):
@@ -76,28 +70,23 @@ def test_train_and_evaluate_take_threads():
     assert {"train", "evaluate"} <= set(subcommands_with("--threads"))
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["--max", "0"], "argument --max: must be at least 1, got 0"),
-    (["--max", "-5"], "argument --max: must be at least 1, got -5"),
-    (["--restarts", "-2"], "argument --restarts: must be at least 1"),
-    (["--steps", "0"], "argument --steps: must be at least 1"),
-    (["--eps", "-1"], "argument --eps: must be at least 0"),
-    (["--eps", "nan"], "argument --eps: expected a finite number"),
-    (["--max", "lots"], "argument --max: expected a whole number"),
+@pytest.mark.parametrize("command, argv, says", [
+    ("evaluate", ["--max", "0"], "argument --max: must be at least 1, got 0"),
+    ("evaluate", ["--max", "-5"], "argument --max: must be at least 1, got -5"),
+    ("evaluate", ["--restarts", "-2"], "argument --restarts: must be at least 1"),
+    ("evaluate", ["--steps", "0"], "argument --steps: must be at least 1"),
+    ("evaluate", ["--eps", "-1"], "argument --eps: must be at least 0"),
+    ("evaluate", ["--eps", "nan"], "argument --eps: expected a finite number"),
+    ("evaluate", ["--max", "lots"], "argument --max: expected a whole number"),
+    ("train", ["--epochs", "0"], "argument --epochs: must be at least 1"),
+    ("train", ["--batch", "-1"], "argument --batch: must be at least 1"),
+    ("train", ["--lr", "0"], "argument --lr: must be above 0"),
+    ("train", ["--sigma", "inf"], "argument --sigma: expected a finite number above 0"),
+    ("train", ["--eps", "-0.5"], "argument --eps: must be above 0"),
 ])
-def test_evaluate_refuses_numbers_out_of_range(capsys, argv, says):
-    assert says in one_line_error(capsys, ["evaluate", "--model", "fashion-mnist/standard", *argv])
-
-
-@pytest.mark.parametrize("argv, says", [
-    (["--epochs", "0"], "argument --epochs: must be at least 1"),
-    (["--batch", "-1"], "argument --batch: must be at least 1"),
-    (["--lr", "0"], "argument --lr: must be above 0"),
-    (["--sigma", "inf"], "argument --sigma: expected a finite number above 0"),
-    (["--eps", "-0.5"], "argument --eps: must be above 0"),
-])
-def test_train_refuses_numbers_out_of_range(capsys, tmp_path, argv, says):
-    assert says in one_line_error(capsys, ["train", "--out", tmp_path / "m.pt", *argv])
+def test_numbers_out_of_range_are_refused(capsys, tmp_path, command, argv, says):
+    base = {"evaluate": ["--model", "fashion-mnist/standard"], "train": ["--out", tmp_path / "m.pt"]}[command]
+    assert says in one_line_error(capsys, [command, *base, *argv])
 
 
 def test_an_unknown_option_or_a_missing_one_is_one_line(capsys):

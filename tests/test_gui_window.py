@@ -7,6 +7,7 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings, Qt
 
+from helpers import write_small_checkpoints
 from robustlens.app.window import MainWindow
 
 from robustlens.engine.models import build_model, save_checkpoint, zoo_names
@@ -16,12 +17,7 @@ def model_keys_for_tests(folder):
     """The zoo when it is complete; otherwise two small checkpoints written to ``folder``."""
     if len(zoo_names()) >= 6:
         return list(zoo_names()), []
-    torch.manual_seed(0)
-    paths = []
-    for name, meta in (("standard", {}), ("noise", {"kind": "noise", "sigma": 0.25})):
-        path = str(folder / f"{name}.pt")
-        save_checkpoint(build_model("fmnist-cnn", name=f"test/{name}", **meta), path)
-        paths.append(path)
+    paths = write_small_checkpoints(folder)
     return paths, paths
 
 

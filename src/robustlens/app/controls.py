@@ -8,7 +8,7 @@ import math
 from typing import Any, Iterable, Sequence
 
 from PySide6.QtWidgets import (QAbstractButton, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit,
-                               QSpinBox, QWidget)
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from .settings import Setting
 
@@ -126,3 +126,47 @@ def set_widget_value(widget: QWidget, value: Any) -> None:
         widget.setText(str(value))
     else:
         widget.set_value(value)
+
+
+def caption_label(text: str = "") -> QLabel:
+    """A grey, word-wrapped note (the style sheet's "caption"): status lines, hints, sources."""
+    label = QLabel(text)
+    label.setObjectName("caption")
+    label.setWordWrap(True)
+    return label
+
+
+def bold_label(text: str = "") -> QLabel:
+    label = QLabel(text)
+    font = label.font()
+    font.setBold(True)
+    label.setFont(font)
+    return label
+
+
+def push_button(text: str, tip: str = "", *, enabled: bool = True) -> QPushButton:
+    button = QPushButton(text)
+    button.setToolTip(tip)
+    button.setEnabled(enabled)
+    return button
+
+
+def stack(parent: QWidget, *items, spacing: int = 4, margins: int = 0) -> QVBoxLayout:
+    """Lay ``items`` out top to bottom in ``parent``: widgets, layouts, or (widget, stretch) pairs."""
+    layout = QVBoxLayout(parent)
+    layout.setContentsMargins(margins, margins, margins, margins)
+    layout.setSpacing(spacing)
+    for item in items:
+        widget, stretch = item if isinstance(item, tuple) else (item, 0)
+        if isinstance(widget, QWidget):
+            layout.addWidget(widget, stretch)
+        else:
+            layout.addLayout(widget, stretch)
+    return layout
+
+
+def column(*items, spacing: int = 4, margins: int = 0) -> QWidget:
+    """A new widget stacking ``items`` top to bottom (see :func:`stack`)."""
+    holder = QWidget()
+    stack(holder, *items, spacing=spacing, margins=margins)
+    return holder

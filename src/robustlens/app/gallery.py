@@ -49,24 +49,6 @@ class GalleryModel(QAbstractListModel):
         self.rows = self._filtered(class_filter)
         self.endResetModel()
 
-    def set_filmstrip(self, on: bool) -> None:
-        """One row of thumbnails, left to right (lecture mode, under the tabs): no filter, no count,
-        no scroll bar — PgDown / PgUp and the arrows move along it."""
-        self.filmstrip = bool(on)
-        self.top.setVisible(not on)
-        self.count.setVisible(not on)
-        self.view.setFlow(QListView.Flow.LeftToRight if on else QListView.Flow.TopToBottom)
-        self.view.setWrapping(not on)
-        off, auto = Qt.ScrollBarPolicy.ScrollBarAlwaysOff, Qt.ScrollBarPolicy.ScrollBarAsNeeded
-        self.view.setHorizontalScrollBarPolicy(off)
-        self.view.setVerticalScrollBarPolicy(off if on else auto)
-        self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        selected = self.selected_index()
-        self._apply_sizes(self._thumbnail)  # (resets the model: the selection is put back below)
-        if selected is not None:
-            self.select(selected, emit=False)
-            self.view.scrollTo(self.view.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
-
     def set_thumbnail_size(self, size: int) -> None:
         self.beginResetModel()
         self.thumbnail_size = size

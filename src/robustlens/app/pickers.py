@@ -12,6 +12,8 @@ from robustlens.engine.models import ModelError, zoo_dir
 from robustlens.engine.published import split_model_key
 from robustlens.engine.zoo import ZooEntry, catalogue
 
+from .controls import caption_label, push_button
+
 # (key, label, dataset name, split, needs a folder)
 DATASET_CHOICES = [
     ("fashion-mnist:test", "Fashion-MNIST · test (built in)", "fashion-mnist", "test", False),
@@ -72,9 +74,7 @@ class DatasetPicker(QWidget):
             self.combo.addItem(label, key)
         self.folder_button = QPushButton("Folder…")
         self.folder_button.setToolTip("Choose the folder that holds this dataset's files")
-        self.source = QLabel("")
-        self.source.setObjectName("caption")
-        self.source.setWordWrap(True)
+        self.source = caption_label()
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.combo, 1)
@@ -119,11 +119,8 @@ class ModelPicker(QWidget):
         super().__init__(parent)
         self.list = QListWidget()
         self.list.setObjectName("models")
-        self.note = QLabel("")
-        self.note.setObjectName("caption")
-        self.note.setWordWrap(True)
-        self.open_button = QPushButton("Open model…")
-        self.open_button.setToolTip("Load a checkpoint file (.pt, .pth, TorchScript)")
+        self.note = caption_label()
+        self.open_button = push_button("Open model…", "Load a checkpoint file (.pt, .pth, TorchScript)")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.list, 1)

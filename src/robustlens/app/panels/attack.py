@@ -26,7 +26,7 @@ from robustlens.engine.smoothing import ABSTAIN
 
 from .. import style
 from ..context import AppContext
-from ..controls import combo_box, double_spin_box, select, spin_box
+from ..controls import column, combo_box, double_spin_box, push_button, select, spin_box
 from ..eps_control import DEFAULT_EPS, NORM_NAMES, NORM_SUBSCRIPTS, EpsControl, eps_maximum, norm_combo
 from ..settings import Setting
 from .attack_plots import AttackCurves
@@ -126,11 +126,8 @@ class AttackPanel(Panel):
         self.class_box = combo_box((), setting["target_class"].help, shrinking=True)
         self.loss_box = combo_box(LOSSES, setting["loss"].help, shrinking=True)
         self.loss_box.setMinimumContentsLength(3)
-        self.run_button = QPushButton("Attack (F5)")
-        self.run_button.setToolTip("Run PGD on the selected image with these settings")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the attack (Esc)")
-        self.cancel_button.setEnabled(False)
+        self.run_button = push_button("Attack (F5)", "Run PGD on the selected image with these settings")
+        self.cancel_button = push_button("Cancel", "Stop the attack (Esc)", enabled=False)
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -160,11 +157,11 @@ class AttackPanel(Panel):
         self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.status.setObjectName("attack-status")
         controls = _Column()
-        column = QVBoxLayout(controls)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.setSpacing(6)
-        column.addLayout(form)
-        column.addLayout(buttons)
+        controls_column = QVBoxLayout(controls)
+        controls_column.setContentsMargins(0, 0, 0, 0)
+        controls_column.setSpacing(6)
+        controls_column.addLayout(form)
+        controls_column.addLayout(buttons)
         # the running numbers and the verdict's explanation take the room left under the controls and
         # scroll there when it is short (lecture mode), rather than squeezing the controls
         texts = QWidget()
@@ -180,19 +177,14 @@ class AttackPanel(Panel):
         self.texts.setFrameShape(QFrame.Shape.NoFrame)
         self.texts.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.texts.setMinimumHeight(3 * self.status.fontMetrics().height())
-        column.addWidget(self.texts, 1)
+        controls_column.addWidget(self.texts, 1)
 
         self.curves = AttackCurves()
         self.loss_plot, self.probability_plot = self.curves.loss_plot, self.curves.probability_plot
         self.table = TransferTable()
         self.table.setObjectName("attack-transfer")
         self.table_title = QLabel("<b>Every loaded model judges the adversarial image</b>")
-        verdicts = QWidget()
-        column = QVBoxLayout(verdicts)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.setSpacing(4)
-        column.addWidget(self.table_title)
-        column.addWidget(self.table, 1)
+        verdicts = column(self.table_title, (self.table, 1))
 
         # controls | (curves side by side, over the verdicts)
         self.results = QSplitter(Qt.Orientation.Vertical)
@@ -221,7 +213,6 @@ class AttackPanel(Panel):
         ctx.selectionChanged.connect(self._on_selection)
         ctx.modelsChanged.connect(lambda _m: self._refresh_sources())
         ctx.datasetChanged.connect(lambda _d: self._refresh_classes())
-        ctx.lectureModeChanged.connect(self.set_lecture_mode)
         self.norm_box.currentIndexChanged.connect(self._on_norm)
         self.eps.spin.valueChanged.connect(self._on_eps)
         self.eps.slider.valueChanged.connect(lambda _p: self._on_eps(self.eps.value()))

@@ -47,6 +47,7 @@ class Panel(QWidget):
         self._handles: dict[str, Any] = {}                   # slot -> JobHandle of the latest run
         self._cancel_buttons: dict[str, QAbstractButton] = {}
         ctx.cancelRequested.connect(self._after_cancel_all)
+        ctx.lectureModeChanged.connect(self.set_lecture_mode)
 
     # ---------------------------------------------------------------- settings
 
@@ -174,7 +175,8 @@ class Panel(QWidget):
         """F5 / Ctrl+Return while this tab shows."""
 
     def set_lecture_mode(self, on: bool) -> None:
-        """Lecture mode changed (the app font is scaled already; plots scale their own fonts)."""
+        """Lecture mode changed (the app font is scaled already; plots scale their own fonts). The base
+        connects it to ``ctx.lectureModeChanged``: a panel only overrides it."""
 
 
 def _call(handler: Handler, value: Any) -> None:

@@ -30,7 +30,7 @@ from robustlens.engine.zoo import catalogue
 
 from .. import style
 from ..context import STRIP_SLOTS, AppContext, ModelInfo, Selection
-from ..controls import combo_box, labelled_row, set_widget_value, setting_combo, spin_box
+from ..controls import column, combo_box, labelled_row, set_widget_value, setting_combo, spin_box
 from ..settings import Setting
 from . import certify_verdicts as verdicts
 from .base import Panel
@@ -126,12 +126,7 @@ class CertifyPanel(AnytimeMode, Panel):
         self._fit_verdict()
         self.histogram = ClassHistogram()
         self.histogram.setObjectName("certify-histogram")
-        evidence = QWidget()
-        column = QVBoxLayout(evidence)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.setSpacing(4)
-        column.addWidget(self.verdict)
-        column.addWidget(self.histogram, 1)
+        evidence = column(self.verdict, (self.histogram, 1))
 
         # column 2: the noise and the radius
         self.noise_strip = NoiseSampleStrip(NOISE_SHOWN)
@@ -139,15 +134,8 @@ class CertifyPanel(AnytimeMode, Panel):
         self.lengths.setObjectName("certify-lengths")
         self.radius_plot = RadiusCurvePlot()
         self.radius_plot.setObjectName("certify-radius-curve")
-        geometry = QWidget()
-        column = QVBoxLayout(geometry)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.setSpacing(4)
         self.noise_box = titled("Noise draws x + ε, their class and ‖ε‖₂", self.noise_strip)
-        column.addWidget(self.noise_box)
-        column.addWidget(self.lengths)
-        column.addWidget(self.radius_plot, 1)
-        column.addWidget(self.bounds_plot, 1)
+        geometry = column(self.noise_box, self.lengths, (self.radius_plot, 1), (self.bounds_plot, 1))
 
         # column 3: certified accuracy vs radius, every noise model
         self.accuracy = AccuracySection()
@@ -183,7 +171,6 @@ class CertifyPanel(AnytimeMode, Panel):
         ctx.selectionChanged.connect(self._on_selection)
         ctx.modelsChanged.connect(self._on_models)
         ctx.datasetChanged.connect(lambda _d: self._on_selection(ctx.selection, run=False))
-        ctx.lectureModeChanged.connect(self.set_lecture_mode)
         if ctx.strip is not None:
             ctx.strip.slotClicked.connect(self._on_strip_clicked)
         self.sigma_box.activated.connect(self._on_sigma_chosen)

@@ -16,7 +16,7 @@ from robustlens.engine.smoothing_bounds import certified_accuracy, max_certifiab
 
 from .. import style
 from ..context import ModelInfo
-from ..controls import labelled_row, spin_box
+from ..controls import caption_label, labelled_row, spin_box
 from ..settings import Setting
 from .certify_plots import AccuracyPlot
 
@@ -44,9 +44,7 @@ class AccuracySection(QGroupBox):
         self.cancel_button.setEnabled(False)
         self.plot = AccuracyPlot()
         self.plot.setObjectName("certify-accuracy")
-        self.status = QLabel("")
-        self.status.setObjectName("caption")
-        self.status.setWordWrap(True)
+        self.status = caption_label()
         self.table = QLabel("")
         self.table.setTextFormat(Qt.TextFormat.RichText)
         for label in (self.table, self.status):  # text that changes per row must never widen the panel

@@ -71,7 +71,6 @@ class ExperimentsPanel(Panel):
         layout.addWidget(self.tabs)
         for title, target in SECTIONS:
             self.add_section(title, target)
-        ctx.lectureModeChanged.connect(self.set_lecture_mode)
 
     def add_section(self, title: str, section: QWidget | str) -> QWidget:
         """Add a section: a widget, or "module:Class" built as ``Class(ctx)``. A section that fails to
@@ -107,8 +106,8 @@ class ExperimentsPanel(Panel):
             section.run()
 
     def set_lecture_mode(self, on: bool) -> None:
-        for section in self.sections.values():
-            if hasattr(section, "set_lecture_mode"):
+        for section in self.sections.values():  # a Panel section follows lecture mode by itself
+            if hasattr(section, "set_lecture_mode") and not isinstance(section, Panel):
                 section.set_lecture_mode(on)
 
     # ---------------------------------------------------------------- settings: the sections' own, prefixed

@@ -30,7 +30,7 @@ from robustlens.engine.jobs import Snapshot, predict_job
 
 from .. import style
 from ..context import AppContext
-from ..controls import double_spin_box, labelled_row, setting_combo, spin_box
+from ..controls import caption_label, double_spin_box, labelled_row, setting_combo, spin_box, stack
 from ..predictions import PredictionRow
 from ..settings import Setting
 from .base import Panel
@@ -192,20 +192,11 @@ class FeaturesPanel(Panel):
         self.split.setStretchFactor(0, 3)
         self.split.setStretchFactor(1, 2)
         self.split.setSizes([640, 330])
-        self.status = QLabel("")
-        self.status.setObjectName("caption")
-        self.status.setWordWrap(True)
+        self.status = caption_label()
         self.plot.setToolTip(METHOD)
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.setSpacing(3)
-        layout.addLayout(models_row)
-        layout.addLayout(run_row)
-        layout.addWidget(self.model_note)
-        layout.addWidget(self.extra_note)
-        layout.addWidget(self.split, 1)
-        layout.addWidget(self.status)
+        stack(self, models_row, run_row, self.model_note, self.extra_note, (self.split, 1), self.status,
+              spacing=3, margins=6)
 
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
@@ -217,7 +208,6 @@ class FeaturesPanel(Panel):
         ctx.selectionChanged.connect(self._on_selection)
         ctx.modelsChanged.connect(lambda _m: self._refresh_model_choices())
         ctx.datasetChanged.connect(lambda _d: self._refresh_model_choices())
-        ctx.lectureModeChanged.connect(self.set_lecture_mode)
         self.run_button.clicked.connect(self.run)
         self.new_seed_button.clicked.connect(self._new_seed)
         for box in self.model_boxes.values():

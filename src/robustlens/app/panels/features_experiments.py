@@ -28,7 +28,7 @@ from robustlens.engine.inversion import SEED_MODES, STEP_SCHEDULES
 
 from .. import style
 from ..context import AppContext
-from ..controls import double_spin_box, labelled_row, setting_combo, spin_box
+from ..controls import caption_label, double_spin_box, labelled_row, setting_combo, spin_box, stack
 from ..settings import Setting
 from .base import Panel
 from .features_models import check_remembered, choose, fill_model_box, load_unloaded, missing_text, model_status
@@ -151,21 +151,11 @@ class DatasetExperiments(Panel):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.verticalHeader().hide()
         self.table.setWordWrap(False)
-        self.shown = QLabel("")
-        self.shown.setWordWrap(True)
-        self.shown.setObjectName("caption")
+        self.shown = caption_label()
         self.shown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.setSpacing(4)
-        layout.addLayout(models_row)
-        layout.addLayout(run_row)
-        layout.addWidget(self.warning)
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.shown)
-        layout.addWidget(self.status)
+        stack(self, models_row, run_row, self.warning, (self.table, 1), self.shown, self.status, margins=4)
         self.run_button.clicked.connect(self.run)
         self.load_button.clicked.connect(self._ask_results)
         self.count_box.valueChanged.connect(lambda _v: self._update_warning())

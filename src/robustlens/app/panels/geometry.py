@@ -152,7 +152,6 @@ class GeometryPanel(Panel):
         self.ctx.selectionChanged.connect(self._on_selection)
         self.ctx.datasetChanged.connect(lambda dataset: self.figure.set_classes(self.ctx.classes))
         self.ctx.stripChanged.connect(self._on_strip)
-        self.ctx.lectureModeChanged.connect(self.set_lecture_mode)
         self.set_lecture_mode(self.ctx.lecture_mode)
 
     # ---------------------------------------------------------------- models and inputs

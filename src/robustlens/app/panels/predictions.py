@@ -34,7 +34,6 @@ class PredictionsPanel(Panel):
         self.image_choice.currentIndexChanged.connect(lambda _i: self.refresh())
         ctx.modelsChanged.connect(lambda _m: self.refresh())
         ctx.stripChanged.connect(self._on_strip_changed)
-        ctx.lectureModeChanged.connect(self.set_lecture_mode)
         self.strip = ctx.strip  # the strip owns the predictions it shows
         self.strip.predictionsShown.connect(self._on_strip_changed)
         self.strip.slotClicked.connect(self.show_slot)

@@ -24,7 +24,7 @@ from robustlens.engine.robustness import (RobustnessRequest, TransferRequest, ca
 
 from .. import style
 from ..context import AppContext
-from ..controls import combo_box, double_spin_box, labelled_row, spin_box
+from ..controls import bold_label, caption_label, column, combo_box, double_spin_box, labelled_row, spin_box
 from ..eps_control import DEFAULT_EPS, EPS_SLIDER, NORM_NAMES, eps_maximum, norm_combo
 from ..settings import Setting
 from .attack_plots import RobustnessPlot, TransferMatrixTable
@@ -357,32 +357,20 @@ class TransferSection(_Section):
         self.target_box = combo_box(TRANSFER_TARGETS, self.SETTINGS[-1].help, shrinking=True)
         self.matrix = TransferMatrixTable()
         self.matrix.setObjectName("experiments-transfer")
-        self.caption = QLabel("")
-        self.caption.setObjectName("caption")
-        self.caption.setWordWrap(True)
-        self.title = QLabel("")
-        bold = self.title.font()
-        bold.setBold(True)
-        self.title.setFont(bold)
-        body = QWidget()
-        column = QVBoxLayout(body)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.setSpacing(4)
-        column.addWidget(self.title)
-        column.addWidget(self.matrix, 1)
-        column.addWidget(self.caption)
-        self.body = body
+        self.caption = caption_label()
+        self.title = bold_label()
+        self.body = column(self.title, (self.matrix, 1), self.caption)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
         layout.addLayout(self._controls((("Norm", self.norm_box), ("ε", self.eps_box), ("Steps", self.steps_box),
                                          ("Images", self.images_box), ("Target", self.target_box))))
-        layout.addWidget(body, 1)
+        layout.addWidget(self.body, 1)
         layout.addWidget(self.status)
         self.norm_box.currentIndexChanged.connect(self._on_norm)
         self.eps_box.valueChanged.connect(lambda v: self._per_norm.__setitem__(self.norm_box.currentData(), float(v)))
         self._on_norm(0)
-        ctx.register_exportable("Experiments: transfer matrix", body)
+        ctx.register_exportable("Experiments: transfer matrix", self.body)
         self._cells = 0
         self._total = 0
         self._say("Adversarial examples crafted on each loaded model (rows) are shown to every model (columns). "
