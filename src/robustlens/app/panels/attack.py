@@ -209,10 +209,8 @@ class AttackPanel(Panel):
         self.ctx.register_exportable("Attack: transfer table", verdicts)
 
     def _connect(self) -> None:
-        ctx = self.ctx
-        ctx.selectionChanged.connect(self._on_selection)
-        ctx.modelsChanged.connect(lambda _m: self._refresh_sources())
-        ctx.datasetChanged.connect(lambda _d: self._refresh_classes())
+        self.follow(selection=self._on_selection, models=lambda _m: self._refresh_sources(),
+                    dataset=lambda _d: self._refresh_classes())
         self.norm_box.currentIndexChanged.connect(self._on_norm)
         self.eps.spin.valueChanged.connect(self._on_eps)
         self.eps.slider.valueChanged.connect(lambda _p: self._on_eps(self.eps.value()))

@@ -49,6 +49,14 @@ class Panel(QWidget):
         ctx.cancelRequested.connect(self._after_cancel_all)
         ctx.lectureModeChanged.connect(self.set_lecture_mode)
 
+    def follow(self, *, selection: Handler = None, models: Handler = None, dataset: Handler = None) -> None:
+        """Call ``selection(Selection)``, ``models(list[ModelInfo])``, ``dataset(Dataset)`` whenever the
+        window's selection, loaded models or dataset change."""
+        for signal, handler in ((self.ctx.selectionChanged, selection), (self.ctx.modelsChanged, models),
+                                (self.ctx.datasetChanged, dataset)):
+            if handler is not None:
+                signal.connect(handler)
+
     # ---------------------------------------------------------------- settings
 
     def setting_widgets(self) -> dict[str, QWidget]:

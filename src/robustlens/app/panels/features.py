@@ -204,10 +204,8 @@ class FeaturesPanel(Panel):
         self.ctx.register_exportable("Features: seed, original and reconstructions", self.images)
 
     def _connect(self) -> None:
-        ctx = self.ctx
-        ctx.selectionChanged.connect(self._on_selection)
-        ctx.modelsChanged.connect(lambda _m: self._refresh_model_choices())
-        ctx.datasetChanged.connect(lambda _d: self._refresh_model_choices())
+        self.follow(selection=self._on_selection, models=lambda _m: self._refresh_model_choices(),
+                    dataset=lambda _d: self._refresh_model_choices())
         self.run_button.clicked.connect(self.run)
         self.new_seed_button.clicked.connect(self._new_seed)
         for box in self.model_boxes.values():
