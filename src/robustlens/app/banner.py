@@ -12,6 +12,8 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QLabel, QMessageBox,
                                QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
 
+from .controls import show_page
+
 # the window's style sheet colours it by the "level" property (see window.STYLE_SHEET)
 NOTE_SHOWN_MS = 12_000
 LOG_LIMIT = 500
@@ -102,18 +104,11 @@ class Banner(QFrame):
                          for at, level, text in self.log) or "No messages yet."
 
     def show_log(self, parent: QWidget) -> QDialog:
-        dialog = QDialog(parent)
-        dialog.setWindowTitle("Messages")
         view = QPlainTextEdit(self.log_text())
         view.setReadOnly(True)
         view.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(dialog.close)
-        layout = QVBoxLayout(dialog)
-        layout.addWidget(view)
-        layout.addWidget(buttons)
+        dialog = show_page(parent, "Messages", view)
         dialog.resize(760, 420)
-        dialog.setModal(False)
         dialog.show()
         view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
         return dialog

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
-from PySide6.QtWidgets import (QAbstractButton, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractButton, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QHBoxLayout,
+                               QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from .settings import Setting
 
@@ -170,3 +170,14 @@ def column(*items, spacing: int = 4, margins: int = 0) -> QWidget:
     holder = QWidget()
     stack(holder, *items, spacing=spacing, margins=margins)
     return holder
+
+
+def show_page(parent: QWidget, title: str, body: QWidget) -> QDialog:
+    """A non-modal window showing ``body`` above a Close button (the message log, Getting started)."""
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(title)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dialog.close)
+    stack(dialog, body, buttons)
+    dialog.setModal(False)
+    return dialog

@@ -9,6 +9,8 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QMessageBox, QV
 
 import robustlens
 
+from .controls import show_page
+
 GETTING_STARTED_KEY = "help/getting_started_shown"
 
 GETTING_STARTED = """
@@ -92,18 +94,11 @@ class HelpPages:
             self.show_getting_started()
 
     def show_getting_started(self) -> QDialog:
-        dialog = QDialog(self)
-        dialog.setWindowTitle("Getting started")
         text = QLabel(GETTING_STARTED)
         text.setWordWrap(True)
         text.setTextFormat(Qt.TextFormat.RichText)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(dialog.close)
-        layout = QVBoxLayout(dialog)
-        layout.addWidget(text)
-        layout.addWidget(buttons)
+        dialog = show_page(self, "Getting started", text)
         dialog.setMinimumWidth(640)
-        dialog.setModal(False)
         dialog.show()
         self.getting_started_dialog = dialog
         return dialog
