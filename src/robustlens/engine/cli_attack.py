@@ -21,6 +21,7 @@ from .cli import add_model_arguments
 from .attack_jobs import AttackConfig, attack_job
 from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .attacks import KEEPS, LOSSES, NORMS, RANDOM_STARTS, TARGET_MODES
+from .cluster import add_cluster_arguments, check_local_only_flags, cluster_options, wants_ray
 from .data import load_dataset
 from .jobs import Partial, Progress, run_to_end
 from .models import default_device, load_model, weights_sha256, zoo_names
@@ -73,6 +74,8 @@ def register(sub) -> None:
                    help="--curve: replace points of other settings; --transfer: replace a finished matrix")
     p.add_argument("--data-root", help="folder with the dataset files")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    add_cluster_arguments(p, block_help="--curve/--transfer: images per block sent to a worker, whole --batch "
+                                        "batches (default: one batch)")
     p.set_defaults(func=run_attack)
 
 
@@ -250,16 +253,12 @@ def run_curve(args, device) -> int:
         if points.kept:
             print(f"resuming {points.path}: {len(eps_values) * len(models) - len(todo)} points already there are kept",
                   file=sys.stderr)
-        bar = tqdm(todo, desc="robust accuracy", unit="point", dynamic_ncols=True, leave=False)
-        for eps, name in bar:
-            bar.set_description(f"{name} {NORM_LABEL[args.norm]} ε={eps:g}")
-            job = robustness_curves_job({name: models[name]}, subset.images, subset.labels, norm=args.norm,
-                                        eps_values=[eps], batch_size=args.batch, **attack)
-            point = next(e.value for e in _events(job) if isinstance(e, Partial) and e.kind == "curve_point")
+        for point in _curve_points(args, models, subset, attack, todo):
+            name, eps = point.model, point.eps
             points.append(f"{name}\t{hashes[name]}\t{eps!r}\t{point.accuracy!r}\t{point.correct}\t{point.total}")
             points.rows[(name, eps)] = [name, hashes[name], repr(eps), repr(point.accuracy), str(point.correct),
                                         str(point.total)]
-            bar.write(f"  {name}  ε={eps:g}: {100 * point.accuracy:.1f}%")
+            tqdm.write(f"  {name}  ε={eps:g}: {100 * point.accuracy:.1f}%")
     accuracy = {name: [float(points.rows[(name, eps)][3]) for eps in eps_values] for name in models}
     result = RobustnessCurves(args.norm, eps_values, list(models), accuracy, len(subset),
                               dict(attack, attack="PGD, untargeted"))
@@ -271,6 +270,27 @@ def run_curve(args, device) -> int:
     paths = save_result(result, out / f"curve-{args.norm}")
     print(f"({time.perf_counter() - began:.0f} s) saved {', '.join(map(str, paths))} (points in {points.path})")
     return 0
+
+
+def _curve_points(args, models: dict, subset, attack: dict, todo: list[tuple[float, str]]):
+    """The curve points ``todo`` ((ε, model) pairs) in order, one seeded job each: here, or with --ray
+    in blocks of whole PGD batches on a cluster's workers (engine/cluster_jobs.py), the same points."""
+    if wants_ray(args):
+        from .cluster_jobs import model_refs, ray_curve_points
+
+        bar = tqdm(total=len(todo) * len(subset), desc="robust accuracy on Ray", unit="img", dynamic_ncols=True,
+                   leave=False)
+        with bar:
+            yield from ray_curve_points(cluster_options(args), model_refs(models), subset.images, subset.labels,
+                                        norm=args.norm, attack=attack, batch=args.batch, todo=todo,
+                                        progress=bar.update, threads=args.threads)
+        return
+    bar = tqdm(todo, desc="robust accuracy", unit="point", dynamic_ncols=True, leave=False)
+    for eps, name in bar:
+        bar.set_description(f"{name} {NORM_LABEL[args.norm]} ε={eps:g}")
+        job = robustness_curves_job({name: models[name]}, subset.images, subset.labels, norm=args.norm,
+                                    eps_values=[eps], batch_size=args.batch, **attack)
+        yield next(e.value for e in _events(job) if isinstance(e, Partial) and e.kind == "curve_point")
 
 
 def _events(job):
@@ -296,15 +316,23 @@ def run_transfer(args, device) -> int:
     if args.smooth_sigma:
         raise ValueError("--transfer attacks the models themselves (no --smooth-sigma)")
     relative = args.step_size * args.steps / eps if args.step_size is not None and eps > 0 else args.relative_step
-    job = transfer_matrix_job(models, subset.images, subset.labels, norm=args.norm, eps=eps, steps=args.steps,
-                              relative_step=relative, restarts=args.restarts,
-                              random_start=args.random_start or "none", loss=args.loss, keep=args.keep,
-                              target=args.target, target_class=args.target_class, batch_size=args.batch,
-                              seed=args.seed)
+    attack = dict(steps=args.steps, relative_step=relative, restarts=args.restarts,
+                  random_start=args.random_start or "none", loss=args.loss, keep=args.keep, target=args.target,
+                  target_class=args.target_class, seed=args.seed)
     began = time.perf_counter()
-    bar, on_event = _progress_bar("transfer matrix")
-    with bar:
-        result = run_to_end(job, on_event=on_event, keep_errors=True)
+    if wants_ray(args):
+        from .cluster_jobs import model_refs, ray_transfer_matrix
+
+        with tqdm(total=len(models) * len(subset), desc="transfer matrix on Ray", unit="img", leave=False) as bar:
+            result = ray_transfer_matrix(cluster_options(args), models, model_refs(models), subset.images,
+                                         subset.labels, norm=args.norm, eps=eps, attack=attack, batch=args.batch,
+                                         progress=bar.update, threads=args.threads)
+    else:
+        job = transfer_matrix_job(models, subset.images, subset.labels, norm=args.norm, eps=eps,
+                                  batch_size=args.batch, **attack)
+        bar, on_event = _progress_bar("transfer matrix")
+        with bar:
+            result = run_to_end(job, on_event=on_event, keep_errors=True)
     print(f"\nattack success rate (%) of PGD {NORM_LABEL[args.norm]} ε={eps:g} ({args.steps} steps, {args.target}) "
           f"crafted on the row model, judged by the column model, over the images the column model classifies "
           f"correctly (of the first {result.images} test images):")
@@ -318,6 +346,9 @@ def run_transfer(args, device) -> int:
 
 
 def run_attack(args) -> int:
+    check_local_only_flags(args)
+    if wants_ray(args) and not (args.curve or args.transfer):
+        raise ValueError("--ray runs --curve and --transfer (attacking a few images needs no cluster)")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.scale < 1:

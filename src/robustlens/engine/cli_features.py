@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -11,8 +12,9 @@ import torch
 from tqdm import tqdm
 
 from .cli import add_model_arguments
+from .cluster import add_cluster_arguments, check_local_only_flags, cluster_options, wants_ray
 from .constructed import (DATASET_KINDS, STORAGE_DTYPES, load_built_dataset, non_robust_dataset_job,
-                          real_images_of, relabeled_dataset_job, robust_dataset_job)
+                          real_images_of, relabel_options, relabeled_dataset_job, robust_dataset_job)
 from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .data import DATASETS, Dataset, load_dataset
 from .files import MANIFEST_LIMIT, read_regular
@@ -65,6 +67,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="selects the images, seeds and targets")
     p.add_argument("--dtype", choices=STORAGE_DTYPES, default=BUILD.dtype, help="how images are stored")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    add_cluster_arguments(p, block_help=argparse.SUPPRESS)  # on Ray a block is one --chunk
     p.set_defaults(func=run_build_dataset)
 
     p = sub.add_parser("experiment", help="train a standard model on each constructed dataset and evaluate "
@@ -241,6 +244,9 @@ def run_invert(args) -> int:
 # ---------------------------------------------------------------- build-dataset
 
 def run_build_dataset(args) -> int:
+    check_local_only_flags(args)
+    if args.block is not None:
+        raise ValueError("build-dataset sends one --chunk per block: give --chunk, not --block")
     prepare_output_folder(args.out)  # a file there is refused in one line before any work
     _threads(args)
     device = default_device()
@@ -249,6 +255,14 @@ def run_build_dataset(args) -> int:
     source = load_dataset(model.meta.dataset, "train", args.data_root)
     inversion = dict(seeds=args.seeds, steps=args.steps, step_size=args.step_size, schedule=args.schedule)
     common = dict(count=args.count, chunk_size=args.chunk, seed=args.seed, dtype=args.dtype)
+    if wants_ray(args):  # the chunks are built by the cluster's workers and written here, in order
+        from .cluster_jobs import ray_chunk_runner
+
+        options = inversion if args.kind in ("robust", "non-robust") else \
+            relabel_options(args.eps, args.pgd_steps, args.pgd_step_size)
+        common["run_chunks"] = ray_chunk_runner(cluster_options(args), kind=args.kind, model_ref=model_name,
+                                                model=model, source=(model.meta.dataset, "train", args.data_root),
+                                                chunk_options=options, seed=args.seed, threads=args.threads)
     if args.kind == "robust":
         job = robust_dataset_job(model, source, args.out, **inversion, **common)
     elif args.kind == "non-robust":

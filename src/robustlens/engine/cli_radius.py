@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .anytime import FIRST_LOOK, GROWTH, anytime_max_radius, decide_radius
+from .anytime import FIRST_LOOK, GROWTH, anytime_max_radius
 from .certify_tsv import (DECISION_TOOL, DECISION_TSV_HEADER, decision_tsv_row, is_decision_tsv, read_certify_tsv,
                           read_decision_tsv)
 from .cli import CLIError, nonnegative_float, positive_int
@@ -31,8 +31,9 @@ def add_radius_arguments(p) -> None:
     group.add_argument("--max-n", type=positive_int, metavar="N", help="the most estimation samples per image")
 
 
-def run_radius_decisions(args, prepare) -> int:
-    """``prepare``: cli_smoothing._prepare (model, smoothed classifier, images, the resumable table)."""
+def run_radius_decisions(args, prepare, image_results) -> int:
+    """``prepare``: cli_smoothing._prepare (model, smoothed classifier, images, the resumable table);
+    ``image_results``: cli_smoothing.image_results (the decisions here, or with --ray on a cluster)."""
     if args.radius is None or args.max_n is None:
         raise CLIError("--radius and --max-n go together: give both to decide images at a radius")
     settings = {"mode": "radius decision", "radius": args.radius, "max_n": args.max_n, "n": None,
@@ -52,17 +53,16 @@ def run_radius_decisions(args, prepare) -> int:
         for fields in table.rows.values():  # idx label predict certified correct samples time
             outcomes.append((fields[3] == "1" and fields[4] == "1", int(fields[5])))
         todo = [p for p in positions if str(dataset.source_index(p)) not in table.rows]
-        bar = tqdm(todo, desc=f"decide R={args.radius:g} σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
-        for position in bar:
+        bar = tqdm(total=len(todo), desc=f"decide R={args.radius:g} σ={smooth.sigma:g}", unit="img",
+                   dynamic_ncols=True)
+        decisions = image_results(args, model, smooth, dataset, table, todo, bar, command="decide")
+        for position, (prediction, certified, samples, seconds) in decisions:
             idx, label = dataset.source_index(position), int(dataset.labels[position])
-            start = time.perf_counter()
-            decision = decide_radius(smooth, dataset.images[position], args.radius, args.n0, args.max_n, args.alpha,
-                                     args.batch, generator=args.seed + idx)
-            table.append(decision_tsv_row(idx, label, decision.prediction, decision.certified, decision.samples,
-                                          time.perf_counter() - start))
-            outcomes.append((decision.certified and decision.prediction == label, decision.samples))
+            table.append(decision_tsv_row(idx, label, prediction, certified, samples, seconds))
+            outcomes.append((certified and prediction == label, samples))
             bar.set_postfix(certified_acc=f"{np.mean([o[0] for o in outcomes]):.3f}",
                             samples=f"{np.mean([o[1] for o in outcomes]):,.0f}")
+        bar.close()
     seconds = time.perf_counter() - began
     accuracy = np.mean([o[0] for o in outcomes]) if outcomes else 0.0
     samples = np.mean([o[1] for o in outcomes]) if outcomes else 0.0

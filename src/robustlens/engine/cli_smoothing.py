@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from .cli import CLIError, add_model_arguments, nonnegative_int, positive_float, positive_int, probability
 from .cluster import (add_cluster_arguments, check_local_only_flags, job_spec, run_blocks, shard_positions,
-                      shard_settings, shard_spec, smooth_image, wants_ray)
+                      shard_settings, shard_spec, wants_ray)
+from .cluster_worker import smooth_image
 from .data import DATASETS, SPLITS, load_dataset
 from .models import default_device, load_model, weights_sha256
 from .resumable import ResumableTSV, prepare_output_file
@@ -138,10 +139,12 @@ def _resuming_note(table: ResumableTSV, total: int) -> None:
         print(f"resuming {table.path}: {table.kept} of {total} rows already there are kept", file=sys.stderr)
 
 
-def _results(args, model, smooth, dataset, table, todo, bar) -> Iterator[tuple[int, tuple]]:
-    """(position, (prediction, radius, seconds)) for each position of ``todo`` in order: here, one image
-    after the other, or with --ray on a cluster's workers (engine/cluster.py); the same rows either way."""
-    job = job_spec(args, model, smooth.sigma, table.settings)
+def image_results(args, model, smooth, dataset, table, todo, bar, command: str | None = None
+                  ) -> Iterator[tuple[int, tuple]]:
+    """(position, :func:`~robustlens.engine.cluster_worker.smooth_image`'s result) for each position of
+    ``todo`` in order: here, one image after the other, or with --ray on a cluster's workers
+    (engine/cluster.py); the same rows either way. ``command``: "decide" for radius decisions."""
+    job = job_spec(args, model, smooth.sigma, table.settings, command)
     if wants_ray(args):
         report: dict = {}
         try:
@@ -161,10 +164,7 @@ def _results(args, model, smooth, dataset, table, todo, bar) -> Iterator[tuple[i
 def run_certify(args) -> int:
     check_local_only_flags(args)
     if getattr(args, "radius", None) is not None or getattr(args, "max_n", None) is not None:
-        if wants_ray(args):  # the decisions run one image after the other, here
-            raise CLIError("--ray does not run radius decisions (--radius / --max-n) yet: leave --ray out, "
-                           "or shard the run with --shard I/K")
-        return run_radius_decisions(args, _prepare)
+        return run_radius_decisions(args, _prepare, image_results)
     model, smooth, dataset, positions, out, table = _prepare(args)
     began = time.perf_counter()
     radii, correct = [], []
@@ -175,7 +175,7 @@ def run_certify(args) -> int:
             radii.append(float(fields[3]))
             correct.append(fields[4] == "1")
         bar = tqdm(total=len(todo), desc=f"certify σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
-        for position, (prediction, radius, seconds) in _results(args, model, smooth, dataset, table, todo, bar):
+        for position, (prediction, radius, seconds) in image_results(args, model, smooth, dataset, table, todo, bar):
             idx, label = dataset.source_index(position), int(dataset.labels[position])
             table.append(certify_tsv_row(idx, label, prediction, radius, seconds))
             radii.append(radius)
@@ -201,7 +201,7 @@ def run_predict(args) -> int:
         for fields in table.rows.values():  # idx label predict correct time
             outcomes.append((fields[3] == "1", fields[2] == "-1"))
         bar = tqdm(total=len(todo), desc=f"predict σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
-        for position, (prediction, _, seconds) in _results(args, model, smooth, dataset, table, todo, bar):
+        for position, (prediction, _, seconds) in image_results(args, model, smooth, dataset, table, todo, bar):
             idx, label = dataset.source_index(position), int(dataset.labels[position])
             table.append(predict_tsv_row(idx, label, prediction, seconds))
             outcomes.append((prediction == label, prediction == -1))

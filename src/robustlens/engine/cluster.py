@@ -26,17 +26,15 @@ import os
 import socket
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .cli import CLIError, nonnegative_float, positive_float, positive_int
+from .cluster_worker import BlockWorker
 
 CONNECT_TIMEOUT_S = 30.0  # the default bound on reaching a cluster (--ray-timeout)
 BLOCK_ATTEMPTS = 3  # a block that kills this many workers in a row is a failure, not bad luck
 WORKER_START_TIMEOUT_S = 300.0  # no worker ready and none busy for this long: the cluster has no room
-# Fault injection for tests and drills, read on the driver: "BLOCK:MARKER" makes the worker that runs block
-# BLOCK exit after its first image (os._exit, as a killed process would) if it can create the file MARKER,
-# so only the first time.
-KILL_BLOCK_ENV = "ROBUSTLENS_CLUSTER_KILL_BLOCK"
 
 
 # ---------------------------------------------------------------- command-line pieces (no ray needed)
@@ -74,7 +72,8 @@ def shard_settings(shard: tuple[int, int] | None, total: int) -> dict:
     return {"shard": {"index": index, "count": count, "images": total}}
 
 
-def add_cluster_arguments(p) -> None:
+def add_cluster_arguments(p, block_help: str = "images per block sent to a worker (default: about 4 blocks per "
+                                                  "worker, at most 16)") -> None:
     group = p.add_argument_group("Ray cluster (pip install robustlens[cluster])")
     group.add_argument("--ray", metavar="ADDRESS",
                        help="run on Ray: 'local' starts one on this machine, 'auto' joins the one `ray start` "
@@ -83,8 +82,7 @@ def add_cluster_arguments(p) -> None:
     group.add_argument("--gpus-per-worker", type=nonnegative_float, default=0.0,
                        help="GPUs each worker holds (a fraction such as 0.5 lets two workers share one GPU)")
     group.add_argument("--cpus-per-worker", type=positive_float, default=1.0, help="CPUs each worker holds")
-    group.add_argument("--block", type=positive_int,
-                       help="images per block sent to a worker (default: about 4 blocks per worker, at most 16)")
+    group.add_argument("--block", type=positive_int, help=block_help)
     group.add_argument("--ray-timeout", type=positive_float, default=CONNECT_TIMEOUT_S,
                        help="seconds to wait for the cluster before giving up")
 
@@ -108,89 +106,40 @@ def check_local_only_flags(args) -> None:
 # ---------------------------------------------------------------- the unit of work
 
 
-def job_spec(args, model, sigma: float, settings: dict) -> dict:
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where and how a run goes on Ray: ``address`` as --ray takes it, the rest as the flags of the same
+    names (``block`` None: the run's default)."""
+    address: str
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    block: int | None = None
+    timeout: float = CONNECT_TIMEOUT_S
+
+
+def cluster_options(args) -> ClusterOptions:
+    return ClusterOptions(args.ray, args.workers, float(args.gpus_per_worker or 0.0), float(args.cpus_per_worker),
+                          args.block, float(args.ray_timeout))
+
+
+@dataclass
+class Task:
+    """One block for a worker: the run's ``job`` (plain values), the block's arguments (``payload``; Ray
+    object refs among them are fetched by the worker) and how many progress units it is worth."""
+    job: dict
+    payload: tuple
+    size: int
+
+
+def job_spec(args, model, sigma: float, settings: dict, command: str | None = None) -> dict:
     """Everything a worker needs to smooth images as this run does (plain data, sent to every worker)."""
-    command = "certify" if hasattr(args, "n0") else "predict"
+    command = command or ("certify" if hasattr(args, "n0") else "predict")
     return dict(command=command, model=str(args.model), weights_sha256=settings["weights_sha256"],
                 classes=len(model.meta.classes), sigma=float(sigma), n0=getattr(args, "n0", None), n=args.n,
                 alpha=args.alpha, batch=args.batch, seed=args.seed, eager=bool(args.eager), threads=args.threads,
-                gpus=float(getattr(args, "gpus_per_worker", 0.0) or 0.0),
-                kill_block=os.environ.get(KILL_BLOCK_ENV))  # read here: a worker may have started before it was set
-
-
-def smooth_image(smooth, job: dict, image, idx: int) -> tuple[int, float | None, float]:
-    """(prediction, radius or None, seconds) of one image, seeded ``SEED + idx`` as in every run
-    (Cohen et al. 2019, CERTIFY / PREDICT)."""
-    start = time.perf_counter()
-    if job["command"] == "certify":
-        prediction, radius = smooth.certify(image, job["n0"], job["n"], job["alpha"], job["batch"],
-                                            generator=job["seed"] + idx)
-    else:
-        prediction, radius = smooth.predict(image, job["n"], job["alpha"], job["batch"],
-                                            generator=job["seed"] + idx), None
-    return int(prediction), radius, time.perf_counter() - start
-
-
-def model_key(job: dict) -> tuple:
-    """What a loaded smoothed classifier depends on: a worker keeps one per key."""
-    return job["model"], job["weights_sha256"], job["classes"], job["sigma"], job["eager"], job["gpus"] > 0
-
-
-class BlockWorker:
-    """One Ray worker: loads each run's model once (kept for later runs with the same model), then smooths
-    whole blocks. Made a Ray actor by :func:`_actor_class`; plain Python here so it reads without Ray."""
-
-    def __init__(self):
-        self.loaded: dict[tuple, object] = {}
-
-    def load(self, job: dict) -> dict:
-        """{"error": why the model cannot be used here, or None; "backend": the forward it runs}."""
-        try:
-            import torch
-
-            from .models import default_device, load_model, weights_sha256
-            from .smoothing import Smooth
-
-            if job["threads"]:
-                torch.set_num_threads(job["threads"])
-            # Ray hides the GPUs a worker was not given only when it was given some (CUDA_VISIBLE_DEVICES
-            # is left alone at num_gpus=0): a worker without GPUs must not use one it did not reserve
-            key, device = model_key(job), torch.device("cpu")
-            if job["gpus"] > 0:
-                if not torch.cuda.is_available():
-                    raise CLIError("--gpus-per-worker is set but this node's torch sees no CUDA GPU")
-                device = default_device()
-            if key not in self.loaded:
-                model = load_model(job["model"], device=device)
-                if weights_sha256(model.state_dict()) != job["weights_sha256"]:
-                    raise CLIError(f"{job['model']} has other weights here than on the driver")
-                smooth = Smooth(model, job["classes"], job["sigma"], optimize=not job["eager"])
-                smooth.prepare(tuple(model.meta.input_shape))
-                self.loaded[key] = smooth
-            return {"error": None, "backend": self.loaded[key].backend}
-        except Exception as failure:  # noqa: BLE001 — the driver ends with this one line
-            why = " ".join(str(failure).split()) or type(failure).__name__
-            return {"error": f"worker on {socket.gethostname()}: {why}", "backend": None}
-
-    def run(self, block: int, job: dict, indices: list[int], images) -> list[tuple[int, float | None, float]]:
-        smooth = self.loaded[model_key(job)]
-        results = []
-        for idx, image in zip(indices, images):
-            results.append(smooth_image(smooth, job, image, idx))
-            _maybe_die(block, job.get("kill_block"))  # after the first image: the block is half done
-        return results
-
-
-def _maybe_die(block: int, spec: str | None) -> None:
-    if not spec or ":" not in spec:
-        return
-    target, marker = spec.split(":", 1)
-    if target.strip() == str(block):
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-        os._exit(1)
+                radius=getattr(args, "radius", None), max_n=getattr(args, "max_n", None),
+                gpus=float(getattr(args, "gpus_per_worker", 0.0) or 0.0))
 
 
 # ---------------------------------------------------------------- Ray: connecting
@@ -272,25 +221,49 @@ def _worker_count(ray, requested: int | None, gpus: float, cpus: float) -> int:
     return requested if requested is not None else max(1, fits)
 
 
-def run_blocks(args, job: dict, dataset, todo: list[int], progress, report: dict | None = None
-               ) -> Iterator[tuple[int, tuple]]:
-    """(position, (prediction, radius, seconds)) for every position of ``todo``, in ``todo``'s order, computed
-    by Ray workers; ``progress(k)`` is called as k more images finish on any worker; ``report`` gets the
-    workers' "backend" and the "workers" count."""
-    if not todo:  # a finished file: nothing to start a cluster for
-        return
+MakeTasks = Callable[[Callable, int], list]
+
+
+def run_tasks(options: ClusterOptions, make_tasks: MakeTasks, progress, report: dict | None = None
+              ) -> Iterator[tuple[int, object]]:
+    """(task number, result) for every task, in the tasks' order, computed by Ray workers.
+    ``make_tasks(put, workers)`` gives the :class:`Task` list once the cluster is joined (``put`` is
+    ``ray.put``, to ship an array once for several tasks; ``workers`` how many will run); ``progress(k)``
+    is called as a task worth k units finishes on any worker; ``report`` gets the workers' "backend" and
+    the "workers" count."""
     ray = import_ray()
-    shutdown = connect(args.ray, args.ray_timeout)
+    shutdown = connect(options.address, options.timeout)
     try:
-        workers = _worker_count(ray, args.workers, args.gpus_per_worker, args.cpus_per_worker)
-        size = args.block or default_block(len(todo), workers)
-        blocks = [todo[start:start + size] for start in range(0, len(todo), size)]
-        pool = WorkerPool(ray, args.gpus_per_worker, args.cpus_per_worker, keep=shutdown is _keep_ray)
-        yield from pool.drive(job, dataset, blocks, min(workers, len(blocks)), progress)
+        workers = _worker_count(ray, options.workers, options.gpus_per_worker, options.cpus_per_worker)
+        tasks = make_tasks(ray.put, workers)
+        if not tasks:
+            return
+        pool = WorkerPool(ray, options.gpus_per_worker, options.cpus_per_worker, keep=shutdown is _keep_ray)
+        yield from pool.drive(tasks, min(workers, len(tasks)), progress)
         if report is not None:
-            report.update(backend=pool.backend, workers=min(workers, len(blocks)))
+            report.update(backend=pool.backend, workers=min(workers, len(tasks)))
     finally:
         shutdown()
+
+
+def run_blocks(args, job: dict, dataset, todo: list[int], progress, report: dict | None = None
+               ) -> Iterator[tuple[int, tuple]]:
+    """(position, result of :func:`~robustlens.engine.cluster_worker.smooth_image`) for every position of
+    ``todo``, in ``todo``'s order, computed by Ray workers in blocks of consecutive positions;
+    ``progress(k)`` is called as k more images finish on any worker."""
+    if not todo:  # a finished file: nothing to start a cluster for
+        return
+    options = cluster_options(args) if not isinstance(args, ClusterOptions) else args
+    blocks: list[list[int]] = []
+
+    def make_tasks(put, workers):
+        size = options.block or default_block(len(todo), workers)
+        blocks.extend(todo[start:start + size] for start in range(0, len(todo), size))
+        return [Task(job, ([dataset.source_index(p) for p in block], put(dataset.images[block].numpy())), len(block))
+                for block in blocks]
+
+    for number, results in run_tasks(options, make_tasks, progress, report):
+        yield from zip(blocks[number], results)
 
 
 def _keep_ray() -> None:
@@ -311,23 +284,22 @@ class WorkerPool:
         self.key = (ray.get_runtime_context().get_job_id(), gpus, cpus)
         self.backend = None
 
-    def drive(self, job, dataset, blocks, workers, progress, start_timeout: float = WORKER_START_TIMEOUT_S):
-        """The results of ``blocks`` (lists of positions) block by block in order, on ``workers`` workers.
-        Workers are started without waiting for one another and join as they are ready; a dead worker's
-        block goes back to the front of the queue and a new worker is started in its place."""
+    def drive(self, tasks: list[Task], workers: int, progress, start_timeout: float = WORKER_START_TIMEOUT_S):
+        """(task number, result) of every task in order, on ``workers`` workers. Workers are started without
+        waiting for one another and join as they are ready (loading what the first task's job needs); a
+        dead worker's task goes back to the front of the queue and a new worker is started in its place."""
         from ray.exceptions import RayActorError, RayTaskError
 
-        if not blocks:
+        if not tasks:
             return
         ray = self.ray
-        payload = [([dataset.source_index(p) for p in block], ray.put(dataset.images[block].numpy()))
-                   for block in blocks]
-        pending = deque(range(len(blocks)))  # block numbers not yet handed out (a rerun goes first)
-        attempts = [0] * len(blocks)
-        in_flight: dict = {}  # run ObjectRef -> (block number, actor)
+        job = tasks[0].job
+        pending = deque(range(len(tasks)))  # task numbers not yet handed out (a rerun goes first)
+        attempts = [0] * len(tasks)
+        in_flight: dict = {}  # run ObjectRef -> (task number, actor)
         starting: dict = {}  # load ObjectRef -> actor
         idle: list = []
-        done: dict[int, list] = {}
+        done: dict[int, object] = {}
         next_out, failed_starts, last_progress = 0, 0, time.monotonic()
 
         def start(actor=None):
@@ -342,11 +314,11 @@ class WorkerPool:
         for _ in range(workers - len(kept[:workers])):
             start()
         try:
-            while next_out < len(blocks):
+            while next_out < len(tasks):
                 while idle and pending:
                     number, actor = pending.popleft(), idle.pop()
                     attempts[number] += 1
-                    in_flight[actor.run.remote(number, job, *payload[number])] = (number, actor)
+                    in_flight[actor.run.remote(number, tasks[number].job, *tasks[number].payload)] = (number, actor)
                 finished, _ = ray.wait(list(in_flight) + list(starting), num_returns=1, timeout=1.0)
                 if finished:
                     last_progress = time.monotonic()
@@ -381,15 +353,15 @@ class WorkerPool:
                     except RayActorError:
                         # the worker died (killed, out of memory, node lost): replace it, rerun its block first
                         if attempts[number] >= BLOCK_ATTEMPTS:
-                            raise CLIError(f"block {number} (from idx {payload[number][0][0]}) killed "
+                            raise CLIError(f"block {number} killed "
                                            f"{attempts[number]} workers; giving up") from None
                         pending.appendleft(number)
                         start()
                         continue
                     idle.append(actor)
-                    progress(len(blocks[number]))
-                while next_out in done:  # rows go out in index order, each block once
-                    yield from zip(blocks[next_out], done.pop(next_out))
+                    progress(tasks[number].size)
+                while next_out in done:  # results go out in the tasks' order, each task once
+                    yield next_out, done.pop(next_out)
                     next_out += 1
         finally:
             unfinished = [actor for _, actor in in_flight.values()] + list(starting.values())

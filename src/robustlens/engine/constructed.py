@@ -128,10 +128,30 @@ def load_built_dataset(path: Path | str) -> Dataset:
 
 
 ChunkMaker = Callable[[int, torch.Tensor, torch.Generator, CancelToken], Iterator[Any]]
+# run_chunks(todo) for chunks built elsewhere (a Ray cluster: engine/cluster_jobs.py): ``todo`` is the list of
+# (chunk k, its source positions) still to build, in order; it yields (k, the chunk's dict, seconds) in that order
+ChunkRunner = Callable[[list[tuple[int, torch.Tensor]]], Iterator[tuple[int, dict, float]]]
+
+
+def chunk_generator(seed: int, chunk: int) -> torch.Generator:
+    """Chunk k's own random stream: a resumed chunk, or one built on another machine, draws exactly what
+    it would have drawn in one uninterrupted local build."""
+    return _chunk_generator(seed, chunk)
+
+
+def build_chunk(make_chunk: ChunkMaker, k: int, part: torch.Tensor, seed: int,
+                cancel: CancelToken | None = None) -> dict:
+    """Chunk k of a build run to its end without its progress events (what a cluster worker runs)."""
+    chunk = None
+    for event in make_chunk(k, part, chunk_generator(seed, k), cancel or CancelToken()):
+        if isinstance(event, dict):
+            chunk = event
+    return chunk
 
 
 def _build_job(out: Path | str, kind: str, model, source: Dataset, *, count: int, chunk_size: int, seed: int,
-               dtype: str, settings: dict, make_chunk: ChunkMaker) -> JobFactory:
+               dtype: str, settings: dict, make_chunk: ChunkMaker, run_chunks: ChunkRunner | None = None
+               ) -> JobFactory:
     """Shared machinery of the four builders: chunks, manifest, resume, events.
 
     The images to transform are fixed up front (``select_source_indices``); chunk k covers positions
@@ -139,7 +159,8 @@ def _build_job(out: Path | str, kind: str, model, source: Dataset, *, count: int
     manifest records it. A rerun with the same settings skips every chunk already on disk, so a crash
     or a cancel after chunk k resumes at chunk k+1 without duplicating or losing images.
     ``make_chunk(k, images_positions, generator, cancel)`` yields events and finally a dict with
-    "images" (tensor), "labels" and optional extra per-image arrays.
+    "images" (tensor), "labels" and optional extra per-image arrays. With ``run_chunks`` the chunks are
+    built there instead (each chunk with its own generator, so the same bytes) and written here in order.
     """
     if kind not in DATASET_KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}: choose one of {', '.join(DATASET_KINDS)}")
@@ -201,21 +222,27 @@ def _build_job(out: Path | str, kind: str, model, source: Dataset, *, count: int
         if done:
             yield Progress(done, count, f"{name}: resuming with {done}/{count} images done")
             yield Partial("resumed", {"dataset": name, "done": done, "count": count})
-        for k in range(chunks):
-            if k in done_chunks:
+        todo = [(k, positions[k * chunk_size:(k + 1) * chunk_size]) for k in range(chunks) if k not in done_chunks]
+
+        def built_here():
+            for k, part in todo:
+                cancel.check()
+                began = time.perf_counter()
+                for event in make_chunk(k, part, _chunk_generator(seed, k), cancel):
+                    if isinstance(event, dict):
+                        yield k, event, time.perf_counter() - began
+                    elif isinstance(event, Progress):  # within-chunk progress, in images of the whole build
+                        yield Progress(done + event.fraction * len(part), count, f"{name}: {event.message}")
+                    else:
+                        yield event
+
+        for item in (built_here() if run_chunks is None else run_chunks(todo)):
+            if not isinstance(item, tuple):
+                yield item
                 continue
             cancel.check()
-            began = time.perf_counter()
+            k, chunk, seconds = item
             part = positions[k * chunk_size:(k + 1) * chunk_size]
-            chunk = None
-            for event in make_chunk(k, part, _chunk_generator(seed, k), cancel):
-                if isinstance(event, dict):
-                    chunk = event
-                    continue
-                if isinstance(event, Progress):  # within-chunk progress, in images of the whole build
-                    event = Progress(done + event.fraction * len(part), count, f"{name}: {event.message}")
-                yield event
-            seconds = time.perf_counter() - began
             arrays = {key: np.asarray(value) for key, value in chunk.items() if key not in ("images", "summary")}
             _write_npz(chunk_path(k), images=_encode(chunk["images"], dtype),
                        source_indices=source_indices[k * chunk_size:(k + 1) * chunk_size].numpy(), **arrays)
@@ -300,23 +327,25 @@ def _inversion_settings(seeds: str, steps: int, step_size: float, schedule: str)
 
 def robust_dataset_job(model, source: Dataset, out: Path | str, *, count: int, seeds: str = "other-class",
                        steps: int = 1000, step_size: float = 0.1, chunk_size: int = 500, seed: int = 0,
-                       dtype: str = "float16", schedule: str = "constant") -> JobFactory:
+                       dtype: str = "float16", schedule: str = "constant",
+                       run_chunks: ChunkRunner | None = None) -> JobFactory:
     """D_R: each source image x replaced by the inversion of the *robust* model's representation of
     x from a seed, keeping x's label. Pass the adversarially trained model."""
     settings = _inversion_settings(seeds, steps, step_size, schedule)
     return _build_job(out, "robust", model, source, count=count, chunk_size=chunk_size, seed=seed, dtype=dtype,
-                      settings=settings,
+                      settings=settings, run_chunks=run_chunks,
                       make_chunk=_inversion_chunk_maker(model, source, seeds=seeds, steps=steps, step_size=step_size,
                                                          schedule=schedule))
 
 
 def non_robust_dataset_job(model, source: Dataset, out: Path | str, *, count: int, seeds: str = "other-class",
                            steps: int = 1000, step_size: float = 0.1, chunk_size: int = 500, seed: int = 0,
-                           dtype: str = "float16", schedule: str = "constant") -> JobFactory:
+                           dtype: str = "float16", schedule: str = "constant",
+                           run_chunks: ChunkRunner | None = None) -> JobFactory:
     """D_NR: the same inversion with a *standard* model's representation."""
     settings = _inversion_settings(seeds, steps, step_size, schedule)
     return _build_job(out, "non-robust", model, source, count=count, chunk_size=chunk_size, seed=seed,
-                      dtype=dtype, settings=settings,
+                      dtype=dtype, settings=settings, run_chunks=run_chunks,
                       make_chunk=_inversion_chunk_maker(model, source, seeds=seeds, steps=steps, step_size=step_size,
                                                          schedule=schedule))
 
@@ -334,22 +363,18 @@ def relabel_targets(labels: torch.Tensor, num_classes: int, mode: str,
     raise ValueError(f"unknown relabelling mode {mode!r}: choose one of {', '.join(RELABEL_MODES)}")
 
 
-def relabeled_dataset_job(model, source: Dataset, out: Path | str, *, mode: str, count: int, eps: float = 1.5,
-                          steps: int = 50, step_size: float | None = None, chunk_size: int = 500, seed: int = 0,
-                          dtype: str = "float16", batch_size: int = 250) -> JobFactory:
-    """D_rand / D_det: targeted L2 PGD on a *standard* model pushes x toward t (min CE(f(x'), t),
-    ‖x' − x‖₂ ≤ ε), and the image is stored with label t (the paper keeps every image, reached or not;
-    the manifest reports how many reached t)."""
-    if mode not in RELABEL_MODES:
-        raise ValueError(f"unknown relabelling mode {mode!r}: choose one of {', '.join(RELABEL_MODES)}")
+def relabel_options(eps: float = 1.5, steps: int = 50, step_size: float | None = None,
+                    batch_size: int = 250) -> dict:
+    """The targeted PGD of D_rand / D_det as :func:`chunk_maker` takes it (the step size resolved)."""
     if not (eps > 0 and math.isfinite(eps)) or steps < 1:
         raise ValueError("targeted PGD needs ε > 0 and steps ≥ 1")
-    step_size = step_size if step_size is not None else default_step_size(eps, steps)
+    return dict(eps=eps, steps=steps, step_size=step_size if step_size is not None else default_step_size(eps, steps),
+                batch_size=batch_size)
+
+
+def _relabel_chunk_maker(model, source: Dataset, *, mode: str, eps: float, steps: int, step_size: float,
+                         batch_size: int) -> ChunkMaker:
     num_classes = len(getattr(getattr(model, "meta", None), "classes", source.classes))
-    settings = {"method": "targeted L2 PGD on the standard model, relabelled with the target "
-                          "(Ilyas et al. 2019, Sec. 3.2)",
-                "mode": mode, "norm": "l2", "eps": eps, "steps": steps, "step_size": step_size,
-                "random_start": False, "loss": "ce"}
     device = model_device(model)
 
     def make_chunk(k, part, generator, cancel):
@@ -371,8 +396,36 @@ def relabeled_dataset_job(model, source: Dataset, out: Path | str, *, mode: str,
                "reached_target": reached_target.numpy(),
                "summary": {"target_reached": round(reached_target.float().mean().item(), 4)}}
 
+    return make_chunk
+
+
+def chunk_maker(kind: str, model, source: Dataset, options: dict) -> ChunkMaker:
+    """The chunk builder of a ``kind`` of dataset: ``options`` are the inversion's (seeds, steps, step_size,
+    schedule) for robust / non-robust, :func:`relabel_options` for rand / det. A cluster worker builds
+    its chunks with the one a local build uses."""
+    if kind in ("robust", "non-robust"):
+        return _inversion_chunk_maker(model, source, **options)
+    if kind not in RELABEL_MODES:
+        raise ValueError(f"unknown dataset kind {kind!r}: choose one of {', '.join(DATASET_KINDS)}")
+    return _relabel_chunk_maker(model, source, mode=kind, **options)
+
+
+def relabeled_dataset_job(model, source: Dataset, out: Path | str, *, mode: str, count: int, eps: float = 1.5,
+                          steps: int = 50, step_size: float | None = None, chunk_size: int = 500, seed: int = 0,
+                          dtype: str = "float16", batch_size: int = 250,
+                          run_chunks: ChunkRunner | None = None) -> JobFactory:
+    """D_rand / D_det: targeted L2 PGD on a *standard* model pushes x toward t (min CE(f(x'), t),
+    ‖x' − x‖₂ ≤ ε), and the image is stored with label t (the paper keeps every image, reached or not;
+    the manifest reports how many reached t)."""
+    if mode not in RELABEL_MODES:
+        raise ValueError(f"unknown relabelling mode {mode!r}: choose one of {', '.join(RELABEL_MODES)}")
+    options = relabel_options(eps, steps, step_size, batch_size)
+    settings = {"method": "targeted L2 PGD on the standard model, relabelled with the target "
+                          "(Ilyas et al. 2019, Sec. 3.2)",
+                "mode": mode, "norm": "l2", "eps": eps, "steps": steps, "step_size": options["step_size"],
+                "random_start": False, "loss": "ce"}
     return _build_job(out, mode, model, source, count=count, chunk_size=chunk_size, seed=seed, dtype=dtype,
-                      settings=settings, make_chunk=make_chunk)
+                      settings=settings, make_chunk=chunk_maker(mode, model, source, options), run_chunks=run_chunks)
 
 
 def real_images_of(built: BuiltDataset | Path | str, source: Dataset) -> Dataset:

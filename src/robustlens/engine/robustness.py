@@ -24,7 +24,7 @@ from torch import nn
 from .attack_jobs import AttackConfig, attack, inference_mode_off
 from .attacks import choose_targets, model_device
 from .checks import check_count, check_finite_outputs, check_images, check_labels, model_classes, model_input_shape
-from .jobs import Finished, JobFactory, Partial, Progress, run_to_end
+from .jobs import CancelToken, Finished, JobFactory, Partial, Progress, run_to_end
 
 
 # ---------------------------------------------------------------- helpers
@@ -67,23 +67,87 @@ def _config(norm: str, eps: float, steps: int, relative_step: float, restarts: i
 
 
 def _craft(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None,
-           config: AttackConfig, batch_size: int, cancel, done: int, total: int, message: str):
-    """Adversarial examples for all images, batch by batch, from one generator seeded by the config.
-    Yields a Progress event per batch; ``adversarial = yield from _craft(...)`` gets the images."""
+           config: AttackConfig, batch_size: int, cancel, done: int, total: int, message: str, offset: int = 0):
+    """Adversarial examples for all images, batch by batch; the batch from image i on draws its random
+    starts from a generator seeded ``seed + offset + i``, so a block of batches crafted elsewhere (a Ray
+    worker, ``offset`` its first image) is the single run's. Yields a Progress event per batch;
+    ``adversarial = yield from _craft(...)`` gets the images."""
     if config.eps == 0:  # the ball is a point: nothing to attack
         yield Progress(done + len(images), total, message)
         return images.clone()
     device = model_device(model)
-    generator = torch.Generator(device=device).manual_seed(int(config.seed))
     out = []
     for i in range(0, len(images), batch_size):
         cancel.check()
         part = None if targets is None else targets[i:i + batch_size]
+        generator = torch.Generator(device=device).manual_seed(int(config.seed) + offset + i)
         result = attack(model, images[i:i + batch_size], labels[i:i + batch_size], config, targets=part,
                         generator=generator)
         out.append(result.adversarial)
         yield Progress(done + i + len(result.adversarial), total, message)
     return torch.cat(out)
+
+
+def _drained(steps):
+    """The value a generator of events returns, its events dropped (a block run on a cluster worker)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def curve_config(norm: str, eps: float, *, steps: int = 20, relative_step: float = 2.5, restarts: int = 1,
+                 random_start: str = "none", loss: str = "ce", keep: str = "best", seed: int = 0) -> AttackConfig:
+    """The untargeted PGD of one point of the robustness curves (an image once fooled stays non-robust
+    with keep="best", so it is no longer attacked: the same verdicts, sooner)."""
+    return _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep, "untargeted", None, seed,
+                   stop_at_success=keep == "best")
+
+
+def robust_block(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: AttackConfig,
+                 batch_size: int, offset: int = 0) -> torch.Tensor:
+    """Which of a block of images (the first is image ``offset`` of the run, the block whole batches of
+    it) the model classifies correctly both clean and under ``config``'s attack: the per-image verdicts
+    of :func:`robustness_curves_job`'s point, computed on a cluster worker."""
+    clean = _predict(model, images, batch_size).eq(labels)
+    adversarial = _drained(_craft(model, images, labels, None, config, batch_size, CancelToken(), 0, len(images),
+                                  "", offset))
+    return clean & _predict(model, adversarial, batch_size).eq(labels)
+
+
+def transfer_block(models: Mapping[str, nn.Module], source: str, images: torch.Tensor, labels: torch.Tensor,
+                   targets: torch.Tensor | None, config: AttackConfig, batch_size: int, offset: int = 0
+                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{target model: (hit, eligible)} per image of a block crafted on ``source``: the masks whose sums are
+    :func:`transfer_matrix_job`'s cell counts, computed on a cluster worker."""
+    adversarial = _drained(_craft(models[source], images, labels, targets, config, batch_size, CancelToken(), 0,
+                                  len(images), "", offset))
+    masks = {}
+    for name, model in models.items():
+        eligible = _predict(model, images, batch_size).eq(labels) & (targets.ne(labels) if targets is not None
+                                                                     else True)
+        predicted = _predict(model, adversarial, batch_size)
+        masks[name] = (predicted.eq(targets) if targets is not None else predicted.ne(labels), eligible)
+    return masks
+
+
+def transfer_targets(models: Mapping[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,
+                     config: AttackConfig) -> torch.Tensor | None:
+    """The target class of every image for a targeted transfer matrix (seeded, the same for every source)."""
+    if not config.targeted:
+        return None
+    first = next(iter(models.values()))
+    with torch.no_grad():
+        num_classes = first(images[:1].to(model_device(first))).shape[1]
+    return choose_targets(labels, num_classes, config.target, torch.Generator().manual_seed(config.seed),
+                          target_class=config.target_class)
+
+
+def transfer_config(norm: str, eps: float, *, steps: int = 20, relative_step: float = 2.5, restarts: int = 1,
+                    random_start: str = "none", loss: str = "ce", keep: str = "best", target: str = "untargeted",
+                    target_class: int | None = None, seed: int = 0) -> AttackConfig:
+    return _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep, target, target_class, seed)
 
 
 # ---------------------------------------------------------------- robust accuracy against ε
@@ -153,8 +217,8 @@ def robustness_curves_job(models: Mapping[str, nn.Module], images: torch.Tensor,
         done = 0
         for eps in eps_values:
             # an image once fooled stays non-robust (keep="best"): stop attacking it, same verdicts
-            config = _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep,
-                             "untargeted", None, seed, stop_at_success=keep == "best")
+            config = curve_config(norm, eps, steps=steps, relative_step=relative_step, restarts=restarts,
+                                  random_start=random_start, loss=loss, keep=keep, seed=seed)
             for name in names:
                 model = models[name]
                 adversarial = yield from _craft(model, images, labels, None, config, batch_size, cancel,
@@ -234,7 +298,9 @@ def transfer_matrix_job(models: Mapping[str, nn.Module], images: torch.Tensor, l
     Events: ``Progress`` per attacked batch; ``Partial("transfer_cell", TransferCell)`` per cell,
     row by row; ``Finished(TransferMatrix)``.
     """
-    config = _config(norm, eps, steps, relative_step, restarts, random_start, loss, keep, target, target_class, seed)
+    config = transfer_config(norm, eps, steps=steps, relative_step=relative_step, restarts=restarts,
+                             random_start=random_start, loss=loss, keep=keep, target=target, target_class=target_class,
+                             seed=seed)
     _check_inputs(models, images, labels)
     check_count(batch_size, "batch size")
     names = list(models)
@@ -243,12 +309,7 @@ def transfer_matrix_job(models: Mapping[str, nn.Module], images: torch.Tensor, l
 
     def run(cancel):
         n = len(images)
-        targets = None
-        if config.targeted:
-            with torch.no_grad():
-                num_classes = models[names[0]](images[:1].to(model_device(models[names[0]]))).shape[1]
-            targets = choose_targets(labels, num_classes, target, torch.Generator().manual_seed(seed),
-                                     target_class=target_class)
+        targets = transfer_targets(models, images, labels, config)
         clean = {name: _predict(model, images, batch_size) for name, model in models.items()}
         eligible = {name: clean[name].eq(labels) & (targets.ne(labels) if targets is not None else True)
                     for name in names}
