@@ -69,3 +69,20 @@ def run_cli(capsys, *argv):
 def run(capsys):
     """run(*argv) -> (exit code, stdout, stderr) of ``robustlens ARGV`` in this process."""
     return lambda *argv: run_cli(capsys, *argv)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray with 2 CPUs for one test module (starting one costs seconds; its idle workers are
+    kept between the module's runs)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install robustlens[cluster])")
+    from pathlib import Path
+
+    import robustlens
+
+    # workers import robustlens from the same sources as this process
+    source = str(Path(robustlens.__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join([source, *filter(None, [os.environ.get("PYTHONPATH")])])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

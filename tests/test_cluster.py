@@ -3,10 +3,16 @@ the rows equal the single-process run's, a worker killed mid-block costs no row 
 slices are disjoint and cover the run, and merge joins them into the single run's file or says what is
 duplicated, missing or mismatched."""
 
+import json
 import os
+import shutil
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from robustlens.engine import cluster
@@ -38,17 +44,6 @@ def rows(path, columns):
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install robustlens[cluster])")
-    # workers import robustlens from the same sources as this process
-    source = str(Path(cluster.__file__).resolve().parents[2])
-    os.environ["PYTHONPATH"] = os.pathsep.join([source, *filter(None, [os.environ.get("PYTHONPATH")])])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def single(tmp_path_factory):
     """The single-process certify and predict outputs the Ray runs must equal."""
     folder = tmp_path_factory.mktemp("single")
@@ -75,18 +70,120 @@ def test_predict_on_two_ray_workers_writes_the_single_process_rows(local_ray, si
     assert rows(out, 4) == rows(single[1], 4)
 
 
-def test_a_worker_killed_mid_block_is_replaced_and_no_row_is_lost_or_doubled(local_ray, single, tmp_path,
-                                                                              capsys, monkeypatch):
-    marker = tmp_path / "killed-once"
-    # the worker that gets block 1 exits like a killed process (os._exit) the first time
-    monkeypatch.setenv(cluster.KILL_BLOCK_ENV, f"1:{marker}")
-    out = tmp_path / "ray.tsv"
-    code, _, err = certify(capsys, out, "--ray", "local", "--workers", 2, "--block", 2)
+def _our_busy_workers(ray) -> list[int]:
+    """PIDs of this session's Ray workers that are running a block right now: children of its raylet
+    whose process title (Ray sets it per task) says BlockWorker.run."""
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    busy = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == raylet and title.startswith(b"ray::BlockWorker.run"):
+            busy.append(int(proc.name))
+    return busy
+
+
+def test_a_worker_killed_mid_block_is_replaced_and_no_row_is_lost_or_doubled(local_ray, tmp_path, capsys):
+    slow = ["--n", 1000, "--batch", 1000, "--max", 4]  # blocks long enough to kill a worker inside one
+    expected = tmp_path / "single.tsv"
+    code, _, err = certify(capsys, expected, *slow)
     assert code == 0, err
-    assert marker.exists()  # a worker really died
-    settings, got = rows(out, 5)
-    assert got == rows(single[0], 5)[1]
-    assert len({r[0] for r in got}) == len(got) == 6
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_one_worker_mid_block():
+        while not stop.is_set() and not killed:
+            busy = _our_busy_workers(local_ray)
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)  # as the kernel's OOM killer or a lost node would
+                killed.append(busy[0])
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_worker_mid_block, daemon=True)
+    killer.start()
+    out = tmp_path / "ray.tsv"
+    try:
+        code, _, err = certify(capsys, out, *slow, "--ray", "local", "--workers", 2, "--block", 1)
+    finally:
+        stop.set()
+        killer.join()
+    assert code == 0, err
+    assert killed, "no worker was seen running a block"
+    _, got = rows(out, 5)
+    assert got == rows(expected, 5)[1]
+    assert len({r[0] for r in got}) == len(got) == 4
+
+
+def test_radius_decisions_on_two_ray_workers_write_the_single_process_rows(local_ray, tmp_path, capsys):
+    decide = ["--radius", 0.25, "--max-n", 2000]
+    code, _, err = certify(capsys, tmp_path / "single.tsv", *decide)
+    assert code == 0, err
+    code, text, err = certify(capsys, tmp_path / "ray.tsv", *decide, "--ray", "local", "--workers", 2, "--block", 1)
+    assert code == 0, err
+    settings, got = rows(tmp_path / "ray.tsv", 6)  # idx label predict certified correct samples
+    assert (settings, got) == rows(tmp_path / "single.tsv", 6)
+    assert [int(r[0]) for r in got] == list(range(6)) and {r[3] for r in got} <= {"0", "1"}
+
+
+ATTACK = ["--model", "fashion-mnist/standard", "fashion-mnist/l2-robust", "--norm", "l2", "--steps", 3,
+          "--max", 40, "--batch", 10, "--threads", 1]
+
+
+def test_an_attack_curve_on_two_ray_workers_is_the_single_process_curve(local_ray, tmp_path, capsys):
+    # a uniform random start: each PGD batch draws from its own seed, so where it runs cannot matter
+    curve = ["attack", "--curve", *ATTACK, "--eps", 0, 1.0, "--random-start", "uniform"]
+    code, _, err = run(capsys, *curve, "--out", tmp_path / "single")
+    assert code == 0, err
+    code, _, err = run(capsys, *curve, "--out", tmp_path / "ray", "--ray", "local", "--workers", 2)
+    assert code == 0, err
+    for name in ("curve-l2.tsv", "curve-l2.points.tsv"):
+        assert (tmp_path / "ray" / name).read_text() == (tmp_path / "single" / name).read_text()
+    points = (tmp_path / "ray" / "curve-l2.points.tsv").read_text().splitlines()[2:]
+    assert len(points) == 4 and all(line.endswith("\t40") for line in points)  # 2 models × 2 ε, all images
+
+
+def test_a_transfer_matrix_on_ray_is_the_single_process_matrix(local_ray, tmp_path, capsys):
+    transfer = ["attack", "--transfer", *ATTACK, "--eps", 1.0, "--target", "random"]
+    code, _, err = run(capsys, *transfer, "--out", tmp_path / "single")
+    assert code == 0, err
+    code, _, err = run(capsys, *transfer, "--out", tmp_path / "ray", "--ray", "local", "--workers", 2, "--block", 20)
+    assert code == 0, err
+    single = json.loads((tmp_path / "single" / "transfer-l2-eps1.json").read_text())
+    on_ray = json.loads((tmp_path / "ray" / "transfer-l2-eps1.json").read_text())
+    assert on_ray == single
+
+
+def test_a_block_that_splits_a_pgd_batch_is_refused(local_ray, tmp_path, capsys):
+    code, _, err = run(capsys, "attack", "--curve", *ATTACK, "--eps", 1.0, "--out", tmp_path, "--ray", "local",
+                       "--block", 15)
+    assert code == 1
+    assert "--block 15 is not a multiple of --batch 10" in err.strip().splitlines()[-1]
+
+
+def test_build_dataset_on_ray_writes_the_single_process_arrays_and_resumes_from_written_chunks(
+        local_ray, tmp_path, capsys):
+    build = ["build-dataset", "--kind", "rand", "--count", 12, "--chunk", 4, "--pgd-steps", 3, "--threads", 1]
+    code, _, err = run(capsys, *build, "--out", tmp_path / "single")
+    assert code == 0, err
+    # a driver killed after chunk 0: the chunk is on disk, nothing else
+    (tmp_path / "ray" / "chunks").mkdir(parents=True)
+    kept = tmp_path / "ray" / "chunks" / "chunk-00000.npz"
+    shutil.copy2(tmp_path / "single" / "chunks" / "chunk-00000.npz", kept)
+    written = kept.stat().st_mtime_ns
+    code, _, err = run(capsys, *build, "--out", tmp_path / "ray", "--ray", "local", "--workers", 2)
+    assert code == 0, err
+    assert kept.stat().st_mtime_ns == written  # resumed: chunk 0 was not built again
+    with np.load(tmp_path / "single" / "dataset.npz") as single, np.load(tmp_path / "ray" / "dataset.npz") as ray:
+        assert sorted(ray.files) == sorted(single.files)
+        for key in single.files:
+            assert ray[key].dtype == single[key].dtype and ray[key].tobytes() == single[key].tobytes(), key
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["complete"] and [c["index"] for c in manifest["chunks"]] == [0, 1, 2]
 
 
 def test_a_ray_run_resumes_a_cut_single_process_file(local_ray, single, tmp_path, capsys):
