@@ -2,7 +2,7 @@
 
 Runs CERTIFY (Cohen et al. 2019) on the first --images Fashion-MNIST test images with the built-in noise model,
 one torch thread everywhere, in rounds that interleave
-  - local:  the single-process loop (engine/cluster.smooth_image in this process), the baseline;
+  - local:  the single-process loop (engine/cluster_worker.smooth_image in this process), the baseline;
   - ray-1:  the same images in blocks of --block on 1 Ray worker (engine/cluster.WorkerPool.drive);
   - ray-2:  the same on 2 Ray workers;
   - the per-block overhead: the same images with a tiny n (--tiny-n) in blocks of 1 on 1 worker, minus the
@@ -26,6 +26,7 @@ import ray
 import torch
 
 from robustlens.engine import cluster
+from robustlens.engine.cluster_worker import smooth_image
 from robustlens.engine.data import load_dataset
 from robustlens.engine.models import load_model, weights_sha256
 from robustlens.engine.smoothing import Smooth
@@ -43,14 +44,16 @@ COMPUTE: dict[str, float] = {}  # per configuration: the best round's summed per
 
 def local(smooth, job, dataset, positions, name="local"):
     began = time.perf_counter()
-    results = [cluster.smooth_image(smooth, job, dataset.images[p], dataset.source_index(p)) for p in positions]
+    results = [smooth_image(smooth, job, dataset.images[p], dataset.source_index(p)) for p in positions]
     return _kept(name, time.perf_counter() - began, results)
 
 
 def on_ray(pool, job, dataset, positions, block: int, workers: int, name="ray"):
     blocks = [positions[i:i + block] for i in range(0, len(positions), block)]
     began = time.perf_counter()
-    results = [result for _, result in pool.drive(job, dataset, blocks, workers, lambda k: None)]
+    tasks = [cluster.Task(job, ([dataset.source_index(p) for p in b], ray.put(dataset.images[b].numpy())), len(b))
+             for b in blocks]
+    results = [row for _, rows in pool.drive(tasks, workers, lambda k: None) for row in rows]
     return _kept(name, time.perf_counter() - began, results)
 
 

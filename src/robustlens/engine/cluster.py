@@ -1,21 +1,24 @@
-"""certify / predict past one machine: ``--shard I/K`` slices for Slurm arrays, ``--ray ADDRESS`` for a Ray cluster.
+"""Runs past one machine: ``--shard I/K`` slices for Slurm arrays, ``--ray ADDRESS`` for a Ray cluster.
 
 Both keep the rows of the single-process run: image idx is always smoothed with the seed ``SEED + idx``
-(:func:`smooth_image`, the one function the local loop and every Ray worker call), so where an image runs
-changes only its time column.
+(``cluster_worker.smooth_image``, the one function the local loop and every Ray worker call), so where an
+image runs changes only its time column.
 
 **Shards.** ``--shard I/K`` keeps every K-th position of the run's index list starting at the I-th
 (``positions[I::K]``), so the K shards are disjoint and their union is exactly the single run's list;
 the shard and the full list's length are recorded in the settings line, and ``robustlens merge`` checks
 them (engine/cli_merge.py).
 
-**Ray.** The images still to do are cut into blocks of consecutive positions. Each worker is a Ray actor
-(:class:`BlockWorker`) that loads the model once — a zoo name, or a file path every node can read, checked
-against the driver's weights SHA-256 — and runs whole blocks. The driver keeps one block in flight per
-worker, writes rows strictly in index order through the caller's ResumableTSV as the blocks arrive (a
-killed driver resumes from those rows, as a single-process run does), and shows one tqdm bar over all
-workers. A worker that dies mid-block is replaced and its block rerun; since a block's rows are written
-only once the block is back, no row is lost or written twice. Ray is imported only when ``--ray`` is given.
+**Ray.** The work still to do is cut into blocks (:class:`Task`): consecutive images for certify /
+predict / radius decisions, whole PGD batches for the attack curves and the transfer matrix, one chunk
+for a constructed dataset (engine/cluster_jobs.py). Each worker is a Ray actor
+(``cluster_worker.BlockWorker``) that loads what the run needs once — a model by zoo name, or a file path
+every node can read, checked against the driver's weights SHA-256 — and runs whole blocks. The driver
+keeps one block in flight per worker, hands the results back strictly in block order as they arrive (the
+caller writes them through its resumable file, so a killed driver resumes from what was written, as a
+single-process run does), and reports progress over all workers. A worker that dies mid-block is
+replaced and its block rerun; since a block's results go out only once the block is back, nothing is
+lost or written twice. Ray is imported only when ``--ray`` is given.
 """
 
 from __future__ import annotations
