@@ -208,20 +208,29 @@ def certified_accuracy_job(smooths: Mapping[str, Smooth], dataset, *, n0: int = 
                                                    seed + idx):
                     cancel.check()
                     certificate = update.certificate
-                rows = result.rows[name]
-                correct = certificate.prediction == label
-                curve = certified_accuracy([r.radius for r in rows] + [certificate.radius],
-                                           [r.correct for r in rows] + [correct], radii)
-                row = AccuracyRow(name, smooth.sigma, position, idx, label, certificate.prediction,
-                                  certificate.radius, correct, certificate.seconds, radii, curve, len(rows) + 1)
-                rows.append(row)
-                result.curves[name] = curve
+                row = add_accuracy_row(result, name, smooth.sigma, position, idx, label, certificate.prediction,
+                                       certificate.radius, certificate.seconds)
                 done += 1
                 yield Partial("row", row)
                 yield Progress(done, total, f"{name}: image {position + 1}/{len(dataset)}")
         yield Finished(result)
 
     return job
+
+
+def add_accuracy_row(result: AccuracyResult, name: str, sigma: float, position: int, idx: int, label: int,
+                     prediction: int, radius: float, seconds: float) -> AccuracyRow:
+    """The row of one certified image, with its model's curve over its rows so far, added to ``result``
+    (the same whether the image was certified here or on a Ray worker)."""
+    rows = result.rows[name]
+    correct = prediction == label
+    curve = certified_accuracy([r.radius for r in rows] + [radius], [r.correct for r in rows] + [correct],
+                               result.radii)
+    row = AccuracyRow(name, sigma, position, idx, label, prediction, radius, correct, seconds, result.radii, curve,
+                      len(rows) + 1)
+    rows.append(row)
+    result.curves[name] = curve
+    return row
 
 
 def evenly_spaced(total: int, count: int) -> list[int]:
@@ -240,6 +249,7 @@ class AccuracyRequest:
     images: int
     n: int
     params: CertifyParams
+    cluster: Any = None  # a cluster.ClusterOptions: certify on Ray (engine/cluster_experiments.py)
 
 
 def accuracy_curves_job(cache, request: AccuracyRequest) -> JobFactory:
@@ -249,6 +259,10 @@ def accuracy_curves_job(cache, request: AccuracyRequest) -> JobFactory:
     _check_params(params)
     check_count(request.images, "images", minimum=1)
     check_count(request.n, "n")
+    if request.cluster is not None:
+        from .cluster_experiments import ray_accuracy_curves_job
+
+        return ray_accuracy_curves_job(cache, request)
 
     def job(cancel: CancelToken):
         smooths = {key: cache.smooth(key) for key in request.model_keys}

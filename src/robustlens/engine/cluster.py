@@ -227,13 +227,14 @@ def _worker_count(ray, requested: int | None, gpus: float, cpus: float) -> int:
 MakeTasks = Callable[[Callable, int], list]
 
 
-def run_tasks(options: ClusterOptions, make_tasks: MakeTasks, progress, report: dict | None = None
-              ) -> Iterator[tuple[int, object]]:
+def run_tasks(options: ClusterOptions, make_tasks: MakeTasks, progress, report: dict | None = None,
+              tick: Callable[[], None] | None = None) -> Iterator[tuple[int, object]]:
     """(task number, result) for every task, in the tasks' order, computed by Ray workers.
     ``make_tasks(put, workers)`` gives the :class:`Task` list once the cluster is joined (``put`` is
     ``ray.put``, to ship an array once for several tasks; ``workers`` how many will run); ``progress(k)``
     is called as a task worth k units finishes on any worker; ``report`` gets the workers' "backend" and
-    the "workers" count."""
+    the "workers" count; ``tick()`` is called at least once a second while waiting (a GUI job's
+    ``cancel.check``: what it raises stops the run, its workers' blocks abandoned)."""
     ray = import_ray()
     shutdown = connect(options.address, options.timeout)
     try:
@@ -242,7 +243,7 @@ def run_tasks(options: ClusterOptions, make_tasks: MakeTasks, progress, report: 
         if not tasks:
             return
         pool = WorkerPool(ray, options.gpus_per_worker, options.cpus_per_worker, keep=shutdown is _keep_ray)
-        yield from pool.drive(tasks, min(workers, len(tasks)), progress)
+        yield from pool.drive(tasks, min(workers, len(tasks)), progress, tick=tick)
         if report is not None:
             report.update(backend=pool.backend, workers=min(workers, len(tasks)))
     finally:
@@ -287,7 +288,8 @@ class WorkerPool:
         self.key = (ray.get_runtime_context().get_job_id(), gpus, cpus)
         self.backend = None
 
-    def drive(self, tasks: list[Task], workers: int, progress, start_timeout: float = WORKER_START_TIMEOUT_S):
+    def drive(self, tasks: list[Task], workers: int, progress, start_timeout: float = WORKER_START_TIMEOUT_S,
+              tick: Callable[[], None] | None = None):
         """(task number, result) of every task in order, on ``workers`` workers. Workers are started without
         waiting for one another and join as they are ready (loading what the first task's job needs); a
         dead worker's task goes back to the front of the queue and a new worker is started in its place."""
@@ -322,6 +324,8 @@ class WorkerPool:
                     number, actor = pending.popleft(), idle.pop()
                     attempts[number] += 1
                     in_flight[actor.run.remote(number, tasks[number].job, *tasks[number].payload)] = (number, actor)
+                if tick is not None:
+                    tick()
                 finished, _ = ray.wait(list(in_flight) + list(starting), num_returns=1, timeout=1.0)
                 if finished:
                     last_progress = time.monotonic()

@@ -45,11 +45,12 @@ def _job(command: str, models, norm: str, attack: dict, batch: int, options: Clu
 
 def ray_curve_points(options: ClusterOptions, refs: dict, images: torch.Tensor, labels: torch.Tensor, *,
                      norm: str, attack: dict, batch: int, todo: list[tuple[float, str]],
-                     progress: Callable[[int], None], threads: int | None = None) -> Iterator[CurvePoint]:
+                     progress: Callable[[int], None], threads: int | None = None,
+                     tick: Callable[[], None] | None = None) -> Iterator[CurvePoint]:
     """The robustness curves' points ``todo`` ((ε, model name) pairs) in that order, each the single run's
     ``robustness_curves_job`` point; ``refs`` from :func:`model_refs`; ``attack`` the job's PGD settings
     (steps, relative_step, restarts, random_start, loss, keep, seed); ``progress(k)``: k more images
-    attacked."""
+    attacked; ``tick`` as ``cluster.run_tasks`` takes it."""
     spans = attack_blocks(len(images), batch, options.block)
     job = _job("curve", refs, norm, attack, batch, options, threads)
 
@@ -59,7 +60,7 @@ def ray_curve_points(options: ClusterOptions, refs: dict, images: torch.Tensor, 
                 for eps, name in todo for k, (a, b) in enumerate(spans)]
 
     verdicts: list = []
-    for number, robust in run_tasks(options, make_tasks, progress):
+    for number, robust in run_tasks(options, make_tasks, progress, tick=tick):
         verdicts.append(torch.tensor(robust))  # a copy: what Ray hands back is read-only
         if len(verdicts) == len(spans):  # every block of this point is back
             eps, name = todo[number // len(spans)]
@@ -100,7 +101,7 @@ def ray_transfer_matrix(options: ClusterOptions, models: Mapping[str, torch.nn.M
 
 def ray_chunk_runner(options: ClusterOptions, *, kind: str, model_ref: str, model, source: tuple,
                      chunk_options: dict, seed: int, threads: int | None = None,
-                     progress: Callable[[int], None] = lambda k: None):
+                     progress: Callable[[int], None] = lambda k: None, tick: Callable[[], None] | None = None):
     """A ``run_chunks`` for ``constructed``'s builders: the chunks still to do built by Ray workers (each
     loads the model and the source split ``source`` = (name, split, data root) once), yielded in order."""
     job = dict(command="chunk", kind=kind, model=str(model_ref), weights_sha256=weights_sha256(model.state_dict()),
@@ -109,7 +110,7 @@ def ray_chunk_runner(options: ClusterOptions, *, kind: str, model_ref: str, mode
 
     def run_chunks(todo):
         tasks = [Task(job, (k, part.tolist()), len(part)) for k, part in todo]
-        for number, (chunk, seconds) in run_tasks(options, lambda put, workers: tasks, progress):
+        for number, (chunk, seconds) in run_tasks(options, lambda put, workers: tasks, progress, tick=tick):
             yield todo[number][0], chunk, seconds
 
     return run_chunks

@@ -13,9 +13,10 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -286,7 +287,8 @@ def paper_experiment_job(robust_model, standard_model, source: Dataset, test: Da
                          construction: ConstructionSettings | None = None,
                          settings: ExperimentSettings | None = None, baseline: bool = True,
                          kinds: Sequence[str] = DATASET_KINDS, out: Path | str | None = None,
-                         device=None) -> JobFactory:
+                         device=None, chunk_runners: Callable[[CancelToken], Mapping[str, Any]] | None = None
+                         ) -> JobFactory:
     """The whole of Ilyas et al.'s Sec. 3 experiment behind one button: build (or resume) D_R with the
     robust model, D_NR, D_rand and D_det with the standard one in ``workdir``, then train a standard
     model on each (and, with ``baseline``, on the same real images: row "D") and evaluate it on ``test``.
@@ -295,6 +297,8 @@ def paper_experiment_job(robust_model, standard_model, source: Dataset, test: Da
     the stages' own events (Partial "chunk"/"resumed"/"complete" of the builders, "row-started"/"row"
     of the experiment); Progress over the whole run (each stage one unit); Finished(results) as
     :func:`experiment_job`. Everything resumes: rerun it after a cancel and it continues.
+    ``chunk_runners(cancel)``: {kind: a ``run_chunks`` of engine/constructed.py} for kinds built elsewhere
+    (a Ray cluster: :func:`ilyas_experiment_job` with ``request.cluster``).
     """
     construction = construction or ConstructionSettings()
     settings = settings or ExperimentSettings()
@@ -307,20 +311,25 @@ def paper_experiment_job(robust_model, standard_model, source: Dataset, test: Da
     common = dict(count=c.count, chunk_size=c.chunk_size, seed=c.seed, dtype=c.dtype)
     inversion = dict(seeds=c.seeds, steps=c.steps, step_size=c.step_size, schedule=c.schedule)
     builders = {
-        "robust": lambda: robust_dataset_job(robust_model, source, workdir / "D_R", **inversion, **common),
-        "non-robust": lambda: non_robust_dataset_job(standard_model, source, workdir / "D_NR", **inversion, **common),
-        "rand": lambda: relabeled_dataset_job(standard_model, source, workdir / "D_rand", mode="rand", eps=c.eps,
-                                              steps=c.pgd_steps, step_size=c.pgd_step_size, **common),
-        "det": lambda: relabeled_dataset_job(standard_model, source, workdir / "D_det", mode="det", eps=c.eps,
-                                             steps=c.pgd_steps, step_size=c.pgd_step_size, **common),
+        "robust": lambda run: robust_dataset_job(robust_model, source, workdir / "D_R", **inversion, **common,
+                                                 run_chunks=run),
+        "non-robust": lambda run: non_robust_dataset_job(standard_model, source, workdir / "D_NR", **inversion,
+                                                         **common, run_chunks=run),
+        "rand": lambda run: relabeled_dataset_job(standard_model, source, workdir / "D_rand", mode="rand", eps=c.eps,
+                                                  steps=c.pgd_steps, step_size=c.pgd_step_size, **common,
+                                                  run_chunks=run),
+        "det": lambda run: relabeled_dataset_job(standard_model, source, workdir / "D_det", mode="det", eps=c.eps,
+                                                 steps=c.pgd_steps, step_size=c.pgd_step_size, **common,
+                                                 run_chunks=run),
     }
     stages = [DATASET_NAMES[k] for k in kinds] + ["experiment"]
 
     def job(cancel: CancelToken):
         built: dict[str, BuiltDataset] = {}
+        runners = chunk_runners(cancel) if chunk_runners is not None else {}
         for index, kind in enumerate(kinds):
             yield Partial("stage", {"stage": stages[index], "index": index, "stages": len(stages)})
-            for event in builders[kind]()(cancel):
+            for event in builders[kind](runners.get(kind))(cancel):
                 if isinstance(event, Finished):
                     built[DATASET_NAMES[kind]] = event.result
                 elif isinstance(event, Progress):
@@ -365,6 +374,7 @@ class IlyasExperimentRequest:
     baseline: bool = True
     kinds: tuple[str, ...] = DATASET_KINDS
     out: str | None = None
+    cluster: Any = field(default=None, compare=False)  # a cluster.ClusterOptions: the datasets' chunks on Ray
 
     def recipe_name(self) -> str:
         """A folder name that differs whenever the datasets would: one folder per recipe, so a changed
@@ -393,10 +403,15 @@ def ilyas_experiment_job(cache, request: IlyasExperimentRequest) -> JobFactory:
         if request.construction.count > len(source):
             raise ValueError(f"the {name} training set has {len(source):,} images, "
                              f"fewer than {request.construction.count:,}")
+        runners = None
+        if request.cluster is not None:
+            models = {"robust": (request.robust_model, robust)}
+            models.update((kind, (request.standard_model, standard)) for kind in ("non-robust", "rand", "det"))
+            runners = partial(_ray_chunk_runners, request, models, name)
         yield from paper_experiment_job(robust, standard, source, test, request.workdir,
                                         construction=request.construction, settings=request.training,
                                         baseline=request.baseline, kinds=request.kinds, out=request.out,
-                                        device=cache.device)(cancel)
+                                        device=cache.device, chunk_runners=runners)(cancel)
 
     return job
 
@@ -434,3 +449,18 @@ def format_experiment_table(results: dict, markdown: bool = False) -> str:
                  f"robust: {results['settings']['eval_steps']}-step PGD on the first {test.get('robust_images')}). "
                  f"Paper columns: Ilyas et al. 2019's CIFAR-10 figures, not ours.")
     return "\n".join(lines)
+
+
+def _ray_chunk_runners(request: IlyasExperimentRequest, models: dict, dataset: str, cancel: CancelToken) -> dict:
+    """{kind: the chunks of that dataset built by Ray workers} (engine/cluster_jobs.py)."""
+    from .cluster_jobs import ray_chunk_runner
+    from .constructed import relabel_options
+
+    c = request.construction
+    inversion = dict(seeds=c.seeds, steps=c.steps, step_size=c.step_size, schedule=c.schedule)
+    pgd = relabel_options(c.eps, c.pgd_steps, c.pgd_step_size)
+    return {kind: ray_chunk_runner(request.cluster, kind=kind, model_ref=key, model=model,
+                                   source=(dataset, "train", request.data_root),
+                                   chunk_options=inversion if kind in ("robust", "non-robust") else pgd,
+                                   seed=c.seed, tick=cancel.check)
+            for kind, (key, model) in models.items()}

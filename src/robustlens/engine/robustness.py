@@ -356,6 +356,7 @@ class RobustnessRequest:
     norm: str
     eps_values: tuple[float, ...]
     steps: int
+    cluster: Any = None  # a cluster.ClusterOptions: attack on Ray (engine/cluster_experiments.py)
 
 
 @dataclass(frozen=True)
@@ -372,7 +373,12 @@ class TransferRequest:
 
 
 def cached_robustness_curves_job(cache, request: RobustnessRequest) -> JobFactory:
-    """:func:`robustness_curves_job` with the cache's models, in batches of :func:`batch_for` images."""
+    """:func:`robustness_curves_job` with the cache's models, in batches of :func:`batch_for` images
+    (with ``request.cluster``, the same points from Ray workers)."""
+    if request.cluster is not None:
+        from .cluster_experiments import ray_robustness_curves_job
+
+        return ray_robustness_curves_job(cache, request)
     job = robustness_curves_job(cache.models(request.keys), request.images, request.labels, norm=request.norm,
                                 eps_values=request.eps_values, steps=request.steps,
                                 batch_size=batch_for(request.steps))
