@@ -98,8 +98,16 @@ class AppContext(QObject):
         self._exportables: list[tuple[str, QWidget]] = []
         self.last_certificate: CertifiedImage | None = None
         self.settings = None                     # the window's QSettings (remembered folders)
+        self.cluster_address = ""                # Run → Cluster…: "" here, "local", or a Ray address
+        self.cluster_workers = 0                 # Ray workers, 0: as many as the cluster fits
 
     # ---------------------------------------------------------------- state
+
+    def cluster_options(self):
+        """Where the long experiments run: a ``cluster.ClusterOptions`` for Ray, None for here."""
+        from .cluster_dialog import cluster_options
+
+        return cluster_options(self.cluster_address, self.cluster_workers)
 
     @property
     def classes(self) -> tuple[str, ...]:

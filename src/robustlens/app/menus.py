@@ -62,13 +62,29 @@ class WindowMenus:
         self.run_action = action("Run the current tab", self.request_run, ["F5", "Ctrl+Return"],
                                  "Start the current tab's job for the selected image")
         self.cancel_action = action("Cancel", self.cancel_jobs, ["Esc"], "Stop the running jobs")
+        self.cluster_action = action("Cluster…", self.configure_cluster,
+                                     tip="Run certified accuracy, robustness curves and the Ilyas pipeline on Ray")
         run_menu.addAction(self.run_action)
         run_menu.addAction(self.cancel_action)
+        run_menu.addSeparator()
+        run_menu.addAction(self.cluster_action)
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(action("Keyboard shortcuts", self.show_shortcuts, ["F1"]))
         self.deck_action = action("Guided lecture", self.start_deck,
                                   tip="Walk both papers step by step (PgDown / PgUp); robustlens --deck FILE for your own")
         help_menu.addAction(self.deck_action)
+
+    def configure_cluster(self) -> None:
+        """Run → Cluster…: where the long experiments run from now on (remembered with the window)."""
+        from .cluster_dialog import ClusterDialog
+
+        dialog = ClusterDialog(self.ctx.cluster_address, self.ctx.cluster_workers, self)
+        if dialog.exec() != ClusterDialog.DialogCode.Accepted:
+            return
+        self.ctx.cluster_address, self.ctx.cluster_workers = dialog.values()
+        where = {"": "here", "local": "on a local Ray"}.get(self.ctx.cluster_address,
+                                                           f"on the Ray cluster at {self.ctx.cluster_address}")
+        self.ctx.info(f"Certified accuracy, robustness curves and the Ilyas pipeline now run {where}.")
 
     def show_shortcuts(self) -> None:
         rows = [(self.next_action, "next image"), (self.previous_action, "previous image"),

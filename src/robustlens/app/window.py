@@ -19,6 +19,7 @@ from robustlens.engine.zoo import catalogue
 
 from . import style
 from .banner import Banner
+from .cluster_dialog import CLUSTER_ADDRESS, CLUSTER_WORKERS
 from .context import AppContext, ModelInfo, Selection
 from .engine_thread import Engine, bind_request
 from .gallery import Gallery
@@ -49,6 +50,8 @@ WINDOW_SETTINGS = (
     Setting("view/gallery", True),
     Setting("view/strip", True),
     Setting("view/lecture", False),
+    CLUSTER_ADDRESS,
+    CLUSTER_WORKERS,
 )
 
 
@@ -241,6 +244,8 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
             problems += self.restore_panel_settings(list(self.panels))
         if problems:
             self.banner.show_message("error", f"Stored settings ignored ({len(problems)}): " + "; ".join(problems))
+        self.ctx.cluster_address = stored.get(CLUSTER_ADDRESS.key, CLUSTER_ADDRESS.default)
+        self.ctx.cluster_workers = stored.get(CLUSTER_WORKERS.key, CLUSTER_WORKERS.default)
         if use_settings:
             self.show_gallery(stored.get("view/gallery", True))
             self.show_strip(stored.get("view/strip", True))
@@ -514,6 +519,8 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
         s.setValue("view/lecture", self.ctx.lecture_mode)
         s.setValue("view/gallery", self.gallery_action.isChecked())
         s.setValue("view/strip", self.strip_action.isChecked())
+        s.setValue(CLUSTER_ADDRESS.key, self.ctx.cluster_address)
+        s.setValue(CLUSTER_WORKERS.key, self.ctx.cluster_workers)
         for title, panel in self.panels.items():
             if hasattr(panel, "save_settings"):
                 s.beginGroup(f"panels/{title}")
