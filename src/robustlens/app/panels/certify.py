@@ -460,11 +460,13 @@ class CertifyPanel(AnytimeMode, Panel):
             return
         models.sort(key=lambda m: (m.meta.sigma, m.source != "zoo"))
         request = AccuracyRequest(tuple(m.key for m in models), dataset, self.accuracy.images_box.value(),
-                                  self.accuracy.n_box.value(), self.current_params())
+                                  self.accuracy.n_box.value(), self.current_params(),
+                                  cluster=self.ctx.cluster_options())
         count = min(request.images, len(dataset))
         self.accuracy.begin(models, count, request.n, request.params.alpha, loaded=self.ctx.models)
+        where = "" if request.cluster is None else f" on Ray ({request.cluster.address})"
         self.run_engine("certify-accuracy", accuracy_curves_job, request, keep_every=("row",),
-                        label=f"certified accuracy: {count} images × {len(models)} σ",
+                        label=f"certified accuracy: {count} images × {len(models)} σ{where}",
                         on_partial=lambda event: self.accuracy.add_row(event.value),
                         on_done=lambda _result: self.accuracy.finished(),
                         on_aborted=lambda _event: self.accuracy.aborted(),

@@ -287,10 +287,12 @@ class RobustnessSection(_Section):
         self._eps_values = eps_values
         self._total = len(keys) * len(eps_values)
         self.table.setText("")
-        request = RobustnessRequest(tuple(keys), subset.images, subset.labels, norm, tuple(eps_values), steps)
-        self._say(f"Attacking {len(keys)} model(s) at {len(eps_values)} ε values on {len(subset)} images…")
+        request = RobustnessRequest(tuple(keys), subset.images, subset.labels, norm, tuple(eps_values), steps,
+                                    cluster=self.ctx.cluster_options())
+        where = "" if request.cluster is None else f" on Ray ({request.cluster.address})"
+        self._say(f"Attacking {len(keys)} model(s) at {len(eps_values)} ε values on {len(subset)} images{where}…")
         self._start(cached_robustness_curves_job, request,
-                    f"robust accuracy vs ε: {len(keys)} models × {len(eps_values)} ε", "curve_point")
+                    f"robust accuracy vs ε: {len(keys)} models × {len(eps_values)} ε{where}", "curve_point")
 
     def _on_partial(self, event) -> None:
         if event.kind != "curve_point":
