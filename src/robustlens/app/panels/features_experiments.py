@@ -387,7 +387,7 @@ class DatasetExperiments(Panel):
     def run(self) -> None:
         """Build (or resume) the four datasets and run the experiment; the table fills in row by row."""
         self._refresh_models()
-        request = self.request()
+        request = replace(self.request(), cluster=self.ctx.cluster_options())  # the chunks on Ray, if set
         missing = [(kind, key) for kind, key in (("adversarial", request.robust_model),
                                                  ("standard", request.standard_model))
                    if model_status(self.ctx, key) in ("missing", "none")]
