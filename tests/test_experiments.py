@@ -31,13 +31,14 @@ def batch(fmnist_test):
 
 
 def _direct_adversarial(model, x, y, eps, norm, targets=None, target="untargeted"):
-    """The same attack by hand: batches of 10 from one generator seeded with the seed."""
-    generator = torch.Generator().manual_seed(SETTINGS["seed"])
+    """The same attack by hand: batches of 10, the batch from image i drawing from a generator seeded
+    seed + i (so a batch attacked on another machine draws the same)."""
     config = AttackConfig(norm=norm, eps=eps, steps=5, step_size=2.5 * eps / 5, random_start="uniform",
                           target=target)
     parts = []
     for i in range(0, len(x), 10):
         t = None if targets is None else targets[i:i + 10]
+        generator = torch.Generator().manual_seed(SETTINGS["seed"] + i)
         parts.append(attack(model, x[i:i + 10], y[i:i + 10], config, targets=t, generator=generator).adversarial)
     return torch.cat(parts)
 

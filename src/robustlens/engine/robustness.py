@@ -3,8 +3,10 @@ robust accuracy against ε for several models, and the transfer matrix of PGD ad
 2019, Sec. 5: adversarial examples transfer because models share non-robust features).
 
 Models are passed in already loaded (a mapping name -> model), so a caller with a model cache
-reuses it. Every (model, ε) point and every matrix cell is attacked with its own generator seeded
-with ``seed``, so a result does not depend on the order of the models or the ε grid.
+reuses it. Every (model, ε) point and every matrix cell is attacked with its own generators: the PGD batch
+from image i on draws from one seeded ``seed + i``, so a result depends neither on the order of the models
+or the ε grid nor on where a batch runs (:func:`robust_block` / :func:`transfer_block` are the per-block
+verdicts a Ray worker computes, engine/cluster_jobs.py).
 
 The Experiments tab runs them as :func:`cached_robustness_curves_job` / :func:`cached_transfer_matrix_job`
 ``(cache, request)``: the models come from the engine thread's model cache, every other value from a
