@@ -28,9 +28,10 @@ _ADDRESS = re.compile(r"^(auto|(ray://)?[\w.\-\[\]:]+:\d+)$")
 
 
 def cluster_options(address: str, workers: int) -> ClusterOptions | None:
-    """The options of a job run on Ray, or None to run here."""
+    """The options of a job run on Ray, or None to run here; Ray stays up between the app's runs (starting
+    it and its workers costs seconds)."""
     address = address.strip()
-    return ClusterOptions(address, workers or None) if address else None
+    return ClusterOptions(address, workers or None, stay_connected=True) if address else None
 
 
 def check_address(text: str) -> str:

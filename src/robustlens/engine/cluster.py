@@ -119,6 +119,7 @@ class ClusterOptions:
     cpus_per_worker: float = 1.0
     block: int | None = None
     timeout: float = CONNECT_TIMEOUT_S
+    stay_connected: bool = False  # keep Ray and the idle workers up after the run (the app's runs)
 
 
 def cluster_options(args) -> ClusterOptions:
@@ -168,10 +169,20 @@ def _reachable(address: str, timeout: float) -> None:
         raise CLIError(f"cannot reach the Ray cluster at {hostport}: {failure.strerror or failure}") from None
 
 
-def connect(address: str, timeout: float) -> Callable[[], None]:
+# the address a long-lived caller (the app) asked to stay connected to, while it is
+_HELD: list[str] = []
+
+
+def connect(address: str, timeout: float, stay: bool = False) -> Callable[[], None]:
     """Join (or for 'local' start) a Ray cluster within ``timeout`` seconds; returns what to call at the
-    end (shutdown of what this call started; nothing if Ray was already up in this process)."""
+    end (shutdown of what this call started; nothing if Ray was already up in this process, or with
+    ``stay``: the app keeps its cluster and idle workers between runs, and switches when the address
+    it asks for changes)."""
     ray = import_ray()
+    if ray.is_initialized() and _HELD and _HELD[0] != address:  # the app's earlier choice: leave it
+        ray.shutdown()
+        _HELD.clear()
+        _IDLE.clear()
     if ray.is_initialized():  # a caller (a test session, a long-lived program) already holds a cluster
         current = ray.get_runtime_context().gcs_address
         if address in ("local", "auto") or address.removeprefix("ray://") == current:
@@ -196,6 +207,9 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     except Exception as failure:  # noqa: BLE001 — ConnectionError, RuntimeError, ValueError: one line
         why = " ".join(str(failure).split()).split(". ")[0]
         raise CLIError(f"could not join {where}: {why}") from None
+    if stay:
+        _HELD[:] = [address]
+        return _keep_ray
     return ray.shutdown
 
 
@@ -236,7 +250,7 @@ def run_tasks(options: ClusterOptions, make_tasks: MakeTasks, progress, report: 
     the "workers" count; ``tick()`` is called at least once a second while waiting (a GUI job's
     ``cancel.check``: what it raises stops the run, its workers' blocks abandoned)."""
     ray = import_ray()
-    shutdown = connect(options.address, options.timeout)
+    shutdown = connect(options.address, options.timeout, stay=options.stay_connected)
     try:
         workers = _worker_count(ray, options.workers, options.gpus_per_worker, options.cpus_per_worker)
         tasks = make_tasks(ray.put, workers)
