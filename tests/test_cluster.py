@@ -17,6 +17,9 @@ import pytest
 
 from robustlens.engine import cluster
 from robustlens.engine.cli import main
+from robustlens.engine.jobs import CancelToken, Failed, run_job
+from robustlens.engine.model_cache import ModelCache
+from robustlens.engine.robustness import RobustnessRequest, cached_robustness_curves_job
 
 MODEL = "fashion-mnist/noise-0.25"
 COMMON = ["--model", MODEL, "--n", 200, "--batch", 200, "--max", 6, "--seed", 11, "--threads", 1]
@@ -203,6 +206,16 @@ def test_an_unreachable_cluster_fails_in_one_line(tmp_path, capsys):
     assert err.strip().splitlines()[-1].startswith("robustlens certify: error: cannot reach the Ray cluster at "
                                                    "127.0.0.1:1")
     assert "Traceback" not in err
+
+
+def test_an_app_job_aimed_at_an_unreachable_cluster_fails_in_one_line(fmnist_test):
+    pytest.importorskip("ray", reason="ray is not installed")
+    request = RobustnessRequest(("fashion-mnist/standard",), fmnist_test.images[:10], fmnist_test.labels[:10], "l2",
+                                (0.5,), 2, cluster=cluster.ClusterOptions("127.0.0.1:1", timeout=5))
+    events = list(run_job(cached_robustness_curves_job(ModelCache("cpu"), request), CancelToken()))
+    assert isinstance(events[-1], Failed), events[-1]
+    assert events[-1].message.startswith("cannot reach the Ray cluster at 127.0.0.1:1")
+    assert "\n" not in events[-1].message
 
 
 def test_worker_flags_without_ray_are_refused(tmp_path, capsys):
