@@ -1,7 +1,8 @@
-"""certify / predict past one machine (engine/cluster.py, engine/cli_merge.py): on a local Ray with 2 workers
-the rows equal the single-process run's, a worker killed mid-block costs no row and duplicates none; --shard
-slices are disjoint and cover the run, and merge joins them into the single run's file or says what is
-duplicated, missing or mismatched."""
+"""Runs past one machine (engine/cluster.py, cluster_worker.py, cluster_jobs.py, cli_merge.py). On a local Ray
+with 2 workers, certify, predict, radius decisions, attack curves, the transfer matrix, build-dataset and the
+Ilyas pipeline's datasets equal the single-process run's; a worker killed mid-block (SIGKILL from outside)
+costs no row and duplicates none; --shard slices are disjoint and cover the run, and merge joins them into
+the single run's file or says what is duplicated, missing or mismatched."""
 
 import json
 import os
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import one_line_error
 
 from robustlens.engine import cluster
 from robustlens.engine.cli import main
-from robustlens.engine.jobs import CancelToken, Failed, run_job
+from robustlens.engine.ilyas_experiment import (ConstructionSettings, ExperimentSettings, IlyasExperimentRequest,
+                                               ilyas_experiment_job)
+from robustlens.engine.jobs import CancelToken, Failed, Finished, Partial, run_job
 from robustlens.engine.model_cache import ModelCache
 from robustlens.engine.robustness import RobustnessRequest, cached_robustness_curves_job
 
@@ -189,6 +193,23 @@ def test_build_dataset_on_ray_writes_the_single_process_arrays_and_resumes_from_
     assert manifest["complete"] and [c["index"] for c in manifest["chunks"]] == [0, 1, 2]
 
 
+def test_the_ilyas_pipeline_builds_its_datasets_on_ray_as_here(local_ray, tmp_path):
+    construction = ConstructionSettings(count=8, chunk_size=4, steps=2, pgd_steps=2)
+    training = ExperimentSettings(epochs=1, eval_images=10, eval_steps=1, eval_eps=(0.5,))
+    arrays = {}
+    for where, options in (("here", None), ("ray", cluster.ClusterOptions("local", 2))):
+        request = IlyasExperimentRequest(workdir=str(tmp_path / where), test_images=50, construction=construction,
+                                         training=training, baseline=False, kinds=("non-robust",),
+                                         cluster=options)
+        events = list(run_job(ilyas_experiment_job(ModelCache("cpu"), request), CancelToken()))
+        assert isinstance(events[-1], Finished), events[-1]
+        chunks = [e.value["index"] for e in events if isinstance(e, Partial) and e.kind == "chunk"]
+        assert chunks == [0, 1]  # streamed in order
+        with np.load(tmp_path / where / "D_NR" / "dataset.npz") as npz:
+            arrays[where] = {key: npz[key].tobytes() for key in npz.files}
+    assert arrays["ray"] == arrays["here"]
+
+
 def test_a_ray_run_resumes_a_cut_single_process_file(local_ray, single, tmp_path, capsys):
     out = tmp_path / "resumed.tsv"
     lines = single[0].read_text().splitlines(keepends=True)
@@ -216,6 +237,16 @@ def test_an_app_job_aimed_at_an_unreachable_cluster_fails_in_one_line(fmnist_tes
     assert isinstance(events[-1], Failed), events[-1]
     assert events[-1].message.startswith("cannot reach the Ray cluster at 127.0.0.1:1")
     assert "\n" not in events[-1].message
+
+
+def test_ray_flags_where_they_mean_nothing_are_refused_in_one_line(tmp_path, capsys):
+    assert "--ray runs --curve and --transfer" in one_line_error(
+        capsys, ["attack", "--model", "fashion-mnist/standard", "--out", tmp_path, "--ray", "local"])
+    assert "--workers needs --ray" in one_line_error(
+        capsys, ["attack", "--curve", "--out", tmp_path, "--workers", 2])
+    assert "give --chunk, not --block" in one_line_error(
+        capsys, ["build-dataset", "--kind", "rand", "--count", 4, "--out", tmp_path / "d", "--ray", "local",
+                 "--block", 2])
 
 
 def test_worker_flags_without_ray_are_refused(tmp_path, capsys):
