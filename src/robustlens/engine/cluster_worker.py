@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import socket
 import time
+from functools import lru_cache
 
 from .cli import CLIError
 
@@ -80,6 +81,15 @@ def _model(ref: str, sha: str, device):
     return model.eval()
 
 
+@lru_cache(maxsize=1)
+def _source(name: str, split: str, root: str | None):
+    """The split a dataset's chunks come from, read once for the datasets built from it (the pipeline's
+    four kinds share one)."""
+    from .data import load_dataset
+
+    return load_dataset(name, split, root)
+
+
 def _load(job: dict):
     device = _device(job)
     if job["command"] in SMOOTHING:
@@ -91,11 +101,9 @@ def _load(job: dict):
         return smooth
     if job["command"] == "chunk":
         from .constructed import chunk_maker
-        from .data import load_dataset
 
         model = _model(job["model"], job["weights_sha256"], device)
-        source = load_dataset(*job["source"])
-        return chunk_maker(job["kind"], model, source, job["options"])
+        return chunk_maker(job["kind"], model, _source(*job["source"]), job["options"])
     return {name: _model(ref, sha, device) for name, (ref, sha) in job["models"].items()}
 
 
@@ -115,16 +123,22 @@ def _run(state, job: dict, payload: tuple):
         return chunk, time.perf_counter() - began
     from .robustness import curve_config, robust_block, transfer_block, transfer_config
 
-    images, labels = torch.tensor(payload[2]), torch.tensor(payload[3])  # copies: Ray hands back read-only arrays
-    if command == "curve":
-        name, eps, offset = payload[0], payload[1], payload[4]
+    if command == "curve":  # one (model, ε) point on a block of whole PGD batches from image `offset` on
+        name, eps, images, labels, offset = payload
         config = curve_config(job["norm"], eps, **job["attack"])
-        return robust_block(state[name], images, labels, config, job["batch"], offset).numpy()
-    source, eps, offset, targets = payload[0], payload[1], payload[4], payload[5]
+        return robust_block(state[name], _tensor(images), _tensor(labels), config, job["batch"], offset).numpy()
+    source, eps, images, labels, offset, targets = payload  # a transfer row's block, crafted on `source`
     config = transfer_config(job["norm"], eps, **job["attack"])
-    targets = None if targets is None else torch.tensor(targets)
-    masks = transfer_block(state, source, images, labels, targets, config, job["batch"], offset)
+    masks = transfer_block(state, source, _tensor(images), _tensor(labels), _tensor(targets), config, job["batch"],
+                           offset)
     return {name: (hit.numpy(), eligible.numpy()) for name, (hit, eligible) in masks.items()}
+
+
+def _tensor(array):
+    """A tensor of its own (what Ray hands a worker is read-only); None stays None."""
+    import torch
+
+    return None if array is None else torch.tensor(array)
 
 
 class BlockWorker:
