@@ -6,7 +6,8 @@ samples as in CERTIFY, then chunks cut at the looks of a confidence sequence for
 the bound certifies R, as soon as R is out of reach (an anytime upper bound, or the ceiling within N), or
 at N samples. The TSV (``idx label predict certified correct samples time``) goes through the same
 resumable writer as certify's (``engine/resumable.py``), its settings line holding R, N and the schedule
-of looks; certified accuracy at R is mean(certified and correct).
+of looks; certified accuracy at R is mean(certified and correct). With ``--ray`` the images are decided
+by a cluster's workers (engine/cluster.py), each with the same seed, so the rows are the same.
 """
 
 from __future__ import annotations
