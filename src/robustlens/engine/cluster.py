@@ -271,7 +271,7 @@ def run_blocks(args, job: dict, dataset, todo: list[int], progress, report: dict
     ``progress(k)`` is called as k more images finish on any worker."""
     if not todo:  # a finished file: nothing to start a cluster for
         return
-    options = cluster_options(args) if not isinstance(args, ClusterOptions) else args
+    options = cluster_options(args)
     blocks: list[list[int]] = []
 
     def make_tasks(put, workers):
