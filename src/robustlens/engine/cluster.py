@@ -299,7 +299,12 @@ class WorkerPool:
     def __init__(self, ray, gpus: float, cpus: float, keep: bool):
         self.ray, self.keep = ray, keep
         self.actor_class = _actor_class(ray, gpus, cpus)
-        self.key = (ray.get_runtime_context().get_job_id(), gpus, cpus)
+        # job ids start again in every Ray session; the driver's node id does not: a later session (after
+        # a shutdown in this process) never gets an earlier one's workers
+        context = ray.get_runtime_context()
+        self.key = (context.get_node_id(), context.get_job_id(), gpus, cpus)
+        for stale in [key for key in _IDLE if key[:2] != self.key[:2]]:  # an ended session's, gone with it
+            del _IDLE[stale]
         self.backend = None
 
     def drive(self, tasks: list[Task], workers: int, progress, start_timeout: float = WORKER_START_TIMEOUT_S,
