@@ -12,7 +12,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QApplication, QFileDialog, QFrame, QGroupBox, QMainWindow, QScrollArea, QSplitter,
                                QTabWidget, QTextEdit, QVBoxLayout, QWidget)
 
-from robustlens.engine.data import load_dataset, load_image_file
+from robustlens.engine.data import DatasetError, load_dataset
 from robustlens.engine.jobs import Finished, Progress
 from robustlens.engine.model_cache import load_models_job
 from robustlens.engine.zoo import catalogue
@@ -21,9 +21,9 @@ from . import style
 from .banner import Banner
 from .context import AppContext, ModelInfo, Selection
 from .engine_thread import Engine, bind_request
+from .file_opening import FileOpening, missing_files_help
 from .gallery import Gallery
 from .help_pages import HelpPages
-from .image_dialog import OpenImageDialog
 from .menus import WindowMenus
 from .panels import PANELS
 from .pickers import DATASET_CHOICES, DatasetPicker, ModelPicker
@@ -33,7 +33,6 @@ from .strip import ImageStrip
 
 SETTLE_MS = 90        # a selection starts its jobs once no newer one came within this time (held PgDown)
 CLOSE_WAIT_MS = 2000  # closing waits at most this long for the engine's running chunk
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 STYLE_SHEET = """
 QLabel#caption { color: palette(placeholder-text); }
 QFrame#banner[level="error"] { background: #fbe3e1; border: 1px solid #d9534f; border-radius: 4px; }
@@ -52,7 +51,7 @@ WINDOW_SETTINGS = (
 )
 
 
-class MainWindow(WindowMenus, HelpPages, QMainWindow):
+class MainWindow(FileOpening, WindowMenus, HelpPages, QMainWindow):
     """The robustlens window. ``settings``: where to remember geometry, dataset, models, options
     (a fresh QSettings file makes a reproducible window, as the screenshot mode does)."""
 
@@ -283,6 +282,9 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
 
         def factory(cancel):
             yield Progress(0, 1, f"loading {name} {split}")
+            missing = missing_files_help(name, root)  # what to put where, in the window's words
+            if missing:
+                raise DatasetError(missing)
             yield Finished(load_dataset(name, split, root))
 
         def on_event(event):
@@ -360,59 +362,6 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
             self._settle_timer.stop()
             self._settle_selection()
 
-    def open_image(self, path: str, crop=None, invert: bool = False, label: int | None = None) -> None:
-        """Load a PNG/JPEG (on the engine thread), converted to the dataset's size and channels:
-        ``crop`` None (squashed whole) | "centre" | (left, top, right, bottom) pixels, ``invert``,
-        ``label`` its true class (None: unknown)."""
-        dataset = self.ctx.dataset
-        shape = dataset.image_shape if dataset is not None else (1, 28, 28)
-        path = str(path)
-        if label is not None and not (self.ctx.classes and 0 <= int(label) < len(self.ctx.classes)):
-            label = None
-
-        def factory(cancel):
-            yield Finished(load_image_file(path, shape, crop=crop, invert=invert))
-
-        def on_event(event):
-            if isinstance(event, Finished):
-                image, note = event.result
-                name = Path(path).name
-                self.gallery.clear_selection()
-                self._set_selection(Selection(image, label, None, name, note))
-                self.banner.show_message("info", f"{name}: {note}")
-
-        self.engine.submit("open-image", factory, on_event=on_event, label=f"opening {Path(path).name}")
-
-    def open_image_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.ctx.last_folder("images"),
-                                              "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff)")
-        if path:
-            self.ctx.remember_folder("images", str(Path(path).parent))
-            self.ask_and_open_image(path)
-
-    def ask_and_open_image(self, path: str) -> None:
-        """Crop, invert and true class in a dialog, then open (an unreadable file opens directly, so
-        the engine's error says what is wrong with it)."""
-        dialog = OpenImageDialog(path, self.ctx.classes, self)
-        if not dialog.readable:
-            self.open_image(path)
-            return
-        if dialog.exec() == OpenImageDialog.DialogCode.Accepted:
-            chosen = dialog.choices()
-            self.open_image(path, crop=chosen.crop, invert=chosen.invert, label=chosen.label)
-
-    def dragEnterEvent(self, event) -> None:
-        if any(url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES)
-               for url in event.mimeData().urls()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        for url in event.mimeData().urls():
-            if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
-                self.open_image(url.toLocalFile())  # quick: squashed whole; File → Open image… asks
-                event.acceptProposedAction()
-                return
-
     # ---------------------------------------------------------------- models
 
     def load_models(self, keys: list[str]) -> None:
@@ -448,17 +397,6 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
         missing = self.model_picker.check_keys([str(k) for k in keys])
         if missing:
             self.banner.show_message("error", f"Not in the model list: {', '.join(missing)}")
-
-    def open_model_dialog(self) -> None:
-        from robustlens.app.open_model_dialog import ask_model_key  # asks the architecture a file lacks
-
-        key = ask_model_key(self, self.ctx)
-        if key:
-            self.model_picker.add_file(key)
-
-    def open_model(self, path: str) -> None:
-        """Add a checkpoint file to the models; a bad file gives an error and is not added."""
-        self.model_picker.add_file(str(Path(path).expanduser().resolve()))
 
     # ---------------------------------------------------------------- jobs and status
 
