@@ -143,3 +143,26 @@ def test_a_cifar_folder_without_its_batches_says_what_to_put_where(window, qtbot
     text = window.banner.text.text()
     assert "MNIST/raw/" in text and "t10k-images-idx3-ubyte" in text and "Folder…" in text
     assert "download" not in text
+
+
+def test_a_window_started_on_an_image_folder_opens_it(qtbot, tmp_path):
+    """``robustlens --dataset folder --data-root DIR --only-model KEY``: the window's own arguments."""
+    from robustlens.app.main import build_parser
+
+    args = build_parser().parse_args(["--dataset", "folder", "--data-root", str(tmp_path / "pictures"),
+                                      "--only-model", "fashion-mnist/standard"])
+    assert (args.dataset, args.data_root, args.only_model) == ("folder", str(tmp_path / "pictures"),
+                                                               ["fashion-mnist/standard"])
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "pictures" / name).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "pictures" / name / "0.png")
+    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                     use_settings=False, dataset=args.dataset, data_root=args.data_root, models=args.only_model,
+                     panels=FRAME_ONLY)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.ctx.dataset is not None and win._models_ready, timeout=30_000)
+    assert win.ctx.dataset.name == "folder" and win.ctx.dataset.classes == ("cat", "dog")
+    assert win.model_picker.checked_keys() == ["fashion-mnist/standard"]
+    win.close()

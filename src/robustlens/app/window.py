@@ -59,7 +59,8 @@ class MainWindow(FileOpening, WindowMenus, HelpPages, QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, extra_models: list[str] | None = None,
                  select: int | None = None, dataset: str | None = None, use_settings: bool = True,
-                 models: list[str] | None = None, panels: list[tuple[str, str]] | None = None) -> None:
+                 models: list[str] | None = None, panels: list[tuple[str, str]] | None = None,
+                 data_root: str | None = None) -> None:
         super().__init__()
         self.settings = settings if settings is not None else QSettings("robustlens", "robustlens")
         self.setWindowTitle("robustlens — adversarial examples, robust features, certified robustness")
@@ -91,7 +92,7 @@ class MainWindow(FileOpening, WindowMenus, HelpPages, QMainWindow):
         self._build_menus()
         self._build_presenter_menus()
         self._connect()
-        self._restore(use_settings, extra_models or [], dataset, models)
+        self._restore(use_settings, extra_models or [], dataset, models, data_root)
 
     # ---------------------------------------------------------------- construction
 
@@ -192,7 +193,7 @@ class MainWindow(FileOpening, WindowMenus, HelpPages, QMainWindow):
         app.aboutToQuit.connect(self._stop_engine)
 
     def _restore(self, use_settings: bool, extra_models: list[str], dataset: str | None,
-                 models: list[str] | None) -> None:
+                 models: list[str] | None, data_root: str | None = None) -> None:
         s = self.settings
         geometry = s.value("window/geometry") if use_settings else None
         if geometry is not None:
@@ -215,7 +216,7 @@ class MainWindow(FileOpening, WindowMenus, HelpPages, QMainWindow):
             checked = [str(Path(k).resolve()) if Path(k).exists() else k for k in models]
             extra = [k for k in checked if Path(k).is_absolute()]
         self.model_picker.populate(checked, files + [p for p in extra if p not in files])
-        for key in ("mnist:test", "cifar10:test"):
+        for key in ("mnist:test", "cifar10:test", "folder:test"):
             root = s.value(f"dataset/root/{key}") if use_settings else None
             if root:
                 self._dataset_roots[key] = str(root)
@@ -224,6 +225,8 @@ class MainWindow(FileOpening, WindowMenus, HelpPages, QMainWindow):
             key = dataset if ":" in dataset else f"{dataset}:test"
         if key not in [c[0] for c in DATASET_CHOICES]:
             key = "fashion-mnist:test"
+        if data_root:
+            self._dataset_roots[key] = str(Path(data_root).expanduser().resolve())
         stored, problems = read_settings(s, WINDOW_SETTINGS, "window") if use_settings else ({}, [])
         if self._pending_select is None and use_settings:
             self._pending_select = stored.get("gallery/index", 0)

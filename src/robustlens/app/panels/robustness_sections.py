@@ -225,10 +225,10 @@ class RobustnessSection(_Section):
         self.norm_box = norm_combo()
         self.eps_edit = QLineEdit(self._per_norm["linf"])
         self.eps_edit.setToolTip("the ε values to attack at, in [0,1]-pixel units of the norm, e.g. 0, 0.05, 0.1")
-        self.eps_edit.setMinimumWidth(210)
+        self.eps_edit.setMinimumWidth(175)  # the default grid in full; the row leaves room for the attack
         self.steps_box = spin_box(STEPS)
         self.images_box = spin_box(IMAGES)
-        self.attack_box = combo_box(ATTACK_CHOICES, ATTACK.help, shrinking=True)
+        self.attack_box = combo_box(ATTACK_CHOICES, ATTACK.help)
         self.attack_box.currentIndexChanged.connect(
             lambda _i: self.steps_box.setEnabled(self.attack_box.currentData() == "pgd"))
         self.plot = RobustnessPlot()
@@ -239,7 +239,7 @@ class RobustnessSection(_Section):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
-        layout.addLayout(self._controls((("Norm", self.norm_box), ("ε values", self.eps_edit),
+        layout.addLayout(self._controls((("Norm", self.norm_box), ("ε", self.eps_edit),
                                          ("Attack", self.attack_box), ("Steps", self.steps_box),
                                          ("Images", self.images_box))))
         # the plot, and beside it the numbers as they arrive
