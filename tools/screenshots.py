@@ -62,8 +62,8 @@ FEATURES = ("--select", "2", "--tab", "Features",
 EXAMPLE = "build/published-example"
 PUBLISHED = ("--dataset", "folder", "--data-root", f"{EXAMPLE}/images",
              "--only-model", f"{EXAMPLE}/models/cifar10/resnet20/noise_0.25/checkpoint.pth.tar",
-             "--select", "21", "--tab", "Certify",
-             *settings("Certify", sigma=0.25, n=10000, accuracy_images=40, accuracy_n=1000),
+             "--select", "2", "--tab", "Certify",
+             *settings("Certify", sigma=0.25, n=10000, accuracy_images=20, accuracy_n=500),
              "--run", "--click", "Run all σ", "--settle")
 
 SHOTS = (

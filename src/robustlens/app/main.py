@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                 if screenshot else None)
     select = args.select if args.select is not None else (0 if screenshot else None)
     window = MainWindow(settings=settings, extra_models=args.model, select=select, dataset=args.dataset,
-                        use_settings=not screenshot, models=args.only_model, data_root=args.data_root)
+                        use_settings=not screenshot, models=args.only_model,
+                        # remembered absolute; a screenshot says the folder as it was given
+                        data_root=args.data_root if screenshot or not args.data_root
+                        else str(Path(args.data_root).expanduser().absolute()))
     if args.tab:
         titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
         matches = [i for i, t in enumerate(titles) if t.lower() == args.tab.lower()]

@@ -226,7 +226,7 @@ class MainWindow(FileOpening, WindowMenus, HelpPages, QMainWindow):
         if key not in [c[0] for c in DATASET_CHOICES]:
             key = "fashion-mnist:test"
         if data_root:
-            self._dataset_roots[key] = str(Path(data_root).expanduser().resolve())
+            self._dataset_roots[key] = str(Path(data_root).expanduser())
         stored, problems = read_settings(s, WINDOW_SETTINGS, "window") if use_settings else ({}, [])
         if self._pending_select is None and use_settings:
             self._pending_select = stored.get("gallery/index", 0)
