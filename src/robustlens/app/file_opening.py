@@ -9,30 +9,27 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QFileDialog
 
-from robustlens.engine.data import load_image_file
+from robustlens.engine.data import TORCHVISION_FILES, DatasetError, load_image_file
+# IMAGE_SUFFIXES: what an image folder reads is what a dropped file opens as a picture
+from robustlens.engine.data_folders import CIFAR10_BATCHES, CIFAR10_FOLDER, IMAGE_SUFFIXES, cifar10_folder
 from robustlens.engine.jobs import Finished
 
 from .context import Selection
 from .image_dialog import OpenImageDialog
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 OWN_IMAGES = "Your own pictures, one subfolder per class: choose “Image folder…” in the Dataset list."
 
 
 def missing_files_help(name: str, root: str | None) -> str | None:
     """What a window user puts where when the chosen folder lacks a dataset's files (None when the
     files are there and something else is wrong: the loader's own message says what)."""
-    from robustlens.engine.data import TORCHVISION_FILES, DatasetError
-    from robustlens.engine.data_folders import CIFAR10_BATCHES, CIFAR10_FOLDER, cifar10_folder
-
     folder = Path(root).expanduser() if root else None
     if name == "cifar10":
         try:
-            if folder is not None:
-                cifar10_folder(folder)
+            if folder is not None and cifar10_folder(folder):
                 return None
         except DatasetError:
-            pass
+            pass  # no batches there: say what to put where
         batches = CIFAR10_BATCHES["train"]
         return (f"No CIFAR-10 batches in {folder or 'no folder'}. Unpack the “CIFAR-10 python version” "
                 f"(cifar-10-python.tar.gz) so that a folder holds {CIFAR10_FOLDER}/ with {batches[0]} … "
@@ -140,9 +137,6 @@ class FileOpening:
 
     def open_dataset_folder(self, folder: str) -> None:
         """A folder as a dataset: CIFAR-10 when it holds the python batches, else an image folder."""
-        from robustlens.engine.data import DatasetError
-        from robustlens.engine.data_folders import cifar10_folder
-
         try:
             cifar10_folder(folder)
             name = "cifar10"
