@@ -108,10 +108,18 @@ def test_closing_the_window_stops_the_engine_thread(qtbot, tmp_path):
     assert thread.isFinished()
 
 
-def test_dropped_image_is_converted_with_a_visible_note(window, qtbot, tmp_path):
+def test_dropped_image_is_converted_with_a_visible_note(window, qtbot, tmp_path, monkeypatch):
     from PIL import Image
     from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
     from PySide6.QtGui import QDropEvent
+
+    from robustlens.app.image_dialog import OpenImageDialog
+
+    def squashed_whole(dialog):  # the Open image dialog a drop opens: accepted with the whole picture
+        dialog.whole.setChecked(True)
+        return OpenImageDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(OpenImageDialog, "exec", squashed_whole)
 
     path = tmp_path / "photo.png"
     Image.new("RGB", (64, 48), (200, 30, 30)).save(path)
@@ -149,7 +157,7 @@ def test_a_missing_dataset_folder_gives_a_clear_error_and_keeps_the_dataset(wind
     window.load_dataset("mnist", "test", "mnist:test", str(tmp_path))
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=30_000)
     text = window.banner.text.text()
-    assert "mnist not found in" in text and str(tmp_path) in text
+    assert "No MNIST files in" in text and str(tmp_path) in text and "Folder…" in text
     assert window.ctx.dataset is before
     assert window.dataset_picker.combo.currentData() == "fashion-mnist:test"
 

@@ -33,6 +33,7 @@ class Shot:
     flags: tuple[str, ...]    # robustlens flags besides --screenshot
     threads: int | None = None  # torch CPU threads (ROBUSTLENS_THREADS): for run times quoted in the docs
     timeout: float = 1800.0
+    prepare: tuple[str, ...] = ()  # a tools/ script (and its arguments) that makes the files the flags name
 
 
 def settings(tab: str, **values) -> tuple[str, ...]:
@@ -56,6 +57,15 @@ FEATURES = ("--select", "2", "--tab", "Features",
             *settings("Features", steps=1000, step_size=0.1, seed="other-class", auto=0,
                       extra_model="fashion-mnist/noise-0.50"), "--run")
 
+# a researcher's own data and model: a colour ImageFolder and a CIFAR ResNet-20 noise model in Cohen et al.'s
+# checkpoint layout, both made by tools/published_example.py (the model trained on the folder, σ = 0.25)
+EXAMPLE = "build/published-example"
+PUBLISHED = ("--dataset", "folder", "--data-root", f"{EXAMPLE}/images",
+             "--only-model", f"{EXAMPLE}/models/cifar10/resnet20/noise_0.25/checkpoint.pth.tar",
+             "--select", "2", "--tab", "Certify",
+             *settings("Certify", sigma=0.25, n=10000, accuracy_images=20, accuracy_n=500),
+             "--run", "--click", "Run all σ", "--settle")
+
 SHOTS = (
     Shot("docs/window.png", ("--select", "0", "--tab", "Features", "--run", "--settle")),
     Shot("docs/window-lecture.png", ("--lecture", "--hide", "gallery", "--tab", "Certify", "--settle")),
@@ -71,6 +81,8 @@ SHOTS = (
          ("--tab", "Experiments", *settings("Experiments", **{
              "section": "Dataset experiments (Ilyas et al.)",
              "dataset-experiments-ilyas-et-al/results": "docs/features/results.json"}))),
+    Shot("docs/published/window-imagefolder.png", PUBLISHED, threads=1,
+         prepare=("tools/published_example.py", EXAMPLE)),
 )
 
 
@@ -96,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         cmd = command(shot, args.out)
         if args.list:
             threads = f"ROBUSTLENS_THREADS={shot.threads} " if shot.threads else ""
-            print(threads + shlex.join(["robustlens", *cmd[3:]]))
+            prepared = f"python {shlex.join(shot.prepare)} && " if shot.prepare else ""
+            print(prepared + threads + shlex.join(["robustlens", *cmd[3:]]))
+            continue
+        if shot.prepare and subprocess.run([sys.executable, *shot.prepare], cwd=ROOT).returncode:
+            failed.append(shot.path)
             continue
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
         if shot.threads:

@@ -50,6 +50,7 @@ import weakref
 import torch
 from PySide6.QtCore import QObject, QThread, Qt, QTimer, Signal, Slot
 
+from robustlens.engine.cost import ESTIMATE
 from robustlens.engine.jobs import (Aborted, CancelToken, Failed, Finished, Partial, Progress,
                                     Snapshot, describe_error, run_job)
 from robustlens.engine.model_cache import ModelCache
@@ -247,6 +248,7 @@ class JobHandle:
         self.state = "running"
         self.superseded = False
         self.progress: Progress | None = None
+        self.estimate = None  # engine.cost.CostEstimate, when the job announced what it will cost
         self.error: Failed | None = None
         self.result: Any = None
         self.submitted_at = time.monotonic()
@@ -390,6 +392,8 @@ class Engine(QObject):
         if isinstance(event, Progress):
             handle.progress = event
             self.jobProgress.emit(handle)
+        elif isinstance(event, Partial) and event.kind == ESTIMATE:
+            handle.estimate = event.value
         if handle.on_event is not None:
             try:
                 handle.on_event(event)

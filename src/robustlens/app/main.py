@@ -39,10 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshot", metavar="PNG", help="save the window to this file and exit")
     parser.add_argument("--select", type=int, metavar="INDEX", help="select this image of the dataset")
     parser.add_argument("--dataset", metavar="NAME",
-                        help="fashion-mnist (built in), fashion-mnist:train, mnist or cifar10 "
-                             "(the last two from the folder chosen before in the app)")
+                        help="fashion-mnist (built in), fashion-mnist:train, mnist, cifar10 or folder (an image "
+                             "folder, one subfolder per class); the last three from --data-root, else from the "
+                             "folder chosen before in the app")
+    parser.add_argument("--data-root", metavar="DIR", help="the folder of --dataset mnist, cifar10 or folder")
     parser.add_argument("--model", action="append", default=[], metavar="FILE",
                         help="also load this model file (repeatable)")
+    parser.add_argument("--only-model", action="append", default=None, metavar="KEY",
+                        help="load exactly these models, zoo names or files, instead of the remembered ones "
+                             "(repeatable)")
     parser.add_argument("--lecture", action="store_true", help="lecture mode: full screen, large fonts")
     parser.add_argument("--tab", metavar="TITLE", help="show this tab (e.g. Predictions, Certify)")
     parser.add_argument("--hide", default="", metavar="PARTS",
@@ -149,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                 if screenshot else None)
     select = args.select if args.select is not None else (0 if screenshot else None)
     window = MainWindow(settings=settings, extra_models=args.model, select=select, dataset=args.dataset,
-                        use_settings=not screenshot)
+                        use_settings=not screenshot, models=args.only_model,
+                        # remembered absolute; a screenshot says the folder as it was given
+                        data_root=args.data_root if screenshot or not args.data_root
+                        else str(Path(args.data_root).expanduser().absolute()))
     if args.tab:
         titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
         matches = [i for i, t in enumerate(titles) if t.lower() == args.tab.lower()]

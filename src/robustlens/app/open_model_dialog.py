@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from robustlens.engine.models import architecture_summaries
 from robustlens.engine.published import ModelFileInfo, describe_model_file, model_key
 
-MODEL_FILTER = "Models (*.pt *.pth *.tar *.ts *.ckpt);;All files (*)"
+MODEL_SUFFIXES = (".pt", ".pth", ".tar", ".ts", ".ckpt")
+MODEL_FILTER = f"Models ({' '.join('*' + s for s in MODEL_SUFFIXES)});;All files (*)"
 DEFAULT_SIGMA = 0.25
 
 
@@ -87,6 +88,12 @@ def ask_model_key(parent: QWidget, ctx) -> str | None:
     if not path:
         return None
     ctx.remember_folder("models", str(Path(path).parent))
+    return model_key_for_file(parent, path)
+
+
+def model_key_for_file(parent: QWidget, path: str) -> str | None:
+    """The model key of a chosen (or dropped) file: the file itself when it says all it needs, else
+    what the architecture dialog adds to it; None when the dialog is cancelled."""
     path = str(Path(path).expanduser().resolve())
     info = describe_model_file(path)
     if not (info.needs_arch or info.asks_sigma):
@@ -95,3 +102,10 @@ def ask_model_key(parent: QWidget, ctx) -> str | None:
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
     return dialog.model_key()
+
+
+def is_model_file(path: str) -> bool:
+    """A file to load as a model: a checkpoint's usual suffix, or a file torch reads as one (a
+    ``.bin`` state_dict). A file with a checkpoint's suffix that does not read goes to the loader
+    anyway, whose error says what is wrong with it."""
+    return Path(path).name.lower().endswith(MODEL_SUFFIXES) or describe_model_file(path).format != "unknown"

@@ -1,4 +1,5 @@
-"""The window's status bar: the device, the running job with its progress, and Cancel.
+"""The window's status bar: the device, the running job with its progress and, when the job announced
+it, what it costs ("about 3 min (1.6 s per image, 120 images)", engine/cost.py), and Cancel.
 
 It polls the engine's handles (20 times a second) instead of following every Progress signal, so a
 stream of events costs the GUI thread one repaint per tick at most. A job younger than 150 ms is not
@@ -80,8 +81,9 @@ class JobStatus(QObject):
         shown = active[-1]
         more = f"  (+{len(active) - 1} more)" if len(active) > 1 else ""
         message = shown.progress.message if shown.progress and shown.progress.message else ""
+        estimate = f" · {shown.estimate.text()}" if shown.estimate is not None else ""
         self.job_label.setText(f"Running: {shown.label}" + (f" — {message}" if message and message != shown.label else "")
-                               + more)
+                               + estimate + more)
         if shown.progress is not None and shown.progress.total > 0:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * shown.progress.fraction))

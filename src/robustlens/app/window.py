@@ -12,7 +12,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QApplication, QFileDialog, QFrame, QGroupBox, QMainWindow, QScrollArea, QSplitter,
                                QTabWidget, QTextEdit, QVBoxLayout, QWidget)
 
-from robustlens.engine.data import load_dataset, load_image_file
+from robustlens.engine.data import DatasetError, load_dataset
 from robustlens.engine.jobs import Finished, Progress
 from robustlens.engine.model_cache import load_models_job
 from robustlens.engine.zoo import catalogue
@@ -22,9 +22,9 @@ from .banner import Banner
 from .cluster_dialog import CLUSTER_ADDRESS, CLUSTER_WORKERS
 from .context import AppContext, ModelInfo, Selection
 from .engine_thread import Engine, bind_request
+from .file_opening import FileOpening, missing_files_help
 from .gallery import Gallery
 from .help_pages import HelpPages
-from .image_dialog import OpenImageDialog
 from .menus import WindowMenus
 from .panels import PANELS
 from .pickers import DATASET_CHOICES, DatasetPicker, ModelPicker
@@ -34,7 +34,6 @@ from .strip import ImageStrip
 
 SETTLE_MS = 90        # a selection starts its jobs once no newer one came within this time (held PgDown)
 CLOSE_WAIT_MS = 2000  # closing waits at most this long for the engine's running chunk
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 STYLE_SHEET = """
 QLabel#caption { color: palette(placeholder-text); }
 QFrame#banner[level="error"] { background: #fbe3e1; border: 1px solid #d9534f; border-radius: 4px; }
@@ -55,7 +54,7 @@ WINDOW_SETTINGS = (
 )
 
 
-class MainWindow(WindowMenus, HelpPages, QMainWindow):
+class MainWindow(FileOpening, WindowMenus, HelpPages, QMainWindow):
     """The robustlens window. ``settings``: where to remember geometry, dataset, models, options
     (a fresh QSettings file makes a reproducible window, as the screenshot mode does)."""
 
@@ -63,7 +62,8 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, extra_models: list[str] | None = None,
                  select: int | None = None, dataset: str | None = None, use_settings: bool = True,
-                 models: list[str] | None = None, panels: list[tuple[str, str]] | None = None) -> None:
+                 models: list[str] | None = None, panels: list[tuple[str, str]] | None = None,
+                 data_root: str | None = None) -> None:
         super().__init__()
         self.settings = settings if settings is not None else QSettings("robustlens", "robustlens")
         self.setWindowTitle("robustlens — adversarial examples, robust features, certified robustness")
@@ -95,7 +95,7 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
         self._build_menus()
         self._build_presenter_menus()
         self._connect()
-        self._restore(use_settings, extra_models or [], dataset, models)
+        self._restore(use_settings, extra_models or [], dataset, models, data_root)
 
     # ---------------------------------------------------------------- construction
 
@@ -196,7 +196,7 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
         app.aboutToQuit.connect(self._stop_engine)
 
     def _restore(self, use_settings: bool, extra_models: list[str], dataset: str | None,
-                 models: list[str] | None) -> None:
+                 models: list[str] | None, data_root: str | None = None) -> None:
         s = self.settings
         geometry = s.value("window/geometry") if use_settings else None
         if geometry is not None:
@@ -219,7 +219,7 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
             checked = [str(Path(k).resolve()) if Path(k).exists() else k for k in models]
             extra = [k for k in checked if Path(k).is_absolute()]
         self.model_picker.populate(checked, files + [p for p in extra if p not in files])
-        for key in ("mnist:test", "cifar10:test"):
+        for key in ("mnist:test", "cifar10:test", "folder:test"):
             root = s.value(f"dataset/root/{key}") if use_settings else None
             if root:
                 self._dataset_roots[key] = str(root)
@@ -228,6 +228,8 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
             key = dataset if ":" in dataset else f"{dataset}:test"
         if key not in [c[0] for c in DATASET_CHOICES]:
             key = "fashion-mnist:test"
+        if data_root:
+            self._dataset_roots[key] = str(Path(data_root).expanduser())
         stored, problems = read_settings(s, WINDOW_SETTINGS, "window") if use_settings else ({}, [])
         if self._pending_select is None and use_settings:
             self._pending_select = stored.get("gallery/index", 0)
@@ -288,6 +290,9 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
 
         def factory(cancel):
             yield Progress(0, 1, f"loading {name} {split}")
+            missing = missing_files_help(name, root)  # what to put where, in the window's words
+            if missing:
+                raise DatasetError(missing)
             yield Finished(load_dataset(name, split, root))
 
         def on_event(event):
@@ -365,59 +370,6 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
             self._settle_timer.stop()
             self._settle_selection()
 
-    def open_image(self, path: str, crop=None, invert: bool = False, label: int | None = None) -> None:
-        """Load a PNG/JPEG (on the engine thread), converted to the dataset's size and channels:
-        ``crop`` None (squashed whole) | "centre" | (left, top, right, bottom) pixels, ``invert``,
-        ``label`` its true class (None: unknown)."""
-        dataset = self.ctx.dataset
-        shape = dataset.image_shape if dataset is not None else (1, 28, 28)
-        path = str(path)
-        if label is not None and not (self.ctx.classes and 0 <= int(label) < len(self.ctx.classes)):
-            label = None
-
-        def factory(cancel):
-            yield Finished(load_image_file(path, shape, crop=crop, invert=invert))
-
-        def on_event(event):
-            if isinstance(event, Finished):
-                image, note = event.result
-                name = Path(path).name
-                self.gallery.clear_selection()
-                self._set_selection(Selection(image, label, None, name, note))
-                self.banner.show_message("info", f"{name}: {note}")
-
-        self.engine.submit("open-image", factory, on_event=on_event, label=f"opening {Path(path).name}")
-
-    def open_image_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.ctx.last_folder("images"),
-                                              "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff)")
-        if path:
-            self.ctx.remember_folder("images", str(Path(path).parent))
-            self.ask_and_open_image(path)
-
-    def ask_and_open_image(self, path: str) -> None:
-        """Crop, invert and true class in a dialog, then open (an unreadable file opens directly, so
-        the engine's error says what is wrong with it)."""
-        dialog = OpenImageDialog(path, self.ctx.classes, self)
-        if not dialog.readable:
-            self.open_image(path)
-            return
-        if dialog.exec() == OpenImageDialog.DialogCode.Accepted:
-            chosen = dialog.choices()
-            self.open_image(path, crop=chosen.crop, invert=chosen.invert, label=chosen.label)
-
-    def dragEnterEvent(self, event) -> None:
-        if any(url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES)
-               for url in event.mimeData().urls()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        for url in event.mimeData().urls():
-            if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
-                self.open_image(url.toLocalFile())  # quick: squashed whole; File → Open image… asks
-                event.acceptProposedAction()
-                return
-
     # ---------------------------------------------------------------- models
 
     def load_models(self, keys: list[str]) -> None:
@@ -453,17 +405,6 @@ class MainWindow(WindowMenus, HelpPages, QMainWindow):
         missing = self.model_picker.check_keys([str(k) for k in keys])
         if missing:
             self.banner.show_message("error", f"Not in the model list: {', '.join(missing)}")
-
-    def open_model_dialog(self) -> None:
-        from robustlens.app.open_model_dialog import ask_model_key  # asks the architecture a file lacks
-
-        key = ask_model_key(self, self.ctx)
-        if key:
-            self.model_picker.add_file(key)
-
-    def open_model(self, path: str) -> None:
-        """Add a checkpoint file to the models; a bad file gives an error and is not added."""
-        self.model_picker.add_file(str(Path(path).expanduser().resolve()))
 
     # ---------------------------------------------------------------- jobs and status
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from .anytime import StopSignal
 from .checks import check_count, check_images, check_probability, check_sigma
+from .cost import CostEstimate, announce, certify_estimate
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
 from .smoothing import Smooth, certify_job
 from .smoothing_bounds import certified_accuracy, max_certifiable_radius
@@ -91,6 +92,7 @@ def certify_image_job(cache, request: CertifyRequest) -> JobFactory:
     def job(cancel: CancelToken):
         smooth = smooth_of()
         yield noise()
+        yield announce(certify_estimate(smooth, request.image, n0=params.n0, n=params.n, batch_size=params.batch))
         yield from certify_job(smooth, request.image, n0=params.n0, n=params.n, alpha=params.alpha,
                                batch_size=params.batch, generator=seed)(cancel)
 
@@ -116,6 +118,8 @@ def certify_anytime_image_job(cache, request: AnytimeCertifyRequest) -> JobFacto
     def job(cancel: CancelToken):
         smooth = smooth_of()
         yield noise()
+        # at most n samples: the estimate is the longest the run can take
+        yield announce(certify_estimate(smooth, request.image, n0=params.n0, n=params.n, batch_size=params.batch))
         for update in smooth.certify_anytime(request.image, params.n0, params.n, params.alpha, params.batch,
                                              target_radius=request.target_radius, generator=seed):
             cancel.check()
@@ -253,8 +257,9 @@ class AccuracyRequest:
 
 
 def accuracy_curves_job(cache, request: AccuracyRequest) -> JobFactory:
-    """:func:`certified_accuracy_job` over the subset with the cache's smoothed classifiers: a
-    Partial("row", AccuracyRow) per model and image, Finished(AccuracyResult)."""
+    """:func:`certified_accuracy_job` over the subset with the cache's smoothed classifiers: first
+    Partial("estimate", CostEstimate), then a Partial("row", AccuracyRow) per model and image,
+    Finished(AccuracyResult)."""
     params = request.params
     _check_params(params)
     check_count(request.images, "images", minimum=1)
@@ -267,6 +272,10 @@ def accuracy_curves_job(cache, request: AccuracyRequest) -> JobFactory:
     def job(cancel: CancelToken):
         smooths = {key: cache.smooth(key) for key in request.model_keys}
         subset = request.dataset.subset(evenly_spaced(len(request.dataset), request.images))
+        per_image = sum(certify_estimate(smooth, subset.images[:1], n0=params.n0, n=request.n,
+                                         batch_size=params.batch).per_unit for smooth in smooths.values())
+        models = f" × {len(smooths)} models" if len(smooths) > 1 else ""
+        yield announce(CostEstimate(per_image, len(subset), "image", f"{len(subset):,} images{models}"))
         yield from certified_accuracy_job(smooths, subset, n0=params.n0, n=request.n, alpha=params.alpha,
                                           batch_size=params.batch, seed=params.seed)(cancel)
 

@@ -23,6 +23,7 @@ import torch
 from .attacks import pgd
 from .constructed import (DATASET_KINDS, DATASET_NAMES, BuiltDataset, load_built_dataset, non_robust_dataset_job,
                           real_images_of, relabeled_dataset_job, robust_dataset_job, write_json)
+from .cost import CostEstimate, announce, estimate_seconds
 from .data import Dataset, load_dataset
 from .evaluate import default_step_size
 from .inversion import model_device
@@ -386,10 +387,31 @@ class IlyasExperimentRequest:
                 f"{c.seeds}-pgd{c.eps:g}x{c.pgd_steps}-{tails}")
 
 
+def pipeline_estimate(robust, standard, shape, test_images: int, request: IlyasExperimentRequest) -> CostEstimate:
+    """What the whole pipeline costs from scratch (a resumed one costs less), per source image: the
+    inversions of D_R and D_NR (``steps`` forward-and-backward passes each), the PGD of D_rand and D_det
+    (``pgd_steps`` each), and a forward-and-backward pass per epoch of each trained model; plus each
+    model's evaluation, PGD at every ε on ``eval_images`` test images."""
+    c, t = request.construction, request.training
+    kinds = set(request.kinds)
+
+    def gradient(model) -> float:
+        return estimate_seconds(model, shape, 0, gradient_passes=1, batch_size=c.chunk_size)
+
+    per_image = sum(c.steps * gradient(robust if kind == "robust" else standard)
+                    for kind in kinds & {"robust", "non-robust"})
+    per_image += sum(c.pgd_steps * gradient(standard) for kind in kinds & {"rand", "det"})
+    rows = len(kinds) + int(request.baseline)
+    per_image += rows * t.epochs_for(c.count) * gradient(standard)  # the trained models: the standard one's arch
+    evaluation = rows * len(t.eval_eps) * min(t.eval_images, test_images) * t.eval_steps * gradient(standard)
+    return CostEstimate(per_image + evaluation / max(1, c.count), c.count, "image",
+                        f"{c.count:,} images: {len(kinds)} datasets built, {rows} models trained and attacked")
+
+
 def ilyas_experiment_job(cache, request: IlyasExperimentRequest) -> JobFactory:
     """The pipeline of :func:`paper_experiment_job` from model keys and a dataset name: ``cache`` is a
     :class:`~robustlens.engine.model_cache.ModelCache` (the GUI's engine thread's, or the CLI's own).
-    Events and result as :func:`paper_experiment_job`."""
+    Events and result as :func:`paper_experiment_job`, after Partial("estimate", CostEstimate)."""
     if not request.workdir:
         raise ValueError("name a folder to build the datasets in")
 
@@ -403,6 +425,7 @@ def ilyas_experiment_job(cache, request: IlyasExperimentRequest) -> JobFactory:
         if request.construction.count > len(source):
             raise ValueError(f"the {name} training set has {len(source):,} images, "
                              f"fewer than {request.construction.count:,}")
+        yield announce(pipeline_estimate(robust, standard, source.image_shape, len(test), request))
         runners = None
         if request.cluster is not None:
             models = {"robust": (request.robust_model, robust)}

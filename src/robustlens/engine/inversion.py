@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import check_count, check_finite_outputs, check_images, model_input_shape
+from .cost import CostEstimate, announce, estimate_seconds
 from .data import Dataset
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress, Snapshot
 
@@ -368,6 +369,7 @@ def reconstruct_image_job(cache, request: ReconstructRequest) -> JobFactory:
 
     Events:
       Partial("models", {key: ModelMeta})   first, once the models are loaded
+      Partial("estimate", CostEstimate)     what the run will cost, from a short probe
       Partial("seed", {"image", "index" (pool position, −1 for noise), "mode", "note"})
       Partial("curves", {"d": {key: [d at each step]}, "lowest": {key: [lowest d so far]}})  a whole
           state each time, so coalescing may drop any of them; "lowest" is the d of the iterate shown
@@ -394,6 +396,10 @@ def reconstruct_image_job(cache, request: ReconstructRequest) -> JobFactory:
                                  f"{'×'.join(map(str, shape))}: choose models of this dataset")
             models[key] = model
         yield Partial("models", {key: model.meta for key, model in models.items()})
+        # a step inverts the representation: at most one forward and one backward pass of each model
+        per_step = sum(estimate_seconds(model, shape, 0, gradient_passes=1, batch_size=1) for model in models.values())
+        yield announce(CostEstimate(per_step, request.steps, "step",
+                                    f"{request.steps:,} steps × {len(models)} model{'s' if len(models) != 1 else ''}"))
         inner = reconstruct_job(models, image, mode, steps=request.steps, step_size=request.step_size,
                                 schedule=request.schedule, generator=torch.Generator().manual_seed(generator_seed),
                                 pool=pool, labels=torch.tensor([request.label or 0]),

@@ -26,6 +26,8 @@ from torch import nn
 from .attack_jobs import AttackConfig, attack, inference_mode_off
 from .attacks import choose_targets, model_device
 from .checks import check_count, check_finite_outputs, check_images, check_labels, model_classes, model_input_shape
+from .cost import CostEstimate, announce, estimate_seconds
+from .evaluate import APGD_STEPS, ATTACK_LABELS, ATTACKS, SQUARE_QUERIES, strong_robust_mask
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress, run_to_end
 
 
@@ -187,7 +189,7 @@ class RobustnessCurves:
 def robustness_curves_job(models: Mapping[str, nn.Module], images: torch.Tensor, labels: torch.Tensor, *,
                           norm: str, eps_values: Sequence[float], steps: int = 20, relative_step: float = 2.5,
                           restarts: int = 1, random_start: str = "none", loss: str = "ce", keep: str = "best",
-                          batch_size: int = 250, seed: int = 0) -> JobFactory:
+                          batch_size: int = 250, seed: int = 0, attack: str = "pgd") -> JobFactory:
     """Robust accuracy against ε for every model (Madry et al. 2018, Fig. 4 style curves).
 
     An image counts as robust at ε when the model classifies it correctly clean *and* on its
@@ -197,9 +199,15 @@ def robustness_curves_job(models: Mapping[str, nn.Module], images: torch.Tensor,
     these models (an L2 start uniform in a 784-dimensional ball lies almost on its sphere and costs
     steps to undo; bench/bench_pgd.py measures it), and the result then needs no seed.
 
+    ``attack`` "apgd" (APGD-CE then APGD-T, 100 steps each) or "autoattack" (the standard AutoAttack)
+    replaces PGD by the stronger attacks of ``engine/evaluate.py`` (Croce & Hein 2020, torchattacks);
+    ``steps`` and the PGD options then do not apply.
+
     Events: ``Progress`` per attacked batch; ``Partial("curve_point", CurvePoint)`` per (model, ε),
     ε in the outer loop so all curves grow together; ``Finished(RobustnessCurves)``.
     """
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}: choose one of {', '.join(ATTACKS)}")
     eps_values = [float(e) for e in eps_values]
     if not eps_values:
         raise ValueError("no ε values given")
@@ -210,6 +218,8 @@ def robustness_curves_job(models: Mapping[str, nn.Module], images: torch.Tensor,
     names = list(models)
     settings = dict(steps=steps, relative_step=relative_step, restarts=restarts, random_start=random_start,
                     loss=loss, keep=keep, seed=seed, attack="PGD, untargeted")
+    if attack != "pgd":
+        settings = dict(attack=ATTACK_LABELS[attack], steps=APGD_STEPS, seed=seed)
 
     def run(cancel):
         n = len(images)
@@ -223,16 +233,37 @@ def robustness_curves_job(models: Mapping[str, nn.Module], images: torch.Tensor,
                                   random_start=random_start, loss=loss, keep=keep, seed=seed)
             for name in names:
                 model = models[name]
-                adversarial = yield from _craft(model, images, labels, None, config, batch_size, cancel,
-                                                done, total, f"{name}: {'L∞' if norm == 'linf' else 'L2'} ε={eps:g}")
+                message = f"{name}: {'L∞' if norm == 'linf' else 'L2'} ε={eps:g}"
+                if attack == "pgd":
+                    adversarial = yield from _craft(model, images, labels, None, config, batch_size, cancel,
+                                                    done, total, message)
+                    robust = clean[name] & _predict(model, adversarial, batch_size).eq(labels)
+                else:
+                    survived = yield from _strong(model, images, labels, attack, norm, eps, batch_size, seed, cancel,
+                                                  done, total, message)
+                    robust = clean[name] & survived
                 done += n
-                robust = clean[name] & _predict(model, adversarial, batch_size).eq(labels)
                 point = CurvePoint(name, eps, robust.float().mean().item(), int(robust.sum()), n)
                 accuracy[name].append(point.accuracy)
                 yield Partial("curve_point", point)
         yield Finished(RobustnessCurves(norm, eps_values, names, accuracy, n, settings))
 
     return run
+
+
+def _strong(model, images, labels, attack: str, norm: str, eps: float, batch_size: int, seed: int, cancel,
+            done: int, total: int, message: str):
+    """Per image, whether it is classified correctly after the strong attack (``evaluate.strong_robust_mask``),
+    batch by batch with a cancellation check and a Progress event between batches."""
+    classes = model_classes(model) or 10
+    masks = []
+    for i in range(0, len(images), batch_size):
+        cancel.check()
+        with torch.inference_mode(False):
+            masks.append(strong_robust_mask(model, images[i:i + batch_size], labels[i:i + batch_size], attack=attack,
+                                            norm=norm, eps=eps, num_classes=classes, batch_size=batch_size, seed=seed))
+        yield Progress(done + i + len(masks[-1]), total, message)
+    return torch.cat(masks)
 
 
 def robustness_curves(models, images, labels, **kwargs) -> RobustnessCurves:
@@ -351,14 +382,16 @@ def batch_for(steps: int) -> int:
 @dataclass(frozen=True)
 class RobustnessRequest:
     """Robust accuracy against ε of the models ``keys`` on ``images`` / ``labels`` ((N, C, H, W) and
-    (N,) tensors), untargeted PGD-``steps`` in ``norm`` at every ε of ``eps_values``."""
+    (N,) tensors), untargeted PGD-``steps`` in ``norm`` at every ε of ``eps_values``, or the stronger
+    ``attack`` "apgd" / "autoattack" (``steps`` then does not apply)."""
     keys: tuple[str, ...]
     images: Any
     labels: Any
     norm: str
     eps_values: tuple[float, ...]
     steps: int
-    cluster: Any = None  # a cluster.ClusterOptions: attack on Ray (engine/cluster_experiments.py)
+    attack: str = "pgd"
+    cluster: Any = None  # a cluster.ClusterOptions: PGD on Ray (engine/cluster_experiments.py)
 
 
 @dataclass(frozen=True)
@@ -374,17 +407,58 @@ class TransferRequest:
     target: str
 
 
+def attack_passes(attack: str, steps: int, classes: int) -> tuple[int, int]:
+    """(forward, forward-and-backward) passes per image an attack spends at most: PGD its ``steps``;
+    APGD-CE ``APGD_STEPS`` and APGD-T as many per target class (torchattacks attacks one target class
+    after another); AutoAttack also FAB-T's steps per target class and Square's queries."""
+    targets = max(1, min(9, classes - 1))
+    if attack == "pgd":
+        return 0, steps
+    gradient = APGD_STEPS * (1 + targets)
+    if attack == "autoattack":
+        return SQUARE_QUERIES, gradient + APGD_STEPS * targets
+    return 0, gradient
+
+
+def curves_estimate(models: Mapping[str, nn.Module], images: int, input_shape, eps_values, steps: int,
+                    batch_size: int, attack: str = "pgd") -> CostEstimate:
+    """What the curves cost at most: per model, a clean forward pass of every image and the attack's
+    passes (:func:`attack_passes`) at every ε > 0 (an image once fooled is attacked no further, so a
+    weak model's curve costs less)."""
+    attacked = sum(1 for eps in eps_values if eps > 0)
+    per_image = 0.0
+    for model in models.values():
+        forward, gradient = attack_passes(attack, steps, model_classes(model) or 10)
+        per_image += estimate_seconds(model, input_shape, 1 + forward * attacked, gradient_passes=gradient * attacked,
+                                      batch_size=min(batch_size, images))
+    method = f"PGD-{steps}" if attack == "pgd" else ATTACK_LABELS[attack]
+    size = f"{images:,} images × {attacked} ε × {len(models)} model{'s' if len(models) != 1 else ''}, {method}"
+    return CostEstimate(per_image, images, "image", size)
+
+
 def cached_robustness_curves_job(cache, request: RobustnessRequest) -> JobFactory:
-    """:func:`robustness_curves_job` with the cache's models, in batches of :func:`batch_for` images
-    (with ``request.cluster``, the same points from Ray workers)."""
+    """:func:`robustness_curves_job` with the cache's models, in batches of :func:`batch_for` images;
+    first Partial("estimate", CostEstimate). With ``request.cluster`` (PGD only), the same points from Ray
+    workers."""
     if request.cluster is not None:
+        if request.attack != "pgd":
+            raise ValueError(f"{ATTACK_LABELS[request.attack]} runs on this machine only; choose PGD to use Ray")
         from .cluster_experiments import ray_robustness_curves_job
 
         return ray_robustness_curves_job(cache, request)
-    job = robustness_curves_job(cache.models(request.keys), request.images, request.labels, norm=request.norm,
-                                eps_values=request.eps_values, steps=request.steps,
-                                batch_size=batch_for(request.steps))
-    return lambda cancel: inference_mode_off(job(cancel))
+    models = cache.models(request.keys)
+    # a strong attack spends up to a thousand passes per image: smaller batches keep Cancel prompt
+    batch = batch_for(request.steps if request.attack == "pgd" else sum(attack_passes(request.attack, 0, 10)))
+    job = robustness_curves_job(models, request.images, request.labels, norm=request.norm,
+                                eps_values=request.eps_values, steps=request.steps, batch_size=batch,
+                                attack=request.attack)
+
+    def run(cancel):
+        yield announce(curves_estimate(models, len(request.images), tuple(request.images.shape[1:]),
+                                       request.eps_values, request.steps, batch, request.attack))
+        yield from inference_mode_off(job(cancel))
+
+    return run
 
 
 def cached_transfer_matrix_job(cache, request: TransferRequest) -> JobFactory:

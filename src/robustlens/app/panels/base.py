@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 
 from PySide6.QtWidgets import QAbstractButton, QWidget
 
+from robustlens.engine.cost import ESTIMATE
 from robustlens.engine.jobs import Aborted, Failed, Finished, Partial, Progress, Snapshot
 
 from ..context import AppContext
@@ -125,7 +126,9 @@ class Panel(QWidget):
         def on_event(event) -> None:
             if self._runs.get(slot) != run:
                 return  # a run that was forgotten (cancel_job) or replaced
-            if isinstance(event, Partial):
+            if isinstance(event, Partial) and event.kind == ESTIMATE:
+                self.show_estimate(slot, event.value)  # the status bar shows it too (JobStatus)
+            elif isinstance(event, Partial):
                 _call(on_partial, event)
             elif isinstance(event, Progress):
                 _call(on_progress, event)
@@ -176,6 +179,10 @@ class Panel(QWidget):
     def _after_cancel_all(self) -> None:
         for button in self._cancel_buttons.values():
             button.setEnabled(False)
+
+    def show_estimate(self, slot: str, estimate) -> None:
+        """The job in ``slot`` announced its cost (engine.cost.CostEstimate) before its work: a panel
+        with a progress line of its own shows it there."""
 
     # ---------------------------------------------------------------- the window calls these
 

@@ -446,6 +446,10 @@ class CertifyPanel(AnytimeMode, Panel):
                         on_end=self._anytime_ended, cancel_button=self.cancel_button)
         self._anytime_started()
 
+    def show_estimate(self, slot: str, estimate) -> None:
+        if slot == "certify-accuracy":
+            self.accuracy.show_estimate(estimate)
+
     def run_accuracy(self) -> None:
         """Certify an evenly spaced test subset with every loaded noise model; curves grow per row."""
         dataset = self.ctx.dataset

@@ -103,15 +103,21 @@ class AccuracySection(QGroupBox):
         self.rows = {m.key: [] for m in models}
         self._total = images * len(models)
         self._started = time.monotonic()
+        self._estimate = ""
         self.table.setText("")
         self.plot.set_hint("certifying the first image…")
         self.status.setText(f"certifying {images} images with {len(models)} noise model(s)…")
+
+    def show_estimate(self, estimate) -> None:
+        """What the run will cost (engine.cost.CostEstimate), kept on the progress line."""
+        self._estimate = f" · estimated {estimate.text()}"
+        self.status.setText(self.status.text() + self._estimate)
 
     def add_row(self, row: AccuracyRow) -> None:
         self.rows.setdefault(row.model, []).append(row)
         self.plot.set_curve(row.model, row.radii, row.accuracy)
         self.status.setText(f"running: {self._done()} / {self._total} certificates · "
-                            f"{time.monotonic() - self._started:.0f} s")
+                            f"{time.monotonic() - self._started:.0f} s{self._estimate}")
         self._update_table()
 
     def finished(self) -> None:

@@ -381,6 +381,10 @@ class FeaturesPanel(Panel):
         self.status.setText(f"Inverting {len(roles)} representations of {selection.source}, {params.steps} steps of "
                             f"α = {params.step_size:g}…")
 
+    def show_estimate(self, slot: str, estimate) -> None:
+        if slot == JOB_SLOT:
+            self.status.setText(f"{self.status.text()} Estimated {estimate.text()}.")
+
     def _new_seed(self) -> None:
         self.draw_box.setValue(self.draw_box.value() + 1)
         self.run()

@@ -107,6 +107,7 @@ class DatasetExperiments(Panel):
         self.row_status: dict[str, str] = {}
         self.stage: str | None = None   # the build or "experiment" the running job is in
         self._started = 0.0
+        self._estimate = ""  # what the running pipeline said it would cost
         self._build()
         self._fill_table()
         self._describe_results()
@@ -407,6 +408,7 @@ class DatasetExperiments(Panel):
         self.shown.setText(f"Running: {count:,} images per dataset, {request.construction.steps} inversion steps; "
                            f"saved in {request.workdir}")
         self._started = time.monotonic()
+        self._estimate = ""
         out = Path(request.out or Path(request.workdir) / "results.json")
         self.run_engine(JOB_SLOT, ilyas_experiment_job, request, label=f"Ilyas et al. experiment ({count:,} images)",
                         keep_every=("row", "stage"), on_partial=self._on_partial, on_progress=self._on_progress,
@@ -415,8 +417,13 @@ class DatasetExperiments(Panel):
                         cancel_button=self.cancel_button)
         self.status.setText("building D_R…")
 
+    def show_estimate(self, slot: str, estimate) -> None:
+        """From scratch; a resumed run skips what is built."""
+        self._estimate = f" of at most {estimate.text()}"
+        self.status.setText(self.status.text() + self._estimate)
+
     def _elapsed(self) -> str:
-        return f"{time.monotonic() - self._started:.0f} s"
+        return f"{time.monotonic() - self._started:.0f} s{self._estimate}"
 
     def _set_status(self, name: str, text: str) -> None:
         if name in self.row_status and self.row_values(name) is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
+from robustlens.engine.evaluate import APGD_STEPS, ATTACK_LABELS, ATTACKS
 from robustlens.engine.robustness import (RobustnessRequest, TransferRequest, cached_robustness_curves_job,
                                           cached_transfer_matrix_job, save_result)
 
@@ -37,6 +38,10 @@ TRANSFER_TARGETS = (("untargeted", "untargeted"), ("random", "random other (D_ra
 STEPS = Setting("steps", 10, 1, 500, step=5, help="PGD steps per attack (step size 2.5·ε/steps, uniform random start)")
 IMAGES = Setting("images", 100, 1, 10_000, step=50, help="test images, spread evenly through the dataset")
 NORM = Setting("norm", "linf", choices=tuple(NORM_NAMES), help="the threat model: the ball ‖δ‖ ≤ ε")
+ATTACK = Setting("attack", "pgd", choices=ATTACKS,
+                 help=f"pgd: our PGD (Steps); apgd: APGD-CE then APGD-T, {APGD_STEPS} steps each; autoattack: the "
+                      "standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square), the field's reference (Croce & Hein 2020)")
+ATTACK_CHOICES = tuple((key, {"pgd": "PGD", "apgd": "APGD", "autoattack": "AutoAttack"}[key]) for key in ATTACKS)
 
 
 def parse_eps_list(text: str) -> list[float]:
@@ -89,6 +94,7 @@ class _Section(Panel):
         self.result = None
         self.state = "idle"
         self._started = 0.0
+        self._estimate = ""                # what the running job said it would cost
         self._per_norm: dict = {}          # norm -> its ε (grid); the subclass fills it
         self.run_button = QPushButton("Run (F5)")
         self.cancel_button = QPushButton("Cancel")
@@ -141,12 +147,17 @@ class _Section(Panel):
 
     def _start(self, function, request, label: str, keep: str) -> None:
         self.result = None
+        self._estimate = ""
         self.state = "running"
         self._started = time.monotonic()
         self.save_button.setEnabled(False)
         self.run_engine(self.slot, function, request, label=label, keep_every=(keep,), on_partial=self._on_partial,
                         on_done=self._done, on_aborted=self._aborted, on_failed=self._failed,
                         cancel_button=self.cancel_button)
+
+    def show_estimate(self, slot: str, estimate) -> None:
+        self._estimate = f" · estimated {estimate.text()}"
+        self._say(self.status.text() + self._estimate)
 
     def _done(self, result) -> None:
         self.result = result
@@ -206,7 +217,7 @@ class RobustnessSection(_Section):
     SETTINGS = (NORM,
                 Setting("eps_linf", DEFAULT_EPS_GRID["linf"], help="the L∞ ε values to attack at"),
                 Setting("eps_l2", DEFAULT_EPS_GRID["l2"], help="the L2 ε values to attack at"),
-                STEPS, IMAGES)
+                STEPS, IMAGES, ATTACK)
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__(ctx)
@@ -214,9 +225,12 @@ class RobustnessSection(_Section):
         self.norm_box = norm_combo()
         self.eps_edit = QLineEdit(self._per_norm["linf"])
         self.eps_edit.setToolTip("the ε values to attack at, in [0,1]-pixel units of the norm, e.g. 0, 0.05, 0.1")
-        self.eps_edit.setMinimumWidth(210)
+        self.eps_edit.setMinimumWidth(175)  # the default grid in full; the row leaves room for the attack
         self.steps_box = spin_box(STEPS)
         self.images_box = spin_box(IMAGES)
+        self.attack_box = combo_box(ATTACK_CHOICES, ATTACK.help)
+        self.attack_box.currentIndexChanged.connect(
+            lambda _i: self.steps_box.setEnabled(self.attack_box.currentData() == "pgd"))
         self.plot = RobustnessPlot()
         self.plot.setObjectName("experiments-robustness")
         self.table = QLabel("")
@@ -225,8 +239,9 @@ class RobustnessSection(_Section):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
-        layout.addLayout(self._controls((("Norm", self.norm_box), ("ε values", self.eps_edit),
-                                         ("Steps", self.steps_box), ("Images", self.images_box))))
+        layout.addLayout(self._controls((("Norm", self.norm_box), ("ε", self.eps_edit),
+                                         ("Attack", self.attack_box), ("Steps", self.steps_box),
+                                         ("Images", self.images_box))))
         # the plot, and beside it the numbers as they arrive
         side = QVBoxLayout()
         side.setSpacing(6)
@@ -249,8 +264,8 @@ class RobustnessSection(_Section):
         self._eps_values: list[float] = []
         self._short: dict[str, str] = {}
         self._total = 0
-        self._say("Every loaded model is attacked at every ε (untargeted PGD); a point is the fraction of the "
-                  "images it classifies correctly both clean and attacked. Press F5 (or Run).")
+        self._say("Every loaded model is attacked at every ε (untargeted PGD, or the stronger APGD / AutoAttack); a "
+                  "point is the fraction of the images it classifies correctly both clean and attacked. Press F5 (or Run).")
 
     def _on_norm(self, _index: int) -> None:
         self.eps_edit.setText(self._per_norm[self.norm_box.currentData()])
@@ -272,14 +287,15 @@ class RobustnessSection(_Section):
             return
         self._per_norm[norm] = ", ".join(f"{e:g}" for e in eps_values)
         self.eps_edit.setText(self._per_norm[norm])
-        steps, count = self.steps_box.value(), self.images_box.value()
+        steps, count, attack = self.steps_box.value(), self.images_box.value(), self.attack_box.currentData()
         subset, _positions = evaluation_subset(self.ctx, count)
         keys = [m.key for m in models]
+        method = f"PGD-{steps}" if attack == "pgd" else ATTACK_LABELS[attack]
         colors = style.model_colors(self.ctx.models)
         self._short = {m.key: style.short_name(m) for m in models}
         self.plot.prepare([(m.key, _model_text(m), colors[m.key]) for m in models], eps_values,
                           f"ε ({NORM_NAMES[norm]} radius, [0,1]-pixel units)",
-                          f"Robust accuracy under PGD-{steps} ({NORM_NAMES[norm]}), {len(subset)} "
+                          f"Robust accuracy under {method} ({NORM_NAMES[norm]}), {len(subset)} "
                           f"{self.ctx.dataset.split} images")
         for i, curve in enumerate(self.plot.curves.values()):
             curve.setSymbol(SYMBOLS[i % len(SYMBOLS)])
@@ -287,10 +303,12 @@ class RobustnessSection(_Section):
         self._eps_values = eps_values
         self._total = len(keys) * len(eps_values)
         self.table.setText("")
-        request = RobustnessRequest(tuple(keys), subset.images, subset.labels, norm, tuple(eps_values), steps,
-                                    cluster=self.ctx.cluster_options())
+        cluster = self.ctx.cluster_options() if attack == "pgd" else None  # strong attacks run here
+        request = RobustnessRequest(tuple(keys), subset.images, subset.labels, norm, tuple(eps_values), steps, attack,
+                                    cluster=cluster)
         where = "" if request.cluster is None else f" on Ray ({request.cluster.address})"
-        self._say(f"Attacking {len(keys)} model(s) at {len(eps_values)} ε values on {len(subset)} images{where}…")
+        self._say(f"Attacking {len(keys)} model(s) with {method} at {len(eps_values)} ε values on {len(subset)} "
+                  f"images{where}…")
         self._start(cached_robustness_curves_job, request,
                     f"robust accuracy vs ε: {len(keys)} models × {len(eps_values)} ε{where}", "curve_point")
 
@@ -302,15 +320,19 @@ class RobustnessSection(_Section):
         rows = self.points[point.model]
         self.plot.set_curve(point.model, [p.eps for p in rows], [p.accuracy for p in rows])
         self._update_table()
-        self._say(f"Running: {self._partial_text()} · {time.monotonic() - self._started:.0f} s")
+        self._say(f"Running: {self._partial_text()} · {time.monotonic() - self._started:.0f} s{self._estimate}")
 
     def _partial_text(self) -> str:
         done = sum(len(v) for v in self.points.values())
         return f"{done} of {self._total} (model, ε) points"
 
     def _on_finished(self, result, seconds: float) -> None:
+        if result.settings.get("attack", "").startswith("PGD"):
+            how = f"{result.settings.get('steps')} PGD steps, step 2.5ε/steps, best iterate"
+        else:
+            how = f"{result.settings['attack']}, torchattacks, {result.settings.get('steps')} steps per attack"
         self._say(f"Done: {result.images} images, {len(result.models)} models × {len(result.eps)} ε in {seconds:.1f} s "
-                  f"({result.settings.get('steps')} PGD steps, step 2.5ε/steps, uniform random start, best iterate).")
+                  f"({how}).")
 
     def _update_table(self) -> None:
         head = "".join(f"<th align='right'>&nbsp;&nbsp;{e:g}</th>" for e in self._eps_values)
@@ -328,7 +350,7 @@ class RobustnessSection(_Section):
         self.plot.set_fonts(style.point_size(on))
 
     def setting_widgets(self) -> dict[str, QWidget]:
-        return {"norm": self.norm_box, "steps": self.steps_box, "images": self.images_box}
+        return {"norm": self.norm_box, "steps": self.steps_box, "images": self.images_box, "attack": self.attack_box}
 
     def _eps_value(self, value) -> str:
         parse_eps_list(str(value))  # ValueError: the base falls back to the default
@@ -415,7 +437,7 @@ class TransferSection(_Section):
         cell = event.value
         self.matrix.set_cell(cell.source, cell.target, cell.success_rate, cell.fooled, cell.eligible)
         self._cells += 1
-        self._say(f"Running: {self._partial_text()} · {time.monotonic() - self._started:.0f} s")
+        self._say(f"Running: {self._partial_text()} · {time.monotonic() - self._started:.0f} s{self._estimate}")
 
     def _partial_text(self) -> str:
         return f"{self._cells} of {self._total} cells"
