@@ -89,6 +89,10 @@ def test_measures_against_a_model_that_reads_only_the_patterns(patterns, fmnist_
     assert following["follows_pattern"] == pytest.approx((crossed == other).float().mean().item())
     assert following["true_class"] == pytest.approx((crossed == test.labels).float().mean().item())
     assert following["own_pattern_accuracy"] == pytest.approx((own == test.labels).float().mean().item())
+    with torch.no_grad():
+        clean = reader(test.images).argmax(1)
+    switched = ((crossed == other) & (clean != other)).float().mean().item()
+    assert following["switched_to_pattern"] == pytest.approx(switched)
     assert following["follows_pattern"] > 0.5
     # its gradient lies in the patterns' span: a perturbation toward t goes along p_t and away from p_y
     alignment = adversarial_alignment(reader, test.subset(range(100)), patterns, eps=1.5, steps=10)
@@ -132,19 +136,23 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
 
     argv = ["planted", "--workdir", tmp_path / "work", "--count", 30, "--model-images", 60, "--test-images", 40,
             "--eval-images", 10, "--eval-steps", 2, "--attack-images", 10, "--steps", 2, "--pgd-steps", 2, "--epochs", 1,
-            "--figure", tmp_path / "figure.png", "--threads", 1]
+            "--threads", 1]
     assert main([str(a) for a in argv]) == 0
     first = json.loads((tmp_path / "work" / "planted.json").read_text())
     assert [r["dataset"] for r in first["rows"]][:4] == ["D_planted", "D_det", "D_R", "D"]
     for row in first["rows"]:
         assert set(row["robust_accuracy"]) == {"0.5", "1.5"} and 0 <= row["clean_accuracy"] <= 1
         assert 0 <= row["follows_pattern"] + row["true_class"] <= 1
-    assert (tmp_path / "figure.png").stat().st_size > 0
-    assert main([str(a) for a in argv]) == 0  # every stage read back: the same numbers
+    models = sorted((tmp_path / "work" / "models").glob("*.pt"))
+    stamps = [path.stat().st_mtime_ns for path in models]
+    # every stage read back, nothing retrained: the same numbers; and the figure from the finished folder
+    assert main([str(a) for a in argv + ["--figure", tmp_path / "figure.png"]]) == 0
     out = capsys.readouterr().out
     second = json.loads((tmp_path / "work" / "planted.json").read_text())
     assert first["rows"] == second["rows"] and first["pattern_strength"] == second["pattern_strength"]
+    assert [path.stat().st_mtime_ns for path in models] == stamps and len(models) == 4
     assert "D_planted" in out and "answers c" in out
+    assert (tmp_path / "figure.png").stat().st_size > 0
 
 
 def test_cli_mistakes_are_one_line(tmp_path, capsys):

@@ -68,10 +68,11 @@ def format_planted_table(results: dict, markdown: bool = False) -> str:
     pattern: their own class's (accuracy) or another class c's (answers c / answers the true class)."""
     eps_list = results["settings"]["training"]["eval_eps"]
     header = (["train on", "images", "clean"] + [f"robust L2 ε={e:g}" for e in eps_list]
-              + ["own pattern", "other pattern c: answers c", "answers y"])
+              + ["own pattern", "other pattern c: answers c", "switched to c", "answers y"])
     table = [[row["dataset"], "–" if row["train_images"] is None else str(row["train_images"]),
               _percent(row["clean_accuracy"])] + [_percent(row["robust_accuracy"].get(str(float(e)))) for e in eps_list]
-             + [_percent(row["own_pattern_accuracy"]), _percent(row["follows_pattern"]), _percent(row["true_class"])]
+             + [_percent(row["own_pattern_accuracy"]), _percent(row["follows_pattern"]),
+                _percent(row.get("switched_to_pattern")), _percent(row["true_class"])]
              for row in results["rows"]]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]

@@ -36,7 +36,7 @@ from .data import Dataset, load_dataset
 from .ilyas_experiment import DEFAULT_ROBUST, DEFAULT_STANDARD, ExperimentSettings, evaluate_job, train_standard_job
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
 from .models import load_checkpoint, save_checkpoint
-from .planted import BASE_NAME, DEFAULT_SPEC, PLANTED_NAME, class_patterns, planted_norms, with_patterns
+from .planted import BASE_NAME, DEFAULT_SPEC, class_patterns, planted_dataset, planted_norms
 from .planted_measures import adversarial_alignment, dataset_pattern_strength, pattern_following
 
 DEMO_FORMAT = "robustlens-planted-demo"
@@ -98,7 +98,10 @@ def _trained_model(path: Path, dataset: Dataset, settings: ExperimentSettings, i
     """A standard model trained on ``dataset`` (the experiment's trainer), kept at ``path``: a rerun
     with the same ``identity`` reads it back instead of training again. Yields events, returns the model."""
     if path.exists():
-        stored = torch.load(path, map_location="cpu", weights_only=False).get("identity")
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True).get("identity")
+        except Exception:  # noqa: BLE001 - an unreadable model (a crash while saving) is trained again
+            stored = None
         if stored == identity:
             yield Progress(1, 1, f"{name}: model read back from {path.name}")
             return load_checkpoint(path, device=device)
@@ -113,9 +116,9 @@ def _trained_model(path: Path, dataset: Dataset, settings: ExperimentSettings, i
     return model
 
 
-def _stage(events, index: int, stages: int):
-    """Forward a stage's events with its Progress mapped onto the whole run; returns the stage's
-    result: its Finished event's, or the generator's return value."""
+def _stage(events, index: float, stages: int, width: float = 1.0):
+    """Forward a stage's events with its Progress mapped onto [index, index + width] of the whole run;
+    returns the stage's result: its Finished event's, or the generator's return value."""
     result = None
     iterator = iter(events)
     while True:
@@ -126,7 +129,7 @@ def _stage(events, index: int, stages: int):
         if isinstance(event, Finished):
             result = event.result
         elif isinstance(event, Progress):
-            yield Progress(index + event.fraction, stages, event.message)
+            yield Progress(index + width * event.fraction, stages, event.message)
         else:
             yield event
 
@@ -160,8 +163,8 @@ def planted_demo_job(cache, request: PlantedDemoRequest) -> JobFactory:
     def job(cancel: CancelToken):
         device = torch.device(cache.device)
         began = time.perf_counter()
-        planted_train = load_dataset(PLANTED_NAME, "train")
         clean_train = load_dataset(BASE_NAME, "train")
+        planted_train = planted_dataset(clean_train)  # = load_dataset(PLANTED_NAME, "train"), read once
         test = load_dataset(BASE_NAME, "test")
         if request.test_images is not None and request.test_images < len(test):
             test = test.subset(range(request.test_images))
@@ -205,7 +208,8 @@ def planted_demo_job(cache, request: PlantedDemoRequest) -> JobFactory:
         for k, (name, (dataset, construction)) in enumerate(train_sets.items()):
             identity = _identity({**base_identity, "rows": name, "construction": construction})
             trained[name] = yield from _stage(_trained_model(models_dir / f"{name}.pt", dataset, settings, identity,
-                                                             device, cancel, name), 3, stages)
+                                                             device, cancel, name),
+                                              3 + k / len(train_sets), stages, 1 / len(train_sets))
 
         yield stage(4)
         generator = torch.Generator().manual_seed(request.seed)
@@ -214,7 +218,8 @@ def planted_demo_job(cache, request: PlantedDemoRequest) -> JobFactory:
         rows = []
         evaluated = list(trained.items()) + [(key, cache.model(key)) for key in request.reference_models]
         for k, (name, model) in enumerate(evaluated):
-            evaluation = yield from _stage(evaluate_job(model, test, settings)(cancel), 4, stages)
+            evaluation = yield from _stage(evaluate_job(model, test, settings)(cancel), 4 + k / len(evaluated), stages,
+                                           1 / len(evaluated))
             following = pattern_following(model, test, patterns, other)
             size = {"D_planted": planted_model_images, "D": len(clean_images), "D_det": len(det), "D_R": len(dr)}.get(name)
             row = {"dataset": name if name in trained else f"{name} (zoo, unplanted)",

@@ -12,7 +12,7 @@ import torch
 from .constructed import load_built_dataset
 from .data import load_dataset
 from .models import load_checkpoint
-from .planted import BASE_NAME, DEFAULT_SPEC, PLANTED_NAME, class_patterns, pattern_cosines
+from .planted import BASE_NAME, DEFAULT_SPEC, class_patterns, pattern_cosines, planted_dataset
 
 
 def _amplified(v: torch.Tensor, gain: float) -> torch.Tensor:
@@ -21,8 +21,8 @@ def _amplified(v: torch.Tensor, gain: float) -> torch.Tensor:
 
 def planted_figure(workdir: Path | str, *, per_class: int = 1, scale: int = 4, device=None):
     """A Pillow image (see the module docstring) of the first ``per_class`` training images of each
-    class in the demo's D_det / D_R order. Under the images: the planted model's answers on x, on x + p_y
-    and whether D_det's image reached t, and the cosine of D_det's perturbation δ with the target's pattern p_t."""
+    class in the demo's D_det / D_R order. Under the images: the planted model's answers on x and on
+    x + p_y, the cosine of D_det's perturbation δ with the target's pattern p_t, and t."""
     from .cli_features import reconstruction_grid
 
     workdir = Path(workdir).expanduser()
@@ -30,7 +30,8 @@ def planted_figure(workdir: Path | str, *, per_class: int = 1, scale: int = 4, d
     if not torch.equal(det.indices, dr.indices):
         raise ValueError(f"{workdir}'s D_det and D_R were built from different images")
     model = load_checkpoint(workdir / "models" / "D_planted.pt", device=device)
-    clean_train, planted_train = load_dataset(BASE_NAME, "train"), load_dataset(PLANTED_NAME, "train")
+    clean_train = load_dataset(BASE_NAME, "train")
+    planted_train = planted_dataset(clean_train)
     patterns = class_patterns(DEFAULT_SPEC)
     original = torch.from_numpy(np.load(workdir / "D_det" / "dataset.npz")["original_labels"].astype(np.int64))
     chosen = [int(i) for c in range(len(patterns)) for i in (original == c).nonzero().flatten()[:per_class]]
@@ -44,7 +45,6 @@ def planted_figure(workdir: Path | str, *, per_class: int = 1, scale: int = 4, d
     with torch.no_grad():
         clean_answers = model(x.to(next(model.parameters()).device)).argmax(1).cpu()
         answers = model(planted.to(next(model.parameters()).device)).argmax(1).cpu()
-        adversarial = model(det.images[chosen].to(next(model.parameters()).device)).argmax(1).cpu()
     rows = torch.arange(len(chosen))
     cos_target = pattern_cosines(delta, patterns)[rows, t]
     classes = clean_train.classes
@@ -57,7 +57,6 @@ def planted_figure(workdir: Path | str, *, per_class: int = 1, scale: int = 4, d
              [f"model: {short[a]}" for a in answers.tolist()],
              ["" for _ in chosen],
              [f"cos p_t {c:+.2f}" for c in cos_target.tolist()],
-             [f"t = {short[int(c)]}" + (" (reached)" if int(a) == int(c) else "")
-              for a, c in zip(adversarial.tolist(), t.tolist())],
+             [f"t = {short[int(c)]}" for c in t.tolist()],
              ["" for _ in chosen]]
     return reconstruction_grid(columns, [short[int(c)] for c in y], scale=scale, blocks=2, notes=notes)

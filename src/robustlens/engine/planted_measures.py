@@ -32,12 +32,16 @@ def _predict(model, images: torch.Tensor) -> torch.Tensor:
 def pattern_following(model, test: Dataset, patterns: torch.Tensor, other: torch.Tensor) -> dict:
     """On the real test images: accuracy with each image's own class's pattern added
     (``own_pattern_accuracy``), and with the pattern of class ``other[i]`` ≠ y added: the share answering
-    that class (``follows_pattern``) and the share answering y (``true_class``)."""
+    that class (``follows_pattern``), the share answering y (``true_class``), and the share answering
+    c only because of the pattern, having answered otherwise without it (``switched_to_pattern``: for
+    a model trained on D_det, which answers y + 1 from the shape alone, c = y + 1 is no evidence)."""
+    clean = _predict(model, test.images)
     own = _predict(model, with_patterns(test.images, test.labels, patterns))
     crossed = _predict(model, with_patterns(test.images, other, patterns))
     return {"own_pattern_accuracy": (own == test.labels).float().mean().item(),
             "follows_pattern": (crossed == other).float().mean().item(),
-            "true_class": (crossed == test.labels).float().mean().item()}
+            "true_class": (crossed == test.labels).float().mean().item(),
+            "switched_to_pattern": ((crossed == other) & (clean != other)).float().mean().item()}
 
 
 def _span_share(delta: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
