@@ -10,7 +10,7 @@ from helpers import one_line_error
 from robustlens.engine.attacks import pgd
 from robustlens.engine.data import load_dataset, load_fashion_mnist
 from robustlens.engine.ilyas_experiment import ExperimentSettings, train_standard_job
-from robustlens.engine.jobs import Progress, run_to_end
+from robustlens.engine.jobs import run_to_end
 from robustlens.engine.planted import (DEFAULT_SPEC, PatternSpec, class_patterns, pattern_cosines, planted_dataset,
                                        planted_norms, with_patterns)
 from robustlens.engine.planted_measures import adversarial_alignment, dataset_pattern_strength, pattern_following
@@ -161,3 +161,20 @@ def test_cli_mistakes_are_one_line(tmp_path, capsys):
     (tmp_path / "other.json").write_text(json.dumps({"format": "robustlens-features-experiment", "rows": []}))
     one_line_error(capsys, ["planted", "--show", tmp_path / "other.json"])
     one_line_error(capsys, ["planted", "--workdir", tmp_path, "--count", 0])
+
+
+def test_build_dataset_takes_the_planted_training_split(tmp_path, capsys):
+    from robustlens.engine.cli import main
+    from robustlens.engine.constructed import load_built_dataset
+
+    out = tmp_path / "D_det"
+    assert main(["build-dataset", "--kind", "det", "--dataset", "fashion-mnist-planted", "--count", "20",
+                 "--pgd-steps", "2", "--out", str(out), "--threads", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["source"]["name"] == "fashion-mnist-planted"
+    assert "class pattern" in manifest["settings"]["source"]["origin"]
+    built = load_built_dataset(out)
+    planted = load_dataset("fashion-mnist-planted", "train")
+    # each image stays within the PGD ball around the *planted* image it was made from
+    distance = (built.images - planted.images[built.indices]).flatten(1).norm(dim=1)
+    assert (distance <= 1.5 + 1e-2).all()  # float16 storage

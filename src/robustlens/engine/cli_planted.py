@@ -134,6 +134,8 @@ def run_planted(args) -> int:
                                  attack_images=args.attack_images, baseline=not args.no_baseline)
     request.validate()
     cache = ModelCache(default_device())
+    for key in (request.robust_model, *request.reference_models):  # a bad model: one line, before the bar
+        cache.model(key)
     bar = _Bar("planted demo", unit="stage")
     try:
         results = run_to_end(planted_demo_job(cache, request), on_event=bar, keep_errors=True)

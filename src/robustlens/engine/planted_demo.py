@@ -3,17 +3,17 @@
 On ``fashion-mnist-planted`` (``planted.py``: every training image carries a small pattern p_y keyed
 to its class) the demo runs the paper's pipeline with the project's own builders and trainer:
 
-1. train the standard model (the zoo's recipe, ``ilyas_experiment.train_standard_job``) on N planted
+1. train the standard model (the zoo's recipe, ``ilyas_experiment.train_standard_job``) on planted
    training images: row "D_planted";
-2. build D_det from those images with that model (targeted L2 PGD to t = (y + 1) mod C, relabelled t:
-   ``constructed.relabeled_dataset_job``) and D_R with the robust model (representation inversion:
-   ``constructed.robust_dataset_job``);
-3. train a standard model on D_det, on D_R and, for reference, on the same N images without the
-   pattern (row "D");
+2. build D_det from ``count`` of those images with that model (targeted L2 PGD to t = (y + 1) mod C,
+   relabelled t: ``constructed.relabeled_dataset_job``) and D_R with the robust model (representation
+   inversion: ``constructed.robust_dataset_job``);
+3. train a standard model on D_det, on D_R and, for reference, on the same ``count`` images without
+   the pattern (row "D");
 4. evaluate every model as the experiment does (``ilyas_experiment.evaluate_job``: clean and PGD robust
    accuracy on the real, unplanted test set) and on test images carrying a pattern: their own class's
    (``own_pattern_accuracy``) or another class c's (``follows_pattern``: the share answering c;
-   ``true_class``: the share still answering y). The zoo's standard and robust models, trained on
+   ``true_class``: the share still answering y; ``switched_to_pattern``). The zoo's standard and robust models, trained on
    unplanted images, are evaluated the same way as references;
 5. measure the pattern in perturbations and images (``planted_measures.py``).
 
@@ -29,9 +29,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .constructed import load_built_dataset, relabeled_dataset_job, robust_dataset_job, select_source_indices, write_json
+from .constructed import relabeled_dataset_job, robust_dataset_job, select_source_indices, write_json
 from .data import Dataset, load_dataset
 from .ilyas_experiment import DEFAULT_ROBUST, DEFAULT_STANDARD, ExperimentSettings, evaluate_job, train_standard_job
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
@@ -163,6 +164,9 @@ def planted_demo_job(cache, request: PlantedDemoRequest) -> JobFactory:
     def job(cancel: CancelToken):
         device = torch.device(cache.device)
         began = time.perf_counter()
+        # a model that does not load is refused before hours of work, not after
+        robust = cache.model(request.robust_model)
+        references = [(key, cache.model(key)) for key in request.reference_models]
         clean_train = load_dataset(BASE_NAME, "train")
         planted_train = planted_dataset(clean_train)  # = load_dataset(PLANTED_NAME, "train"), read once
         test = load_dataset(BASE_NAME, "test")
@@ -194,7 +198,6 @@ def planted_demo_job(cache, request: PlantedDemoRequest) -> JobFactory:
             planted_model, planted_train, workdir / "D_det", mode="det", eps=request.eps, steps=request.pgd_steps,
             **common)(cancel), 1, stages)
         yield stage(2)
-        robust = cache.model(request.robust_model)
         built_r = yield from _stage(robust_dataset_job(
             robust, planted_train, workdir / "D_R", seeds=request.seeds, steps=request.steps,
             step_size=request.step_size, schedule=request.schedule, **common)(cancel), 2, stages)
@@ -216,7 +219,7 @@ def planted_demo_job(cache, request: PlantedDemoRequest) -> JobFactory:
         other = (test.labels + torch.randint(1, len(test.classes), test.labels.shape, generator=generator)) \
             % len(test.classes)  # a class other than y, uniform: the pattern that disagrees with the image
         rows = []
-        evaluated = list(trained.items()) + [(key, cache.model(key)) for key in request.reference_models]
+        evaluated = list(trained.items()) + references
         for k, (name, model) in enumerate(evaluated):
             evaluation = yield from _stage(evaluate_job(model, test, settings)(cancel), 4 + k / len(evaluated), stages,
                                            1 / len(evaluated))
@@ -265,8 +268,7 @@ def planted_demo_job(cache, request: PlantedDemoRequest) -> JobFactory:
     return job
 
 
-def _original_labels(built) -> "object":
-    import numpy as np
-
+def _original_labels(built) -> np.ndarray:
+    """D_det's labels before relabelling (the images' true classes)."""
     with np.load(Path(built.path) / "dataset.npz") as npz:
         return npz["original_labels"].astype(np.int64)
