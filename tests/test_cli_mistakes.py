@@ -115,6 +115,16 @@ MISTAKES = {
         ["--show", "{dir}"],
         ["--data", "{new}/missing"],
     ],
+    "planted": [
+        [],                                                            # neither --workdir nor --show
+        ["--workdir", "{file}"],                                       # a file where a folder is needed
+        ["--workdir", "{new}", "--out", "{dir}"],
+        ["--workdir", "{new}", "--count", "-1"],
+        ["--workdir", "{new}", "--count", "100", "--model-images", "50"],
+        ["--workdir", "{new}", "--robust-model", "{garbage}"],           # refused before any training
+        ["--show", "{garbage}"],
+        ["--show", "{dir}"],
+    ],
 }
 
 

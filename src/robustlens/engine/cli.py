@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "robustlens.engine.cli_attack",
     "robustlens.engine.cli_smoothing",
     "robustlens.engine.cli_features",
+    "robustlens.engine.cli_planted",
     "robustlens.engine.cli_merge",
 )
 

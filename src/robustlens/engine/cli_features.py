@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .checks import model_classes, model_input_shape
 from .cli import add_model_arguments
 from .cluster import add_cluster_arguments, check_local_only_flags, cluster_options, wants_ray
 from .constructed import (DATASET_KINDS, STORAGE_DTYPES, load_built_dataset, non_robust_dataset_job,
@@ -57,7 +58,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the dataset (chunks, manifest.json, dataset.npz)")
     add_model_arguments(p, help=f"model to use (default: {DEFAULT_ROBUST} for robust, "
                                    f"{DEFAULT_STANDARD} otherwise)")
-    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--dataset", choices=DATASETS,
+                   help="training split to transform (default: the model's dataset; e.g. fashion-mnist-planted "
+                        "with a model trained on fashion-mnist)")
     p.add_argument("--data-root", help="folder with the dataset files")
     _inversion_options(p)
     p.add_argument("--eps", type=positive_float, default=BUILD.eps, help="rand/det: L2 ε of the targeted PGD")
@@ -243,6 +246,16 @@ def run_invert(args) -> int:
 
 # ---------------------------------------------------------------- build-dataset
 
+def check_dataset_fits(model, dataset: Dataset) -> None:
+    """A model can transform only images of its own shape and class count (e.g. a model trained on
+    fashion-mnist works on fashion-mnist-planted, not on cifar10)."""
+    shape, classes = model_input_shape(model), model_classes(model)
+    if (shape is not None and tuple(shape) != dataset.image_shape) or (classes is not None and
+                                                                        classes != len(dataset.classes)):
+        raise ValueError(f"{dataset.name} ({len(dataset.classes)} classes of {dataset.image_shape}) does not fit "
+                         f"{model.meta.name} ({classes} classes of {tuple(shape or ())})")
+
+
 def run_build_dataset(args) -> int:
     check_local_only_flags(args)
     if args.block is not None:
@@ -252,7 +265,8 @@ def run_build_dataset(args) -> int:
     device = default_device()
     model_name = args.model or (DEFAULT_ROBUST if args.kind == "robust" else DEFAULT_STANDARD)
     model = load_model(model_name, device=device)
-    source = load_dataset(model.meta.dataset, "train", args.data_root)
+    source = load_dataset(args.dataset or model.meta.dataset, "train", args.data_root)
+    check_dataset_fits(model, source)
     inversion = dict(seeds=args.seeds, steps=args.steps, step_size=args.step_size, schedule=args.schedule)
     common = dict(count=args.count, chunk_size=args.chunk, seed=args.seed, dtype=args.dtype)
     if wants_ray(args):  # the chunks are built by the cluster's workers and written here, in order

@@ -4,6 +4,8 @@
   subset ship in ``resources/data``. When the full set is installed as idx files (Debian's
   ``dataset-fashion-mnist`` puts them in ``/usr/share/datasets/fashion-mnist``), all 60,000 training
   images are used.
+- ``fashion-mnist-planted``: the same images, each carrying a small pattern keyed to its class
+  (``planted.py``): a controlled dataset with a planted non-robust feature.
 - ``mnist``: read by torchvision's dataset class from a folder the user names, and downloaded there
   only when asked to.
 - ``cifar10``: its python batches from a folder, read by a restricted unpickler (``data_folders.py``);
@@ -41,7 +43,7 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder")
+DATASETS = ("fashion-mnist", "fashion-mnist-planted", "mnist", "cifar10", "folder")
 SPLITS = ("train", "test")
 
 
@@ -187,6 +189,10 @@ def load_dataset(name: str = "fashion-mnist", split: str = "test", root: Path | 
         raise DatasetError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     if name == "fashion-mnist":
         return load_fashion_mnist(split, root)
+    if name == "fashion-mnist-planted":  # Fashion-MNIST with a class-keyed pattern added (planted.py)
+        from .planted import load_planted
+
+        return load_planted(split, root)
     if name == "cifar10":
         from .data_folders import load_cifar10
 
