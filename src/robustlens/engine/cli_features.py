@@ -18,11 +18,11 @@ from .data import DATASETS, Dataset, load_dataset
 from .files import MANIFEST_LIMIT, read_regular
 from .ilyas_experiment import (DEFAULT_ROBUST, DEFAULT_STANDARD, ConstructionSettings, ExperimentSettings,
                                IlyasExperimentRequest, experiment_job, format_experiment_table,
-                               ilyas_experiment_job)
+                               holdout_images, ilyas_experiment_job)
 from .inversion import SEED_MODES, STEP_SCHEDULES, reconstruct_job
 from .jobs import Partial, Progress, run_to_end
 from .model_cache import ModelCache
-from .models import default_device, load_model
+from .models import ARCHITECTURES, architecture_info, default_device, load_model
 from .resumable import prepare_output_file, prepare_output_folder
 
 # the pipeline's defaults: the options below show them, so the CLI and the GUI start from the same recipe
@@ -90,6 +90,11 @@ def register(sub) -> None:
     p.add_argument("--eval-steps", type=positive_int, default=TRAINING.eval_steps)
     p.add_argument("--eval-images", type=positive_int, default=TRAINING.eval_images, help="test images for the robust accuracy")
     p.add_argument("--test-images", type=positive_int, help="evaluate on the first N test images (default: all)")
+    p.add_argument("--arch", choices=tuple(ARCHITECTURES), default=TRAINING.arch,
+                   help="architecture of the standard model trained on each dataset")
+    p.add_argument("--holdout", type=positive_int, metavar="N",
+                   help="with --data: also evaluate each row on N training images that no dataset holds "
+                        "(the numbers to choose settings by; the test set only reports)")
     p.add_argument("--data-root", help="folder with the dataset files")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
@@ -308,16 +313,29 @@ def run_experiment_command(args) -> int:
     test = load_dataset(source_name, "test", args.data_root)
     if args.test_images is not None and args.test_images < len(test):
         test = test.subset(range(args.test_images))
+    shape = architecture_info(args.arch)[3]
+    if tuple(shape) != tuple(test.image_shape):
+        raise ValueError(f"--arch {args.arch} takes {'×'.join(map(str, shape))} images, the {source_name} "
+                         f"ones are {'×'.join(map(str, test.image_shape))}")
+    validation = None
+    if args.holdout:
+        validation = holdout_images(load_dataset(source_name, "train", args.data_root), args.holdout,
+                                    _source_seed(folders[0]))
     bar = _Bar("experiment", unit="row")
     try:
         results = run_to_end(experiment_job(datasets, test, settings=settings, out=args.out,
-                                            device=default_device()), on_event=bar, keep_errors=True)
+                                            device=default_device(), validation=validation),
+                             on_event=bar, keep_errors=True)
     finally:
         bar.close()
     print(format_experiment_table(results, markdown=args.markdown))
     if args.out:
         print(f"results written to {args.out}")
     return 0
+
+
+def _source_seed(folder: Path) -> int:
+    return int(json.loads((folder / "manifest.json").read_text())["settings"]["seed"])
 
 
 def experiment_request(args) -> IlyasExperimentRequest:
@@ -333,7 +351,8 @@ def experiment_request(args) -> IlyasExperimentRequest:
 
 def _training_settings(args) -> ExperimentSettings:
     return ExperimentSettings(epochs=args.epochs, max_epochs=args.max_epochs, eval_eps=tuple(args.eval_eps),
-                              eval_steps=args.eval_steps, eval_images=args.eval_images, seed=args.seed)
+                              eval_steps=args.eval_steps, eval_images=args.eval_images, seed=args.seed,
+                              arch=args.arch)
 
 
 def _build_and_run(args) -> int:
