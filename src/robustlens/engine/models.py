@@ -206,6 +206,13 @@ def architecture_summaries() -> list[tuple[str, str, tuple, int]]:
             for name, (_, dataset, classes, shape) in ARCHITECTURES.items()]
 
 
+def architectures_for(dataset: str) -> tuple[str, ...]:
+    """The robustlens-trainable architectures of ``dataset``'s images, e.g. fmnist-cnn, fmnist-wide and
+    fmnist-resnet for Fashion-MNIST (the published CIFAR / ImageNet nets are left out)."""
+    return tuple(name for name, (builder, data, _, _) in ARCHITECTURES.items()
+                 if data == dataset and not name.startswith(("cifar_", "resnet")))
+
+
 def architecture_choices() -> str:
     """The architectures with their input shape and class count, for error messages and --help."""
     return "; ".join(f"{name} ({'×'.join(map(str, shape))}, {count} classes)"
