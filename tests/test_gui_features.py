@@ -235,7 +235,7 @@ def test_experiment_section_fills_the_table_row_by_row(window, qtbot, tmp_path):
     # a tiny run: one batch of training per model, a short attack on a few test images
     section.training = ExperimentSettings(epochs=1, max_batches=1, eval_images=20, eval_steps=2, eval_batch=20)
     section.construction = replace(section.construction, chunk_size=10, pgd_steps=2)
-    section.arch_box.setCurrentIndex(section.arch_box.findData("fmnist-resnet"))
+    section.arch_box.setCurrentIndex(section.arch_box.findData("fmnist-cnn"))  # not the default
     rows_seen = []
     section.run()
     job = section.job_handle(features_experiments.JOB_SLOT)
@@ -256,16 +256,16 @@ def test_experiment_section_fills_the_table_row_by_row(window, qtbot, tmp_path):
     assert "Ilyas" in section.table.horizontalHeaderItem(section.paper_columns[0]).text()
     saved = json.loads(section.results_path.read_text())
     assert [r["dataset"] for r in saved["rows"]] == names and saved["test"]["images"] == 200
-    assert saved["settings"]["arch"] == "fmnist-resnet"  # the models were trained as chosen
+    assert saved["settings"]["arch"] == "fmnist-cnn"  # the models were trained as chosen
     # a saved file loads into a fresh section; a file that is not one is refused, the table stays
     other = DatasetExperiments(window.ctx)
     qtbot.addWidget(other)
+    assert other.arch_box.currentData() == "fmnist-resnet"  # before: the default, the regime's
     assert other.load_results(section.results_path)
     assert other.row_values("D_NR")["clean_accuracy"] == section.row_values("D_NR")["clean_accuracy"]
-    # and its recipe becomes the next run's: 3 inversion steps, 2 PGD steps, the residual net
+    # and its recipe becomes the next run's: 3 inversion steps, 2 PGD steps, the small CNN
     assert other.steps_box.value() == 3 and other.construction.pgd_steps == 2
-    assert other.arch_box.currentData() == "fmnist-resnet"
-    assert other.request().training.arch == "fmnist-resnet"
+    assert other.arch_box.currentData() == "fmnist-cnn" and other.request().training.arch == "fmnist-cnn"
     bad = tmp_path / "bad.json"
     bad.write_text('{"rows": []}')
     assert not other.load_results(bad)
