@@ -6,7 +6,7 @@ build-dataset`, every extra robust model one `robustlens train`.
     python tools/ablation.py list              # every step and its command
     python tools/ablation.py run b             # D_R, D_det, then the variants (each waits for its datasets)
     python tools/ablation.py run a             # beside it: the robust models and the other datasets
-    python tools/ablation.py table             # the README table across the variants
+    python tools/ablation.py table [EPS ...]   # the README table across the variants (at those ε)
 
 Everything resumes: a finished build, model or row is skipped (builds and experiments resume
 themselves; a row with the same settings and dataset found in another variant's JSON is copied
@@ -36,6 +36,7 @@ INVERSION = "--steps 100 --step-size 1 --schedule cosine"
 # images; 20-step PGD on 300 test images (±3 points at 30 %) and on 300 of 1,000 held-out training
 # images (the CPU budget: the robust evaluation is most of a row's cost)
 EVAL = "--eval-eps 1.5 2.0 --eval-images 300 --holdout 1000"
+SMALL_EPS = EVAL.replace("1.5 2.0", "1.0 1.25")
 ROBUST_MODELS = {  # the two extra robust models: 2 epochs instead of the zoo model's 8 (CPU budget)
     "l2-robust-eps0.5": "--mode adversarial --norm l2 --eps 0.5 --steps 5 --epochs 2",
     "l2-robust-eps1.0": "--mode adversarial --norm l2 --eps 1.0 --steps 5 --epochs 2",
@@ -60,8 +61,11 @@ class Step:
     def done(self) -> bool:
         if self.out.suffix == ".pt":
             return self.out.exists()
-        if self.out.suffix == ".json":
-            return False  # the experiment itself skips the rows it has
+        if self.out.suffix == ".json":  # every row there (a partial file: the experiment keeps its rows)
+            if not self.out.exists() or not all(Step("", "", "", need).done() for need in self.needs):
+                return False
+            names = {"D"} | {json.loads((need / "manifest.json").read_text())["name"] for need in self.needs}
+            return names <= {row["dataset"] for row in json.loads(self.out.read_text())["rows"]}
         manifest = self.out / "manifest.json"
         return manifest.exists() and bool(json.loads(manifest.read_text()).get("complete"))
 
@@ -103,9 +107,12 @@ VARIANTS = [
     _variant("base", ["D_R", "D_det"]),
     _variant("arch-resnet", ["D_R", "D_det"], arch="fmnist-resnet"),
     # the residual net's D already falls to 2 % at ε = 1.5 (held out): the same models at smaller ε
-    _variant("arch-resnet-small-eps", ["D_R"], arch="fmnist-resnet", evaluation=EVAL.replace("1.5 2.0", "1.0 1.25")),
+    _variant("arch-resnet-small-eps", ["D_R"], arch="fmnist-resnet", evaluation=SMALL_EPS),
     _variant("seeds-noise", ["D_R-noise"]),
     _variant("det-eps0.5", ["D_det-eps0.5"]),
+    # the residual net's gain with the paper's seeds (any other image) and with gray noise
+    _variant("arch-resnet-seeds-random", ["D_R-random"], arch="fmnist-resnet", evaluation=SMALL_EPS),
+    _variant("arch-resnet-seeds-noise", ["D_R-noise"], arch="fmnist-resnet", evaluation=SMALL_EPS),
     _variant("seeds-random", ["D_R-random"]),
     _variant("epochs-30", ["D_R", "D_det"], epochs=30),
     _variant("robust-eps1.0", ["D_R-eps1.0"]),
@@ -114,6 +121,7 @@ VARIANTS = [
     _variant("robust-eps0.5", ["D_R-eps0.5"]),
     _variant("inversion-300steps", ["D_R-300steps"]),
 ]
+VARIANTS[[s.name for s in VARIANTS].index("experiment arch-resnet-seeds-noise")].queue = "a"  # once a's builds ended
 # queue "a": the cheap builds first (the seeds, the weaker D_det), then the robust models' chain
 STEPS = (BUILDS[:2] + VARIANTS + BUILDS[2:3] + BUILDS[6:7] + BUILDS[3:4] + TRAINS[1:] + BUILDS[4:5] + BUILDS[7:8]
          + TRAINS[:1] + BUILDS[5:6] + BUILDS[8:])
@@ -195,10 +203,12 @@ def _cell(accuracies: dict, eps: str) -> str:
     return f"{100 * accuracies[eps]:.1f}" if eps in accuracies else "–"
 
 
-def table() -> str:
-    """One Markdown row per (variant, dataset): test-set and held-out accuracies in %."""
+def table(only: list[str] | None = None) -> str:
+    """One Markdown row per (variant, dataset): test-set and held-out accuracies in %, at every ε
+    evaluated (or at ``only``)."""
     found = [(step, json.loads(step.out.read_text())) for step in VARIANTS if step.out.exists()]
     eps = sorted({e for _, r in found for e in map(str, map(float, r["settings"]["eval_eps"]))}, key=float)
+    eps = [e for e in eps if only is None or float(e) in map(float, only)]
     header = (["variant", "train on", "arch", "epochs", "clean"] + [f"ε={e}" for e in eps]
               + ["held-out clean"] + [f"held-out ε={e}" for e in eps])
     lines = ["| " + " | ".join(header) + " |", "|---|---|---|" + "---:|" * (len(header) - 3)]
@@ -223,7 +233,7 @@ def main(argv: list[str]) -> int:
         run(argv[1])
         return 0
     if argv[:1] == ["table"]:
-        print(table())
+        print(table(argv[1:] or None))
         return 0
     print(__doc__)
     return 2
