@@ -357,3 +357,39 @@ def test_cli_build_invert_experiment(random_model, tmp_path, capsys):
     assert main(["invert", "--out", str(png), "--robust-model", str(model_path), "--standard-model",
                  str(model_path)]) == 1  # no images named
     assert "--index" in capsys.readouterr().err
+
+
+def test_experiment_arch_and_held_out_images(random_model, tmp_path, capsys):
+    """`experiment --arch` trains the chosen architecture; `--holdout N` also scores each row on N
+    training images that no dataset holds (the last N of the seeded order the builders draw from)."""
+    from robustlens.engine.constructed import select_source_indices
+    from robustlens.engine.data import load_dataset
+    from robustlens.engine.ilyas_experiment import holdout_images
+
+    train_split = load_dataset("fashion-mnist", "train")
+    held = holdout_images(train_split, 30, seed=0)
+    order = select_source_indices(train_split, len(train_split), 0)
+    assert torch.equal(held.indices, order[-30:])
+    assert torch.equal(held.labels, train_split.labels[order[-30:]])
+    model_path = tmp_path / "m.pt"
+    save_checkpoint(random_model, model_path)
+    out, results = tmp_path / "d", tmp_path / "results.json"
+    assert main(["build-dataset", "--kind", "non-robust", "--count", "20", "--steps", "1",
+                 "--model", str(model_path), "--out", str(out)]) == 0
+    assert not set(load_built_dataset(out).indices.tolist()) & set(held.indices.tolist())
+    assert main(["experiment", "--data", str(out), "--baseline", "--epochs", "1", "--eval-images", "10",
+                 "--eval-steps", "1", "--eval-eps", "1.0", "--test-images", "50", "--arch", "fmnist-resnet",
+                 "--holdout", "30", "--out", str(results)]) == 0
+    saved = json.loads(results.read_text())
+    assert saved["settings"]["arch"] == "fmnist-resnet"
+    assert saved["validation"] == {"dataset": "fashion-mnist", "split": "train (held out)", "images": 30,
+                                   "robust_images": 10}
+    for row in saved["rows"]:
+        accuracy = row["validation"]["clean_accuracy"]
+        assert 0 <= accuracy <= 1 and round(accuracy * 30) == pytest.approx(accuracy * 30)
+        assert set(row["validation"]["robust_accuracy"]) == {"1.0"}
+    capsys.readouterr()
+    assert main(["experiment", "--data", str(out), "--arch", "cifar-resnet18", "--epochs", "1",
+                 "--out", str(tmp_path / "r2.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "cifar-resnet18 takes 3×32×32 images" in err and "\n" not in err

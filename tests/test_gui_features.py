@@ -22,7 +22,7 @@ from robustlens.app.panels.features_experiments import DatasetExperiments
 from robustlens.app.window import MainWindow
 from robustlens.engine.cli import build_parser, main
 from robustlens.engine.cli_features import experiment_request
-from robustlens.engine.ilyas_experiment import ExperimentSettings
+from robustlens.engine.ilyas_experiment import REGIME_BUILD, REGIME_TRAINING, ExperimentSettings
 from robustlens.engine.inversion import representation_distance
 from robustlens.engine.models import zoo_file
 
@@ -235,6 +235,7 @@ def test_experiment_section_fills_the_table_row_by_row(window, qtbot, tmp_path):
     # a tiny run: one batch of training per model, a short attack on a few test images
     section.training = ExperimentSettings(epochs=1, max_batches=1, eval_images=20, eval_steps=2, eval_batch=20)
     section.construction = replace(section.construction, chunk_size=10, pgd_steps=2)
+    section.arch_box.setCurrentIndex(section.arch_box.findData("fmnist-cnn"))  # not the default
     rows_seen = []
     section.run()
     job = section.job_handle(features_experiments.JOB_SLOT)
@@ -255,13 +256,16 @@ def test_experiment_section_fills_the_table_row_by_row(window, qtbot, tmp_path):
     assert "Ilyas" in section.table.horizontalHeaderItem(section.paper_columns[0]).text()
     saved = json.loads(section.results_path.read_text())
     assert [r["dataset"] for r in saved["rows"]] == names and saved["test"]["images"] == 200
+    assert saved["settings"]["arch"] == "fmnist-cnn"  # the models were trained as chosen
     # a saved file loads into a fresh section; a file that is not one is refused, the table stays
     other = DatasetExperiments(window.ctx)
     qtbot.addWidget(other)
+    assert other.arch_box.currentData() == "fmnist-resnet"  # before: the default, the regime's
     assert other.load_results(section.results_path)
     assert other.row_values("D_NR")["clean_accuracy"] == section.row_values("D_NR")["clean_accuracy"]
-    # and its recipe becomes the next run's: 3 inversion steps, 2 PGD steps
+    # and its recipe becomes the next run's: 3 inversion steps, 2 PGD steps, the small CNN
     assert other.steps_box.value() == 3 and other.construction.pgd_steps == 2
+    assert other.arch_box.currentData() == "fmnist-cnn" and other.request().training.arch == "fmnist-cnn"
     bad = tmp_path / "bad.json"
     bad.write_text('{"rows": []}')
     assert not other.load_results(bad)
@@ -274,13 +278,15 @@ def test_the_gui_and_the_cli_run_one_pipeline(window, qtbot, tmp_path):
     section = DatasetExperiments(window.ctx)
     qtbot.addWidget(section)
     assert section.results is None and "Load results" in section.shown.text()  # first start: what to do
+    # the defaults are the ablation's real-data regime (README), as the CLI's
+    assert section.request().construction == REGIME_BUILD and section.request().training == REGIME_TRAINING
     section.data_root = tmp_path / "gui"
     section.set_models(ROBUST, STANDARD)
     section.count_box.setValue(20)
     section.steps_box.setValue(2)
     section.test_box.setValue(100)
     section.construction = replace(section.construction, pgd_steps=2)
-    section.training = ExperimentSettings(epochs=1, eval_images=20, eval_steps=1)
+    section.training = replace(section.training, epochs=1, eval_images=20, eval_steps=1)
     args = ["experiment", "--build-in", str(tmp_path / "cli"), "--robust-model", ROBUST, "--standard-model", STANDARD,
             "--count", "20", "--steps", "2", "--pgd-steps", "2", "--test-images", "100", "--epochs", "1",
             "--eval-images", "20", "--eval-steps", "1"]

@@ -10,6 +10,10 @@ publishers' checkpoints use, so their state_dicts load as they are.
 - ``resnet50``: torchvision's ImageNet ResNet-50 (He et al. 2016, Table 1), which Cohen et al. and
   Madry et al.'s ``robustness`` library both train.
 
+``CifarResNet`` also takes grayscale input (``in_channels=1``): ``fmnist-resnet`` is the depth-8 one on
+28×28 Fashion-MNIST (28×28, 14×14 and 7×7 maps), the residual, batch-normalised standard model of the
+Ilyas et al. ablation beside the small plain CNN.
+
 These modules know nothing of robustlens' metadata; ``models.py`` puts a normaliser in front.
 """
 
@@ -44,12 +48,12 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """He et al.'s CIFAR ResNet of depth 6n + 2; ``features`` is the 64-d pooled representation."""
 
-    def __init__(self, depth: int, num_classes: int = 10):
+    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         if (depth - 2) % 6:
-            raise ValueError(f"a CIFAR ResNet has depth 6n + 2 (20, 32, 44, 56, 110), not {depth}")
+            raise ValueError(f"a CIFAR ResNet has depth 6n + 2 (8, 14, 20, 32, 44, 56, 110), not {depth}")
         blocks = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = self._stage(16, 16, blocks, stride=1)

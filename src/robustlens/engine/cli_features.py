@@ -21,16 +21,16 @@ from .data import DATASETS, Dataset, load_dataset
 from .files import MANIFEST_LIMIT, read_regular
 from .ilyas_experiment import (DEFAULT_ROBUST, DEFAULT_STANDARD, ConstructionSettings, ExperimentSettings,
                                IlyasExperimentRequest, experiment_job, format_experiment_table,
-                               ilyas_experiment_job)
+                               REGIME_BUILD, REGIME_TRAINING, holdout_images, ilyas_experiment_job)
 from .inversion import SEED_MODES, STEP_SCHEDULES, reconstruct_job
 from .jobs import Partial, Progress, run_to_end
 from .model_cache import ModelCache
-from .models import default_device, load_model
+from .models import ARCHITECTURES, architecture_info, default_device, load_model
 from .resumable import prepare_output_file, prepare_output_folder
 
 # the pipeline's defaults: the options below show them, so the CLI and the GUI start from the same recipe
-BUILD = ConstructionSettings()
-TRAINING = ExperimentSettings()
+BUILD = ConstructionSettings()  # build-dataset, invert: the paper's 1000 steps of 0.1
+REGIME, TRAINING = REGIME_BUILD, REGIME_TRAINING  # experiment: the ablation's regime, as the GUI's
 
 
 def register(sub) -> None:
@@ -79,36 +79,42 @@ def register(sub) -> None:
     p.add_argument("--build-in", metavar="DIR",
                    help="instead of --data: build (or resume) D_R, D_NR, D_rand, D_det in DIR first, then run "
                         "the table (with the baseline row D)")
-    p.add_argument("--count", type=positive_int, default=BUILD.count, help="--build-in: training images per dataset")
+    p.add_argument("--count", type=positive_int, default=REGIME.count, help="--build-in: training images per dataset")
     p.add_argument("--robust-model", default=DEFAULT_ROBUST, help="--build-in: model for D_R")
     p.add_argument("--standard-model", default=DEFAULT_STANDARD, help="--build-in: model for D_NR, D_rand, D_det")
-    _inversion_options(p)
-    p.add_argument("--eps", type=positive_float, default=BUILD.eps, help="--build-in: L2 ε of the targeted PGD (D_rand, D_det)")
-    p.add_argument("--pgd-steps", type=positive_int, default=BUILD.pgd_steps, help="--build-in: targeted PGD steps")
+    _inversion_options(p, REGIME)
+    p.add_argument("--eps", type=positive_float, default=REGIME.eps, help="--build-in: L2 ε of the targeted PGD (D_rand, D_det)")
+    p.add_argument("--pgd-steps", type=positive_int, default=REGIME.pgd_steps, help="--build-in: targeted PGD steps")
     p.add_argument("--baseline", action="store_true",
                    help="also train on the real images the first dataset was built from (row 'D')")
     p.add_argument("--out", help="results JSON (rows already there with the same settings are kept)")
     p.add_argument("--show", metavar="JSON", help="only print the table of a results file")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    p.add_argument("--epochs", type=positive_int, help="epochs per model (default: scaled to the dataset's size)")
+    p.add_argument("--epochs", type=positive_int, default=TRAINING.epochs,
+                   help=f"epochs per model (default {TRAINING.epochs})")
     p.add_argument("--max-epochs", type=positive_int, default=TRAINING.max_epochs, help="cap of the scaled number of epochs")
     p.add_argument("--eval-eps", type=nonnegative_float, nargs="+", default=list(TRAINING.eval_eps), help="L2 ε of the robust accuracy")
     p.add_argument("--eval-steps", type=positive_int, default=TRAINING.eval_steps)
     p.add_argument("--eval-images", type=positive_int, default=TRAINING.eval_images, help="test images for the robust accuracy")
     p.add_argument("--test-images", type=positive_int, help="evaluate on the first N test images (default: all)")
+    p.add_argument("--arch", choices=tuple(ARCHITECTURES), default=TRAINING.arch,
+                   help="architecture of the standard model trained on each dataset")
+    p.add_argument("--holdout", type=positive_int, metavar="N",
+                   help="with --data: also evaluate each row on N training images that no dataset holds "
+                        "(the numbers to choose settings by; the test set only reports)")
     p.add_argument("--data-root", help="folder with the dataset files")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.set_defaults(func=run_experiment_command)
 
 
-def _inversion_options(p) -> None:
-    p.add_argument("--seeds", choices=SEED_MODES, default=BUILD.seeds,
+def _inversion_options(p, defaults: ConstructionSettings = BUILD) -> None:
+    p.add_argument("--seeds", choices=SEED_MODES, default=defaults.seeds,
                    help="start of the inversion: a random image of another class (default), any other "
                         "random image (the paper's), or gray 0.5 + N(0, 0.05²) noise")
-    p.add_argument("--steps", type=positive_int, default=BUILD.steps, help="inversion steps (paper: 1000)")
-    p.add_argument("--step-size", type=positive_float, default=BUILD.step_size, help="inversion L2 step (paper: 0.1)")
-    p.add_argument("--schedule", choices=STEP_SCHEDULES, default=BUILD.schedule,
+    p.add_argument("--steps", type=positive_int, default=defaults.steps, help="inversion steps (paper: 1000)")
+    p.add_argument("--step-size", type=positive_float, default=defaults.step_size, help="inversion L2 step (paper: 0.1)")
+    p.add_argument("--schedule", choices=STEP_SCHEDULES, default=defaults.schedule,
                    help="step size: constant (paper) or cosine-annealed from --step-size to 0")
 
 
@@ -336,16 +342,29 @@ def run_experiment_command(args) -> int:
     test = load_dataset(source_name, "test", args.data_root)
     if args.test_images is not None and args.test_images < len(test):
         test = test.subset(range(args.test_images))
+    shape = architecture_info(args.arch)[3]
+    if tuple(shape) != tuple(test.image_shape):
+        raise ValueError(f"--arch {args.arch} takes {'×'.join(map(str, shape))} images, the {source_name} "
+                         f"ones are {'×'.join(map(str, test.image_shape))}")
+    validation = None
+    if args.holdout:
+        validation = holdout_images(load_dataset(source_name, "train", args.data_root), args.holdout,
+                                    _source_seed(folders[0]))
     bar = _Bar("experiment", unit="row")
     try:
         results = run_to_end(experiment_job(datasets, test, settings=settings, out=args.out,
-                                            device=default_device()), on_event=bar, keep_errors=True)
+                                            device=default_device(), validation=validation),
+                             on_event=bar, keep_errors=True)
     finally:
         bar.close()
     print(format_experiment_table(results, markdown=args.markdown))
     if args.out:
         print(f"results written to {args.out}")
     return 0
+
+
+def _source_seed(folder: Path) -> int:
+    return int(json.loads((folder / "manifest.json").read_text())["settings"]["seed"])
 
 
 def experiment_request(args) -> IlyasExperimentRequest:
@@ -361,7 +380,8 @@ def experiment_request(args) -> IlyasExperimentRequest:
 
 def _training_settings(args) -> ExperimentSettings:
     return ExperimentSettings(epochs=args.epochs, max_epochs=args.max_epochs, eval_eps=tuple(args.eval_eps),
-                              eval_steps=args.eval_steps, eval_images=args.eval_images, seed=args.seed)
+                              eval_steps=args.eval_steps, eval_images=args.eval_images, seed=args.seed,
+                              arch=args.arch)
 
 
 def _build_and_run(args) -> int:

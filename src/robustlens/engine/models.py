@@ -105,7 +105,28 @@ def fmnist_cnn(meta: ModelMeta) -> Classifier:
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(),
     )
-    return Classifier(Normalize([0.2860], [0.3530]), backbone, nn.Linear(256, len(meta.classes)), meta)
+    return Classifier(Normalize(*FMNIST_NORMALIZE), backbone, nn.Linear(256, len(meta.classes)), meta)
+
+
+FMNIST_NORMALIZE = ([0.2860], [0.3530])  # Fashion-MNIST's training-set pixel mean and std
+
+
+def fmnist_wide(meta: ModelMeta) -> Classifier:
+    """fmnist-cnn with twice the filters (64, 128) and a 512-unit hidden layer: about 4× its
+    multiply-adds (18 M per image), a higher-capacity standard model for the Ilyas et al. ablation.
+    Representation: the 512-unit hidden layer."""
+    backbone = nn.Sequential(
+        nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(128 * 7 * 7, 512), nn.ReLU(),
+    )
+    return Classifier(Normalize(*FMNIST_NORMALIZE), backbone, nn.Linear(512, len(meta.classes)), meta)
+
+
+def _fmnist_resnet(num_classes: int) -> nn.Module:
+    from .architectures import CifarResNet
+
+    return CifarResNet(8, num_classes, in_channels=1)
 
 
 def cifar_resnet18(meta: ModelMeta) -> Classifier:
@@ -156,6 +177,10 @@ IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 ARCHITECTURES: dict[str, tuple[Callable[[ModelMeta], nn.Module], str, object, tuple]] = {
     # name: (builder, dataset, classes (or a function giving them), input shape)
     "fmnist-cnn": (fmnist_cnn, "fashion-mnist", FASHION_MNIST_CLASSES, (1, 28, 28)),
+    "fmnist-wide": (fmnist_wide, "fashion-mnist", FASHION_MNIST_CLASSES, (1, 28, 28)),
+    # He et al.'s residual net of depth 8 (16/32/64 filters, batch norm) on 28×28 grayscale
+    "fmnist-resnet": (lambda meta: _published(_fmnist_resnet, *FMNIST_NORMALIZE)(meta), "fashion-mnist",
+                      FASHION_MNIST_CLASSES, (1, 28, 28)),
     "cifar-resnet18": (cifar_resnet18, "cifar10", CIFAR10_CLASSES, (3, 32, 32)),
     # the names Cohen et al.'s train.py writes into its checkpoints ('arch')
     "cifar_resnet20": (_published(_cifar_resnet(20), COHEN_CIFAR10_MEAN, COHEN_CIFAR10_STD), "cifar10",
@@ -179,6 +204,13 @@ def architecture_summaries() -> list[tuple[str, str, tuple, int]]:
     """(name, dataset, input shape, class count) of every architecture, without building any."""
     return [(name, dataset, shape, 1000 if callable(classes) else len(classes))
             for name, (_, dataset, classes, shape) in ARCHITECTURES.items()]
+
+
+def architectures_for(dataset: str) -> tuple[str, ...]:
+    """The robustlens-trainable architectures of ``dataset``'s images, e.g. fmnist-cnn, fmnist-wide and
+    fmnist-resnet for Fashion-MNIST (the published CIFAR / ImageNet nets are left out)."""
+    return tuple(name for name, (builder, data, _, _) in ARCHITECTURES.items()
+                 if data == dataset and not name.startswith(("cifar_", "resnet")))
 
 
 def architecture_choices() -> str:

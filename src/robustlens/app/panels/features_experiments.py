@@ -22,9 +22,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHeade
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from robustlens.engine.ilyas_experiment import (EXPERIMENT_FORMAT, PAPER_CIFAR10, PAPER_ROBUST_EPS,
-                                                ConstructionSettings, ExperimentSettings, IlyasExperimentRequest,
-                                                ilyas_experiment_job)
+                                                REGIME_BUILD, REGIME_TRAINING, ExperimentSettings,
+                                                IlyasExperimentRequest, ilyas_experiment_job)
 from robustlens.engine.inversion import SEED_MODES, STEP_SCHEDULES
+from robustlens.engine.models import architectures_for
 
 from .. import style
 from ..context import AppContext
@@ -34,7 +35,8 @@ from .base import Panel
 from .features_models import check_remembered, choose, fill_model_box, load_unloaded, missing_text, model_status
 
 JOB_SLOT = "features-experiment"
-BUILD = ConstructionSettings()  # the pipeline's defaults: the controls start from them
+# the ablation's real-data regime (models, seeds, steps, architecture): the controls start from it
+BUILD, TRAINING = REGIME_BUILD, REGIME_TRAINING
 ROW_ORDER = ("D", "D_R", "D_NR", "D_rand", "D_det")
 BUILT_ROWS = ROW_ORDER[1:]
 ROW_MEANING = {
@@ -93,6 +95,8 @@ class DatasetExperiments(Panel):
                 help="Real test images the clean accuracy is measured on (the first N of the test split; "
                      "robust accuracy: the first 1,000 of them)"),
         Setting("results", "", help="The results file shown"),
+        Setting("arch", TRAINING.arch, choices=architectures_for("fashion-mnist"),
+                help="Architecture of the standard models trained on D, D_R, D_NR, D_rand and D_det"),
     )
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -101,7 +105,7 @@ class DatasetExperiments(Panel):
         # the recipe beyond the controls (seeds, PGD ε and steps, chunks): the engine's defaults, or
         # those of the results file shown, so that a smaller run here follows the table on screen
         self.construction = BUILD
-        self.training = ExperimentSettings()
+        self.training = TRAINING
         self.results: dict | None = None
         self.results_path: Path | None = None
         self.row_status: dict[str, str] = {}
@@ -123,6 +127,7 @@ class DatasetExperiments(Panel):
         self.schedule_box = setting_combo(settings["schedule"],
                                           text=lambda s: {"constant": "constant α", "cosine": "cosine α"}.get(s, s))
         self.test_box = spin_box(settings["test_images"])
+        self.arch_box = setting_combo(settings["arch"])
         self.robust_box, self.standard_box = QComboBox(), QComboBox()
         for box, key in ((self.robust_box, "robust_model"), (self.standard_box, "standard_model")):
             box.setToolTip(settings[key].help)
@@ -138,7 +143,8 @@ class DatasetExperiments(Panel):
                                    ("D_NR, D_rand, D_det with", self.standard_box)], spacing=6)
         models_row.addWidget(self.load_button)
         run_row = labelled_row([("images per dataset", self.count_box), ("inversion steps", self.steps_box),
-                                ("α", self.step_size_box), ("", self.schedule_box), ("test images", self.test_box)],
+                                ("α", self.step_size_box), ("", self.schedule_box), ("test images", self.test_box),
+                                ("train", self.arch_box)],
                                spacing=6, stretch=False)
         run_row.addWidget(self.run_button)
         run_row.addWidget(self.cancel_button)
@@ -202,7 +208,7 @@ class DatasetExperiments(Panel):
 
     def setting_widgets(self) -> dict[str, QWidget]:
         return {"images": self.count_box, "steps": self.steps_box, "step_size": self.step_size_box,
-                "schedule": self.schedule_box, "test_images": self.test_box}
+                "schedule": self.schedule_box, "test_images": self.test_box, "arch": self.arch_box}
 
     def setting_value(self, key: str):
         if key in ("robust_model", "standard_model"):
@@ -268,6 +274,9 @@ class DatasetExperiments(Panel):
                 self.schedule_box.setCurrentIndex(self.schedule_box.findData(inversion["schedule"]))
             if inversion.get("seeds") in SEED_MODES:
                 self.construction = replace(self.construction, seeds=inversion["seeds"])
+            arch = results.get("settings", {}).get("arch")
+            if self.arch_box.findData(arch) >= 0:
+                self.arch_box.setCurrentIndex(self.arch_box.findData(arch))
             relabel = sources.get("D_rand") or sources.get("D_det") or {}
             if "eps" in relabel and "steps" in relabel:
                 self.construction = replace(self.construction, eps=float(relabel["eps"]),
@@ -380,9 +389,10 @@ class DatasetExperiments(Panel):
         dataset = self.ctx.dataset.name if self.ctx.dataset is not None else "fashion-mnist"
         construction = replace(self.construction, count=self.count_box.value(), steps=self.steps_box.value(),
                                step_size=float(self.step_size_box.value()), schedule=self.schedule_box.currentData())
+        training = replace(self.training, arch=self.arch_box.currentData())
         request = IlyasExperimentRequest(workdir="", robust_model=robust, standard_model=standard, dataset=dataset,
                                          test_images=self.test_box.value(), construction=construction,
-                                         training=self.training)
+                                         training=training)
         return replace(request, workdir=str(self.data_root / request.recipe_name()))
 
     def run(self) -> None:
