@@ -124,6 +124,47 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+# ---------------------------------------------------------------- defaults in --help
+
+
+def default_text(default) -> str:
+    """A default as the user would type it: ``0.001``, ``100000``, ``0.25 0.5`` for a list."""
+    if isinstance(default, (list, tuple)):
+        return " ".join(default_text(v) for v in default)
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
+
+
+def shows_default(action: argparse.Action) -> bool:
+    """Whether --help must state this option's default: an option (not a positional, not a flag) whose
+    default is a value rather than "not given"."""
+    if not action.option_strings or action.help == argparse.SUPPRESS:
+        return False
+    if action.nargs == 0 or action.default in (None, argparse.SUPPRESS, []):  # flags; "not given"
+        return False
+    return True
+
+
+def states_default(help_text: str | None, default) -> bool:
+    """Whether a help text already says the default ("default 20", "(default: fashion-mnist/standard)")."""
+    text = help_text or ""
+    return "default" in text and default_text(default) in text
+
+
+def add_defaults_to_help(parser: argparse.ArgumentParser) -> None:
+    """Every option of ``parser`` and its subcommands whose default is a value ends its help with
+    "(default: VALUE)" unless the help says it already: a new user reads what a run costs (certify's
+    n = 100000) before starting one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                add_defaults_to_help(subparser)
+        elif shows_default(action) and not states_default(action.help, action.default):
+            said = default_text(action.default).replace("%", "%%")
+            action.help = f"{action.help} (default: {said})" if action.help else f"default: {said}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="robustlens",
@@ -132,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    add_defaults_to_help(parser)
     return parser
 
 
