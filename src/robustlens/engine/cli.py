@@ -67,6 +67,15 @@ positive_float = _number_type("positive_float", float, "a finite number above 0"
                               "A finite number > 0 (σ, step sizes, learning rates).")
 nonnegative_float = _number_type("nonnegative_float", float, "a finite number of at least 0", lambda v: v >= 0, "at least 0",
                                  "A finite number ≥ 0 (ε: 0 means no perturbation).")
+
+
+def positive_int_or_auto(text: str):
+    """``auto`` (left to the command to choose, e.g. a batch that fits the GPU) or a whole number ≥ 1."""
+    return "auto" if text.strip().lower() == "auto" else positive_int(text)
+
+
+positive_int_or_auto.__name__ = "positive_int_or_auto"
+
 probability = _number_type("probability", float, "a number between 0 and 1", lambda v: 0 < v < 1,
                            "between 0 and 1 (exclusive)", "A number strictly between 0 and 1 (α).")
 
@@ -86,6 +95,25 @@ def add_model_arguments(parser, *flags: str, **model_kwargs) -> None:
     parser.add_argument(*(flags or ("--model",)), **model_kwargs)
     if not any(action.dest == "arch" for action in parser._actions):
         parser.add_argument("--arch", metavar="NAME", help=ARCH_HELP.format(choices=architecture_choices()))
+    add_device_argument(parser)
+
+
+def add_device_argument(parser) -> None:
+    """``--device auto|cpu|cuda|cuda:N`` (default auto: CUDA when present); read with :func:`chosen_device`."""
+    if not any(action.dest == "device" for action in parser._actions):
+        parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda",
+                            help="where the models run: auto (CUDA when present, else the CPU), cpu, cuda or "
+                                 "cuda:N")
+
+
+def chosen_device(args):
+    """The torch.device of ``--device`` (one line, exit 1, when CUDA is asked for and absent)."""
+    from .accelerate import DeviceUnavailable, select_device
+
+    try:
+        return select_device(getattr(args, "device", None))
+    except DeviceUnavailable as error:
+        raise UsageError(str(error)) from None
 
 
 MODEL_DESTS = ("model", "robust_model", "standard_model", "also")

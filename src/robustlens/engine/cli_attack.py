@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import add_model_arguments
+from .cli import add_model_arguments, chosen_device
+from .cli_estimates import say_attack_estimate
 from .attack_jobs import AttackConfig, attack_job
 from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .attacks import KEEPS, LOSSES, NORMS, RANDOM_STARTS, TARGET_MODES
 from .data import load_dataset
 from .jobs import Partial, Progress, run_to_end
-from .models import default_device, load_model, weights_sha256, zoo_names
+from .models import load_model, weights_sha256, zoo_names
 from .resumable import OutputRefused, ResumableTSV, prepare_output_folder
 from .robustness import RobustnessCurves, robustness_curves_job, save_result, transfer_matrix_job
 
@@ -250,6 +251,10 @@ def run_curve(args, device) -> int:
         if points.kept:
             print(f"resuming {points.path}: {len(eps_values) * len(models) - len(todo)} points already there are kept",
                   file=sys.stderr)
+        if todo:  # the points left: ε = 0 costs a clean pass, each other ε a PGD run per model
+            left = {name: models[name] for _, name in todo}
+            say_attack_estimate(left, subset, eps_values=sorted({eps for eps, _ in todo}), steps=steps,
+                                restarts=args.restarts, transfer=False)
         bar = tqdm(todo, desc="robust accuracy", unit="point", dynamic_ncols=True, leave=False)
         for eps, name in bar:
             bar.set_description(f"{name} {NORM_LABEL[args.norm]} ε={eps:g}")
@@ -301,6 +306,7 @@ def run_transfer(args, device) -> int:
                               random_start=args.random_start or "none", loss=args.loss, keep=args.keep,
                               target=args.target, target_class=args.target_class, batch_size=args.batch,
                               seed=args.seed)
+    say_attack_estimate(models, subset, eps_values=[eps], steps=args.steps, restarts=args.restarts, transfer=True)
     began = time.perf_counter()
     bar, on_event = _progress_bar("transfer matrix")
     with bar:
@@ -322,7 +328,7 @@ def run_attack(args) -> int:
         torch.set_num_threads(args.threads)
     if args.scale < 1:
         raise ValueError("--scale must be at least 1")
-    device = default_device()
+    device = chosen_device(args)
     if args.curve:
         return run_curve(args, device)
     if args.transfer:

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import add_model_arguments
+from .cli import add_device_argument, add_model_arguments, chosen_device
+from .cli_estimates import images_left_to_build, say_inversion_estimate
 from .constructed import (DATASET_KINDS, STORAGE_DTYPES, load_built_dataset, non_robust_dataset_job,
                           real_images_of, relabeled_dataset_job, robust_dataset_job)
 from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
@@ -46,6 +47,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed for drawing the seeds")
     p.add_argument("--scale", type=int, default=4, help="pixels per image pixel in the PNG")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    add_device_argument(p)
     p.set_defaults(func=run_invert)
 
     p = sub.add_parser("build-dataset", help="build D_R, D_NR, D_rand or D_det (resumable: rerun to continue)")
@@ -203,7 +205,7 @@ def reconstruction_grid(columns: list[tuple[str, torch.Tensor]], row_labels: lis
 
 def run_invert(args) -> int:
     _threads(args)
-    device = default_device()
+    device = chosen_device(args)
     names = {"robust recon": args.robust_model, "non-robust recon": args.standard_model}
     for extra in args.also:
         names[f"{extra.split('/')[-1]} recon"] = extra
@@ -211,6 +213,8 @@ def run_invert(args) -> int:
     dataset = load_dataset(next(iter(models.values())).meta.dataset, args.split, args.data_root)
     chosen = _pick_images(dataset, args.index, args.per_class)
     targets, labels = dataset.images[chosen], dataset.labels[chosen]
+    say_inversion_estimate(list(models.values()), targets, labels, count=len(chosen), steps=args.steps,
+                           what=f"for {args.steps:,} steps on each of {len(models)} models")
     generator = torch.Generator().manual_seed(args.seed)
     bar = _Bar(f"inverting {len(chosen)} images with {len(models)} models", unit="step")
     try:
@@ -243,7 +247,7 @@ def run_invert(args) -> int:
 def run_build_dataset(args) -> int:
     prepare_output_folder(args.out)  # a file there is refused in one line before any work
     _threads(args)
-    device = default_device()
+    device = chosen_device(args)
     model_name = args.model or (DEFAULT_ROBUST if args.kind == "robust" else DEFAULT_STANDARD)
     model = load_model(model_name, device=device)
     source = load_dataset(model.meta.dataset, "train", args.data_root)
@@ -258,6 +262,11 @@ def run_build_dataset(args) -> int:
                                     step_size=args.pgd_step_size, **common)
     print(f"building {args.kind} dataset from {args.count} of {len(source)} images ({source.source}) "
           f"with {model_name} into {args.out}")
+    inverting = args.kind in ("robust", "non-robust")
+    steps = args.steps if inverting else args.pgd_steps
+    probe = source.subset(range(min(len(source), 64)))
+    say_inversion_estimate([model], probe.images, probe.labels, count=images_left_to_build(args.out, args.count, args.chunk),
+                           steps=steps, what=f"left to build, {steps:,} {'inversion' if inverting else 'PGD'} steps each")
     began = time.perf_counter()
     bar = _Bar(f"{args.kind}", unit="img")
     try:

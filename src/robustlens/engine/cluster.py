@@ -114,6 +114,7 @@ def job_spec(args, model, sigma: float, settings: dict) -> dict:
     return dict(command=command, model=str(args.model), weights_sha256=settings["weights_sha256"],
                 classes=len(model.meta.classes), sigma=float(sigma), n0=getattr(args, "n0", None), n=args.n,
                 alpha=args.alpha, batch=args.batch, seed=args.seed, eager=bool(args.eager), threads=args.threads,
+                precision=getattr(args, "precision", "fp32"),
                 gpus=float(getattr(args, "gpus_per_worker", 0.0) or 0.0),
                 kill_block=os.environ.get(KILL_BLOCK_ENV))  # read here: a worker may have started before it was set
 
@@ -133,7 +134,8 @@ def smooth_image(smooth, job: dict, image, idx: int) -> tuple[int, float | None,
 
 def model_key(job: dict) -> tuple:
     """What a loaded smoothed classifier depends on: a worker keeps one per key."""
-    return job["model"], job["weights_sha256"], job["classes"], job["sigma"], job["eager"], job["gpus"] > 0
+    return (job["model"], job["weights_sha256"], job["classes"], job["sigma"], job["eager"], job["gpus"] > 0,
+            job.get("precision", "fp32"))
 
 
 class BlockWorker:
@@ -164,7 +166,8 @@ class BlockWorker:
                 model = load_model(job["model"], device=device)
                 if weights_sha256(model.state_dict()) != job["weights_sha256"]:
                     raise CLIError(f"{job['model']} has other weights here than on the driver")
-                smooth = Smooth(model, job["classes"], job["sigma"], optimize=not job["eager"])
+                smooth = Smooth(model, job["classes"], job["sigma"], optimize=not job["eager"],
+                                precision=job.get("precision", "fp32"))
                 smooth.prepare(tuple(model.meta.input_shape))
                 self.loaded[key] = smooth
             return {"error": None, "backend": self.loaded[key].backend}
