@@ -213,8 +213,8 @@ def run_invert(args) -> int:
     dataset = load_dataset(next(iter(models.values())).meta.dataset, args.split, args.data_root)
     chosen = _pick_images(dataset, args.index, args.per_class)
     targets, labels = dataset.images[chosen], dataset.labels[chosen]
-    say_inversion_estimate(list(models.values()), targets, labels, count=len(chosen), steps=args.steps,
-                           what=f"for {args.steps:,} steps on each of {len(models)} models")
+    say_inversion_estimate(list(models.values()), count=len(chosen), steps=args.steps,
+                           what=f"× {args.steps:,} steps on each of {len(models)} models")
     generator = torch.Generator().manual_seed(args.seed)
     bar = _Bar(f"inverting {len(chosen)} images with {len(models)} models", unit="step")
     try:
@@ -264,9 +264,8 @@ def run_build_dataset(args) -> int:
           f"with {model_name} into {args.out}")
     inverting = args.kind in ("robust", "non-robust")
     steps = args.steps if inverting else args.pgd_steps
-    probe = source.subset(range(min(len(source), 64)))
-    say_inversion_estimate([model], probe.images, probe.labels, count=images_left_to_build(args.out, args.count, args.chunk),
-                           steps=steps, what=f"left to build, {steps:,} {'inversion' if inverting else 'PGD'} steps each")
+    say_inversion_estimate([model], count=images_left_to_build(args.out, args.count, args.chunk), steps=steps,
+                           what=f"left to build × {steps:,} {'inversion' if inverting else 'PGD'} steps")
     began = time.perf_counter()
     bar = _Bar(f"{args.kind}", unit="img")
     try:
