@@ -104,3 +104,24 @@ def test_auto_batch_on_the_cpu_is_the_reference_chunk(tmp_path):
     assert settings_line(out)["batch"] == 1000
     rows = [r.split("\t") for r in out.read_text().splitlines()[2:]]
     assert np.array([int(r[0]) for r in rows]).tolist() == [0]
+
+
+def test_the_cuda_layout_path_certifies_as_the_plain_one(zoo_model, fmnist_test, monkeypatch):
+    """What CUDA runs (channels-last model and noise buffer), forced on the CPU: the same image gets the
+    same class, and about the same votes, as the plain layout with the same seed."""
+    import copy
+
+    import robustlens.engine.smoothing as smoothing
+
+    model = copy.deepcopy(zoo_model("fashion-mnist/noise-0.25"))  # re-laid in place: not the shared copy
+    plain = Smooth(model, 10, 0.25, optimize=False).certify_detailed(fmnist_test.images[0], 100, 1000, 0.001,
+                                                                      generator=0)
+    monkeypatch.setattr(smoothing, "uses_channels_last", lambda device, shape: True)
+    laid = Smooth(model, 10, 0.25, optimize=False)
+    assert laid.memory_format == torch.channels_last
+    result = laid.certify_detailed(fmnist_test.images[0], 100, 1000, 0.001, generator=0)
+    assert laid.backend == "eager, channels-last"
+    kernels = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
+    assert kernels and all(k.is_contiguous(memory_format=torch.channels_last) and not k.is_contiguous()
+                           for k in kernels)
+    assert result.prediction == plain.prediction and abs(result.nA - plain.nA) <= 5

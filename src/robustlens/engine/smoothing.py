@@ -244,7 +244,10 @@ class Smooth:
     def _build_forward(self, x: torch.Tensor) -> tuple[Callable, str]:
         model = self.base_classifier
         if self.channels_last:
-            to_channels_last(model)
+            try:
+                to_channels_last(model)
+            except Exception:  # noqa: BLE001 - e.g. a TorchScript file that cannot be re-laid: run it as is
+                self.channels_last, self.memory_format = False, torch.contiguous_format
         with torch.inference_mode():
             # a private generator: probing must not move the global RNG that unseeded runs draw from
             noise = torch.randn((5,) + x.shape[1:], device=self.device,
