@@ -23,7 +23,8 @@ import torch
 from tqdm import tqdm
 
 from .accelerate import PRECISIONS, precision_settings, tune_batch
-from .cli import CLIError, add_model_arguments, chosen_device, positive_int_or_auto, nonnegative_int, positive_float, positive_int, probability
+from .cli import (CLIError, add_model_arguments, chosen_device, nonnegative_int, positive_float, positive_int,
+                  positive_int_or_auto, probability)
 from .cluster import (add_cluster_arguments, check_local_only_flags, job_spec, run_blocks, shard_positions,
                       shard_settings, shard_spec, smooth_image, wants_ray)
 from .data import DATASETS, SPLITS, load_dataset

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
+from .cli import (add_device_argument, add_model_arguments, chosen_device, nonnegative_float, positive_float,
+                  positive_int)
 from .cli_estimates import say_evaluate_estimate
-from .cli import add_device_argument, add_model_arguments, chosen_device, nonnegative_float, positive_float, positive_int
 from .data import DATASETS, load_dataset
 from .evaluate import ATTACK_LABELS, ATTACKS, EvaluationResult, accuracy, evaluate_robustness
 from .models import load_model, zoo_manifest
