@@ -109,8 +109,7 @@ def record_strong(paths: list[str]) -> None:
             entry["pgd_robust_accuracy"].setdefault(norm, {})[eps] = result["robust_accuracy"]["pgd"][eps]
         print(f"{name} {norm} {eps}: PGD-{PGD_STEPS} {result['robust_accuracy']['pgd'][eps]:.3f}, "
               f"APGD-CE+APGD-T {result['robust_accuracy']['apgd'][eps]:.3f}")
-    (MODELS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "
-")
+    (MODELS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 if __name__ == "__main__":
