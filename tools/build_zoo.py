@@ -2,6 +2,8 @@
 
     python tools/build_zoo.py train NAME [NAME ...]   # one after another (run chains in parallel)
     python tools/build_zoo.py measure                 # accuracies, hashes -> manifest.json
+    python tools/build_zoo.py strong RESULT.json ...  # `robustlens evaluate --attack apgd --json` results
+                                                      # -> the manifest's strong_attack entries
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def measure() -> None:
 
     test = load_dataset("fashion-mnist", "test")
     subset = test.subset(range(ROBUST_IMAGES))
+    earlier = json.loads((MODELS / "manifest.json").read_text()) if (MODELS / "manifest.json").exists() else {}
     manifest = {"eval": {"clean_images": len(test), "robust_images": ROBUST_IMAGES, "steps": PGD_STEPS,
                          "l2_eps": L2_EPS, "linf_eps": LINF_EPS, "seed": 0},
                 "models": {}}
@@ -72,8 +75,40 @@ def measure() -> None:
                 torch.manual_seed(0)
                 entry["robust_accuracy"][norm][str(eps)] = robust_accuracy(
                     model, subset.images, subset.labels, norm=norm, eps=eps, steps=PGD_STEPS)
+        strong = earlier.get("models", {}).get(name, {}).get("strong_attack")
+        if strong and strong.get("sha256", entry["sha256"]) == entry["sha256"]:
+            entry["strong_attack"] = strong  # measured on these very weights: kept
         manifest["models"][name] = entry
         print(name, f"clean {entry['clean_accuracy']:.4f}", entry["robust_accuracy"], flush=True)
+    (MODELS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+STRONG_COMMAND = "robustlens evaluate --model NAME --norm NORM --eps EPS --attack apgd --max 500 --threads 1 --json"
+
+
+def record_strong(paths: list[str]) -> None:
+    """Merge `robustlens evaluate --attack apgd --json` results into the models' ``strong_attack``
+    entries (robust accuracy under APGD-CE + APGD-T and under PGD-20 on the same images, by norm and ε),
+    which `robustlens zoo` prints."""
+    from importlib.metadata import version
+
+    manifest = json.loads((MODELS / "manifest.json").read_text())
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        name, norm = result["model"], result["norm"]
+        if result["attack"] != "apgd" or result["pgd"]["steps"] != PGD_STEPS:
+            raise SystemExit(f"{path}: not an `evaluate --attack apgd` run with PGD-{PGD_STEPS}")
+        entry = manifest["models"][name].setdefault("strong_attack", {
+            "attack": f"APGD-CE then APGD-T (targets: 9 classes), 100 steps each, torchattacks "
+                      f"{version('torchattacks')}, seed {result['pgd']['seed']}",
+            "command": STRONG_COMMAND, "images": result["images"], "robust_accuracy": {}, "pgd_robust_accuracy": {}})
+        if entry["images"] != result["images"]:
+            raise SystemExit(f"{path}: {result['images']} images, the manifest's entry has {entry['images']}")
+        for eps, value in result["robust_accuracy"]["apgd"].items():
+            entry["robust_accuracy"].setdefault(norm, {})[eps] = value
+            entry["pgd_robust_accuracy"].setdefault(norm, {})[eps] = result["robust_accuracy"]["pgd"][eps]
+        print(f"{name} {norm} {eps}: PGD-{PGD_STEPS} {result['robust_accuracy']['pgd'][eps]:.3f}, "
+              f"APGD-CE+APGD-T {result['robust_accuracy']['apgd'][eps]:.3f}")
     (MODELS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -82,3 +117,5 @@ if __name__ == "__main__":
         train(sys.argv[2:])
     elif sys.argv[1] == "measure":
         measure()
+    elif sys.argv[1] == "strong":
+        record_strong(sys.argv[2:])

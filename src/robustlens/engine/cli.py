@@ -68,6 +68,15 @@ positive_float = _number_type("positive_float", float, "a finite number above 0"
                               "A finite number > 0 (σ, step sizes, learning rates).")
 nonnegative_float = _number_type("nonnegative_float", float, "a finite number of at least 0", lambda v: v >= 0, "at least 0",
                                  "A finite number ≥ 0 (ε: 0 means no perturbation).")
+
+
+def positive_int_or_auto(text: str):
+    """``auto`` (left to the command to choose, e.g. a batch that fits the GPU) or a whole number ≥ 1."""
+    return "auto" if text.strip().lower() == "auto" else positive_int(text)
+
+
+positive_int_or_auto.__name__ = "positive_int_or_auto"
+
 probability = _number_type("probability", float, "a number between 0 and 1", lambda v: 0 < v < 1,
                            "between 0 and 1 (exclusive)", "A number strictly between 0 and 1 (α).")
 
@@ -87,6 +96,25 @@ def add_model_arguments(parser, *flags: str, **model_kwargs) -> None:
     parser.add_argument(*(flags or ("--model",)), **model_kwargs)
     if not any(action.dest == "arch" for action in parser._actions):
         parser.add_argument("--arch", metavar="NAME", help=ARCH_HELP.format(choices=architecture_choices()))
+    add_device_argument(parser)
+
+
+def add_device_argument(parser) -> None:
+    """``--device auto|cpu|cuda|cuda:N`` (default auto: CUDA when present); read with :func:`chosen_device`."""
+    if not any(action.dest == "device" for action in parser._actions):
+        parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda",
+                            help="where the models run: auto (CUDA when present, else the CPU), cpu, cuda or "
+                                 "cuda:N")
+
+
+def chosen_device(args):
+    """The torch.device of ``--device`` (one line, exit 1, when CUDA is asked for and absent)."""
+    from .accelerate import DeviceUnavailable, select_device
+
+    try:
+        return select_device(getattr(args, "device", None))
+    except DeviceUnavailable as error:
+        raise UsageError(str(error)) from None
 
 
 MODEL_DESTS = ("model", "robust_model", "standard_model", "also")
@@ -125,6 +153,47 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+# ---------------------------------------------------------------- defaults in --help
+
+
+def default_text(default) -> str:
+    """A default as the user would type it: ``0.001``, ``100000``, ``0.25 0.5`` for a list."""
+    if isinstance(default, (list, tuple)):
+        return " ".join(default_text(v) for v in default)
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
+
+
+def shows_default(action: argparse.Action) -> bool:
+    """Whether --help must state this option's default: an option (not a positional, not a flag) whose
+    default is a value rather than "not given"."""
+    if not action.option_strings or action.help == argparse.SUPPRESS:
+        return False
+    if action.nargs == 0 or action.default in (None, argparse.SUPPRESS, []):  # flags; "not given"
+        return False
+    return True
+
+
+def states_default(help_text: str | None, default) -> bool:
+    """Whether a help text already says the default ("default 20", "(default: fashion-mnist/standard)")."""
+    text = help_text or ""
+    return "default" in text and default_text(default) in text
+
+
+def add_defaults_to_help(parser: argparse.ArgumentParser) -> None:
+    """Every option of ``parser`` and its subcommands whose default is a value ends its help with
+    "(default: VALUE)" unless the help says it already: a new user reads what a run costs (certify's
+    n = 100000) before starting one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                add_defaults_to_help(subparser)
+        elif shows_default(action) and not states_default(action.help, action.default):
+            said = default_text(action.default).replace("%", "%%")
+            action.help = f"{action.help} (default: {said})" if action.help else f"default: {said}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="robustlens",
@@ -133,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    add_defaults_to_help(parser)
     return parser
 
 

@@ -17,14 +17,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import add_model_arguments
+from .cli import add_model_arguments, chosen_device
+from .cli_estimates import say_attack_estimate
 from .attack_jobs import AttackConfig, attack_job
 from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .attacks import KEEPS, LOSSES, NORMS, RANDOM_STARTS, TARGET_MODES
 from .cluster import add_cluster_arguments, check_local_only_flags, cluster_options, wants_ray
 from .data import load_dataset
 from .jobs import Partial, Progress, run_to_end
-from .models import default_device, load_model, weights_sha256, zoo_names
+from .models import load_model, weights_sha256, zoo_names
 from .resumable import OutputRefused, ResumableTSV, prepare_output_folder
 from .robustness import RobustnessCurves, robustness_curves_job, save_result, transfer_matrix_job
 
@@ -253,6 +254,10 @@ def run_curve(args, device) -> int:
         if points.kept:
             print(f"resuming {points.path}: {len(eps_values) * len(models) - len(todo)} points already there are kept",
                   file=sys.stderr)
+        if todo:  # the points left: ε = 0 costs a clean pass, each other ε a PGD run per model
+            left = {name: models[name] for _, name in todo}
+            say_attack_estimate(left, subset, eps_values=sorted({eps for eps, _ in todo}), steps=steps,
+                                restarts=args.restarts, transfer=False)
         for point in _curve_points(args, models, subset, attack, todo):
             name, eps = point.model, point.eps
             points.append(f"{name}\t{hashes[name]}\t{eps!r}\t{point.accuracy!r}\t{point.correct}\t{point.total}")
@@ -319,6 +324,7 @@ def run_transfer(args, device) -> int:
     attack = dict(steps=args.steps, relative_step=relative, restarts=args.restarts,
                   random_start=args.random_start or "none", loss=args.loss, keep=args.keep, target=args.target,
                   target_class=args.target_class, seed=args.seed)
+    say_attack_estimate(models, subset, eps_values=[eps], steps=args.steps, restarts=args.restarts, transfer=True)
     began = time.perf_counter()
     if wants_ray(args):
         from .cluster_jobs import model_refs, ray_transfer_matrix
@@ -353,7 +359,7 @@ def run_attack(args) -> int:
         torch.set_num_threads(args.threads)
     if args.scale < 1:
         raise ValueError("--scale must be at least 1")
-    device = default_device()
+    device = chosen_device(args)
     if args.curve:
         return run_curve(args, device)
     if args.transfer:

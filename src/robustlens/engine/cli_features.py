@@ -12,7 +12,8 @@ import torch
 from tqdm import tqdm
 
 from .checks import model_classes, model_input_shape
-from .cli import add_model_arguments
+from .cli import add_device_argument, add_model_arguments, chosen_device
+from .cli_estimates import images_left_to_build, say_inversion_estimate
 from .cluster import add_cluster_arguments, check_local_only_flags, cluster_options, wants_ray
 from .constructed import (DATASET_KINDS, STORAGE_DTYPES, load_built_dataset, non_robust_dataset_job,
                           real_images_of, relabel_options, relabeled_dataset_job, robust_dataset_job)
@@ -49,6 +50,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed for drawing the seeds")
     p.add_argument("--scale", type=int, default=4, help="pixels per image pixel in the PNG")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    add_device_argument(p)
     p.set_defaults(func=run_invert)
 
     p = sub.add_parser("build-dataset", help="build D_R, D_NR, D_rand or D_det (resumable: rerun to continue)")
@@ -215,7 +217,7 @@ def reconstruction_grid(columns: list[tuple[str, torch.Tensor]], row_labels: lis
 
 def run_invert(args) -> int:
     _threads(args)
-    device = default_device()
+    device = chosen_device(args)
     names = {"robust recon": args.robust_model, "non-robust recon": args.standard_model}
     for extra in args.also:
         names[f"{extra.split('/')[-1]} recon"] = extra
@@ -223,6 +225,8 @@ def run_invert(args) -> int:
     dataset = load_dataset(next(iter(models.values())).meta.dataset, args.split, args.data_root)
     chosen = _pick_images(dataset, args.index, args.per_class)
     targets, labels = dataset.images[chosen], dataset.labels[chosen]
+    say_inversion_estimate(list(models.values()), count=len(chosen), steps=args.steps,
+                           what=f"× {args.steps:,} steps on each of {len(models)} models")
     generator = torch.Generator().manual_seed(args.seed)
     bar = _Bar(f"inverting {len(chosen)} images with {len(models)} models", unit="step")
     try:
@@ -268,7 +272,7 @@ def run_build_dataset(args) -> int:
         raise ValueError("build-dataset sends one --chunk per block: give --chunk, not --block")
     prepare_output_folder(args.out)  # a file there is refused in one line before any work
     _threads(args)
-    device = default_device()
+    device = chosen_device(args)
     model_name = args.model or (DEFAULT_ROBUST if args.kind == "robust" else DEFAULT_STANDARD)
     model = load_model(model_name, device=device)
     source = load_dataset(args.dataset or model.meta.dataset, "train", args.data_root)
@@ -292,6 +296,10 @@ def run_build_dataset(args) -> int:
                                     step_size=args.pgd_step_size, **common)
     print(f"building {args.kind} dataset from {args.count} of {len(source)} images ({source.source}) "
           f"with {model_name} into {args.out}")
+    inverting = args.kind in ("robust", "non-robust")
+    steps = args.steps if inverting else args.pgd_steps
+    say_inversion_estimate([model], count=images_left_to_build(args.out, args.count, args.chunk), steps=steps,
+                           what=f"left to build × {steps:,} {'inversion' if inverting else 'PGD'} steps")
     began = time.perf_counter()
     bar = _Bar(f"{args.kind}", unit="img")
     try:

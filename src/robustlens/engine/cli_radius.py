@@ -22,6 +22,7 @@ from .anytime import FIRST_LOOK, GROWTH, anytime_max_radius
 from .certify_tsv import (DECISION_TOOL, DECISION_TSV_HEADER, decision_tsv_row, is_decision_tsv, read_certify_tsv,
                           read_decision_tsv)
 from .cli import CLIError, nonnegative_float, positive_int
+from .cli_estimates import say_smoothing_estimate
 
 
 def add_radius_arguments(p) -> None:
@@ -54,6 +55,7 @@ def run_radius_decisions(args, prepare, image_results) -> int:
         for fields in table.rows.values():  # idx label predict certified correct samples time
             outcomes.append((fields[3] == "1" and fields[4] == "1", int(fields[5])))
         todo = [p for p in positions if str(dataset.source_index(p)) not in table.rows]
+        say_smoothing_estimate(args, smooth, dataset.images, todo)
         bar = tqdm(total=len(todo), desc=f"decide R={args.radius:g} σ={smooth.sigma:g}", unit="img",
                    dynamic_ncols=True)
         decisions = image_results(args, model, smooth, dataset, table, todo, bar, command="decide")

@@ -22,14 +22,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import CLIError, add_model_arguments, nonnegative_int, positive_float, positive_int, probability
+from .accelerate import PRECISIONS, precision_settings, tune_batch
+from .cli import (CLIError, add_model_arguments, chosen_device, nonnegative_int, positive_float, positive_int,
+                  positive_int_or_auto, probability)
 from .cluster import (add_cluster_arguments, check_local_only_flags, job_spec, run_blocks, shard_positions,
                       shard_settings, shard_spec, wants_ray)
 from .cluster_worker import smooth_image
 from .data import DATASETS, SPLITS, load_dataset
-from .models import default_device, load_model, weights_sha256
+from .models import load_model, weights_sha256
 from .resumable import ResumableTSV, prepare_output_file
 from .certify_tsv import PREDICT_TSV_HEADER, TSV_HEADER, certify_tsv_row, predict_tsv_row, read_certify_tsv
+from .cli_estimates import say_smoothing_estimate
 from .cli_radius import add_radius_arguments, analyze_decisions, run_radius_decisions
 from .smoothing import Smooth
 from .smoothing_bounds import certified_accuracy
@@ -43,7 +46,13 @@ def _add_run_arguments(p, certify: bool) -> None:
     p.add_argument("--n", type=positive_int, default=100_000,
                    help="noise samples that " + ("bound pA" if certify else "vote"))
     p.add_argument("--alpha", type=probability, default=0.001, help="failure probability")
-    p.add_argument("--batch", type=positive_int, default=1000, help="noise samples per chunk (memory is flat in n)")
+    p.add_argument("--batch", type=positive_int_or_auto, default="auto",
+                   help="noise samples per chunk (memory is flat in n); auto: 1000 on the CPU, on CUDA the largest "
+                        "doubling of 1000 that fits half the GPU's memory")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="run the base classifier in fp32, or under bf16 / fp16 autocast (faster on GPUs; the "
+                        "certificate then holds for the model as run in that precision, and the TSV header "
+                        "says so)")
     p.add_argument("--skip", type=positive_int, default=1, help="use every SKIP-th image of the split")
     p.add_argument("--max", type=positive_int, help="stop before this index of the split (default: the end)")
     p.add_argument("--out", required=True,
@@ -91,14 +100,14 @@ def _prepare(args, *, columns: str | None = None, tool: str | None = None, extra
     opened), every input checked first (the output path before anything slow). ``columns`` / ``tool``
     default to certify's or predict's; ``extra_settings`` are further settings a mode adds to
     :func:`run_settings` (a rerun resumes only if they are equal too)."""
-    if args.n < 1 or getattr(args, "n0", 1) < 1 or args.batch < 1 or args.skip < 1:
+    if args.n < 1 or getattr(args, "n0", 1) < 1 or (args.batch != "auto" and args.batch < 1) or args.skip < 1:
         raise CLIError("--n, --n0, --batch and --skip must be positive")
     if not 0 < args.alpha < 1:
         raise CLIError(f"--alpha must be in (0, 1), got {args.alpha}")
     out = prepare_output_file(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model, device=default_device())
+    model = load_model(args.model, device=chosen_device(args))
     sigma = args.sigma if args.sigma is not None else model.meta.sigma
     if sigma is None:
         raise CLIError(f"{args.model} was not trained with Gaussian noise: give --sigma")
@@ -108,6 +117,8 @@ def _prepare(args, *, columns: str | None = None, tool: str | None = None, extra
     if tuple(dataset.image_shape) != tuple(model.meta.input_shape):
         raise CLIError(f"{args.model} takes {model.meta.input_shape} images but {dataset.name} has "
                        f"{dataset.image_shape}")
+    smooth = Smooth(model, len(model.meta.classes), sigma, optimize=not args.eager, precision=args.precision)
+    _choose_batch(args, smooth, dataset)
     stop = len(dataset) if args.max is None else min(args.max, len(dataset))
     positions = list(range(0, stop, args.skip))  # the reference: i % skip == 0 and i < max
     # the existing --out is checked (same settings, or --overwrite) before anything is printed or run
@@ -119,8 +130,24 @@ def _prepare(args, *, columns: str | None = None, tool: str | None = None, extra
                          tool=tool or f"robustlens {command}", overwrite=args.overwrite)
     if model.meta.sigma is not None and abs(sigma - model.meta.sigma) > 1e-12:
         print(f"note: certifying at σ = {sigma:g} a model trained with σ = {model.meta.sigma:g}", file=sys.stderr)
-    smooth = Smooth(model, len(model.meta.classes), sigma, optimize=not args.eager)
     return model, smooth, dataset, positions, out, table
+
+
+CPU_NOISE_BATCH = 1000  # --batch auto on the CPU: the chunk of the reference implementation
+
+
+def _choose_batch(args, smooth: Smooth, dataset) -> None:
+    """``--batch auto``: 1000 on the CPU (forwards run in cache-sized sub-batches anyway); on CUDA the
+    largest doubling of 1000 whose forward fits (accelerate.tune_batch), probed on the first image."""
+    if args.batch != "auto":
+        return
+    if smooth.device.type != "cuda" or len(dataset) == 0:
+        args.batch = CPU_NOISE_BATCH
+        return
+    image = smooth._image(dataset.images[0])
+    args.batch = tune_batch(smooth._forward_for(image), image, smooth.sigma, CPU_NOISE_BATCH,
+                            max(CPU_NOISE_BATCH, getattr(args, "max_n", None) or args.n))
+    print(f"--batch auto: {args.batch:,} noise samples per chunk on {smooth.device}", file=sys.stderr)
 
 
 def run_settings(args, model, sigma: float, dataset) -> dict:
@@ -131,6 +158,7 @@ def run_settings(args, model, sigma: float, dataset) -> dict:
                     split=dataset.split, source=dataset.source, skip=args.skip, max=args.max)
     if hasattr(args, "n0"):
         settings["n0"] = args.n0
+    settings.update(precision_settings(getattr(args, "precision", "fp32")))
     return settings
 
 
@@ -174,6 +202,8 @@ def run_certify(args) -> int:
         for fields in table.rows.values():  # idx label predict radius correct time
             radii.append(float(fields[3]))
             correct.append(fields[4] == "1")
+        if not wants_ray(args):  # on a cluster the workers' speed decides, not this machine's
+            say_smoothing_estimate(args, smooth, dataset.images, todo)
         bar = tqdm(total=len(todo), desc=f"certify σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
         for position, (prediction, radius, seconds) in image_results(args, model, smooth, dataset, table, todo, bar):
             idx, label = dataset.source_index(position), int(dataset.labels[position])
@@ -200,6 +230,8 @@ def run_predict(args) -> int:
         todo = [p for p in positions if str(dataset.source_index(p)) not in table.rows]
         for fields in table.rows.values():  # idx label predict correct time
             outcomes.append((fields[3] == "1", fields[2] == "-1"))
+        if not wants_ray(args):  # on a cluster the workers' speed decides, not this machine's
+            say_smoothing_estimate(args, smooth, dataset.images, todo)
         bar = tqdm(total=len(todo), desc=f"predict σ={smooth.sigma:g}", unit="img", dynamic_ncols=True)
         for position, (prediction, _, seconds) in image_results(args, model, smooth, dataset, table, todo, bar):
             idx, label = dataset.source_index(position), int(dataset.labels[position])

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import torch
 
-from .cli import add_model_arguments, nonnegative_float, positive_float, positive_int
+from .cli import (add_device_argument, add_model_arguments, chosen_device, nonnegative_float, positive_float,
+                  positive_int)
+from .cli_estimates import say_evaluate_estimate
 from .data import DATASETS, load_dataset
 from .evaluate import ATTACK_LABELS, ATTACKS, EvaluationResult, accuracy, evaluate_robustness
-from .models import default_device, load_model, zoo_manifest
+from .models import load_model, zoo_manifest
 from .train import MODES, TrainConfig, train
 
 
@@ -34,6 +36,7 @@ def register(sub) -> None:
     p.add_argument("--sigma", type=positive_float, default=0.25, help="noise: Gaussian augmentation σ")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.add_argument("--no-resume", action="store_true", help="ignore OUT.state and start over")
+    add_device_argument(p)
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("zoo", help="list the built-in models with their accuracies")
@@ -69,7 +72,7 @@ def run_train(args) -> int:
     config = TrainConfig(arch=args.arch, mode=args.mode, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
                          seed=args.seed, norm=args.norm, eps=args.eps, steps=args.steps,
                          step_size=args.step_size, sigma=args.sigma, name=args.name)
-    result = train(config, dataset, Path(args.out), resume=not args.no_resume, device=default_device())
+    result = train(config, dataset, Path(args.out), resume=not args.no_resume, device=chosen_device(args))
     print(f"saved {args.out} after {result.seconds:.0f} s of training")
     return 0
 
@@ -141,13 +144,15 @@ def run_zoo(args) -> int:
 def run_evaluate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model, device=default_device(), sigma=args.sigma)
+    model = load_model(args.model, device=chosen_device(args), sigma=args.sigma)
     test = load_dataset(args.dataset or model.meta.dataset, "test", args.data_root, shape=model.meta.input_shape)
+    subset = test.subset(range(min(args.max, len(test))))
+    say_evaluate_estimate(model, subset, len(test), eps_values=args.eps, steps=args.steps, restarts=args.restarts,
+                          attack=args.attack)
     began = time.perf_counter()
     say = (lambda text: None) if args.json else print
     clean = accuracy(model, test.images, test.labels)
     say(f"{args.model}: clean accuracy {100 * clean:.2f}% on {len(test)} test images")
-    subset = test.subset(range(min(args.max, len(test))))
     table = evaluate_robustness(model, subset.images, subset.labels, norm=args.norm, eps_values=args.eps,
                                 attack=args.attack, steps=args.steps, restarts=args.restarts, seed=args.seed)
     labels = {"pgd": f"PGD-{args.steps}", "worst": "worst of both", **{k: v for k, v in ATTACK_LABELS.items()

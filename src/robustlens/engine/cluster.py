@@ -143,6 +143,7 @@ def job_spec(args, model, sigma: float, settings: dict, command: str | None = No
                 classes=len(model.meta.classes), sigma=float(sigma), n0=getattr(args, "n0", None), n=args.n,
                 alpha=args.alpha, batch=args.batch, seed=args.seed, eager=bool(args.eager), threads=args.threads,
                 radius=getattr(args, "radius", None), max_n=getattr(args, "max_n", None),
+                precision=getattr(args, "precision", "fp32"),
                 gpus=float(getattr(args, "gpus_per_worker", 0.0) or 0.0))
 
 

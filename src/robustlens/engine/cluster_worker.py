@@ -50,7 +50,8 @@ def state_key(job: dict) -> tuple:
     """What a worker's loaded state depends on: it keeps one per key, for later runs too."""
     gpu = job.get("gpus", 0.0) > 0
     if job["command"] in SMOOTHING:
-        return "smooth", job["model"], job["weights_sha256"], job["classes"], job["sigma"], job["eager"], gpu
+        return "smooth", job["model"], job["weights_sha256"], job["classes"], job["sigma"], job["eager"], gpu, \
+            job.get("precision", "fp32")
     if job["command"] == "chunk":
         return "chunk", job["kind"], job["model"], job["weights_sha256"], repr(job["source"]), \
             repr(sorted(job["options"].items())), gpu
@@ -96,7 +97,8 @@ def _load(job: dict):
         from .smoothing import Smooth
 
         model = _model(job["model"], job["weights_sha256"], device)
-        smooth = Smooth(model, job["classes"], job["sigma"], optimize=not job["eager"])
+        smooth = Smooth(model, job["classes"], job["sigma"], optimize=not job["eager"],
+                        precision=job.get("precision", "fp32"))
         smooth.prepare(tuple(model.meta.input_shape))
         return smooth
     if job["command"] == "chunk":

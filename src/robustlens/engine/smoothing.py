@@ -33,6 +33,7 @@ import torch
 from scipy.stats import binomtest
 from torch import nn
 
+from .accelerate import check_precision, precision_forward, to_channels_last, uses_channels_last
 from .checks import (check_count, check_finite_outputs, check_images, check_probability, check_sigma,
                      model_input_shape)
 from .jobs import CancelToken, Finished, JobFactory, Partial, Progress
@@ -182,10 +183,13 @@ class Smooth:
     ``optimize`` (CPU only) runs f as a frozen, oneDNN-optimized TorchScript trace when that trace
     reproduces f on a probe batch; otherwise f runs as is. ``backend`` says which is in use. The frozen
     copy holds the weights as they were at first use: make a new Smooth after changing the model.
+    ``precision`` "bf16" / "fp16" runs f under autocast in that precision (eager): the votes, and so the
+    certificate, are then those of f as run in it (engine/accelerate.py). On CUDA the noise is drawn on
+    the GPU and f runs in channels-last layout.
     """
 
     def __init__(self, model: nn.Module, num_classes: int, sigma: float, *, optimize: bool = True,
-                 forward_batch: int | None = None):
+                 forward_batch: int | None = None, precision: str = "fp32"):
         sigma = check_sigma(sigma)
         if num_classes < 2:
             raise ValueError(f"need at least two classes, got {num_classes}")
@@ -193,10 +197,13 @@ class Smooth:
         self.num_classes = int(num_classes)
         self.sigma = float(sigma)
         self.device = _model_device(model)
-        self.optimize = optimize and self.device.type == "cpu"
+        self.precision = check_precision(precision)
+        self.optimize = optimize and self.device.type == "cpu" and self.precision == "fp32"
         self.forward_batch = forward_batch or (CPU_FORWARD_BATCH if self.device.type == "cpu" else None)
         self.backend = "not yet run"
         self.input_shape = model_input_shape(model)  # (C, H, W) from the model's meta, None if unknown
+        self.channels_last = uses_channels_last(self.device, self.input_shape)
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self._forwards: dict[tuple, Callable] = {}
 
     @classmethod
@@ -236,6 +243,11 @@ class Smooth:
 
     def _build_forward(self, x: torch.Tensor) -> tuple[Callable, str]:
         model = self.base_classifier
+        if self.channels_last:
+            try:
+                to_channels_last(model)
+            except Exception:  # noqa: BLE001 - e.g. a TorchScript file that cannot be re-laid: run it as is
+                self.channels_last, self.memory_format = False, torch.contiguous_format
         with torch.inference_mode():
             # a private generator: probing must not move the global RNG that unseeded runs draw from
             noise = torch.randn((5,) + x.shape[1:], device=self.device,
@@ -246,8 +258,10 @@ class Smooth:
         if reference.dim() != 2 or reference.shape[1] != self.num_classes:
             raise ValueError(f"the model gives outputs of shape {tuple(reference.shape[1:])}, "
                              f"not {self.num_classes} class scores")
+        if self.precision != "fp32":
+            return precision_forward(model, self.device, self.precision), f"eager, {self.precision} autocast"
         if not self.optimize:
-            return model, "eager"
+            return model, "eager" + (", channels-last" if self.channels_last else "")
         try:
             with warnings.catch_warnings():  # torch.jit warns it is deprecated; it is still the fastest here
                 warnings.simplefilter("ignore")
@@ -273,7 +287,7 @@ class Smooth:
         forward = self._forward_for(image)
         generator = _make_generator(generator, self.device)
         chunk = max(1, min(batch_size, num))
-        buffer = torch.empty((chunk,) + image.shape[1:], device=self.device)
+        buffer = torch.empty((chunk,) + image.shape[1:], device=self.device, memory_format=self.memory_format)
         sub = self.forward_batch or chunk
         remaining = num
         while remaining > 0:
