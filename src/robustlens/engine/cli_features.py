@@ -112,8 +112,8 @@ def register(sub) -> None:
 
 def _inversion_options(p, defaults: ConstructionSettings = BUILD) -> None:
     p.add_argument("--seeds", choices=SEED_MODES, default=defaults.seeds,
-                   help="start of the inversion: a random image of another class (default), any other "
-                        "random image (the paper's), or gray 0.5 + N(0, 0.05²) noise")
+                   help="start of the inversion: other-class, a random image of another class; random, any "
+                        "other random image (the paper's); noise, gray 0.5 + N(0, 0.05²)")
     p.add_argument("--steps", type=positive_int, default=defaults.steps, help="inversion steps (paper: 1000)")
     p.add_argument("--step-size", type=positive_float, default=defaults.step_size, help="inversion L2 step (paper: 0.1)")
     p.add_argument("--schedule", choices=STEP_SCHEDULES, default=defaults.schedule,
