@@ -29,6 +29,9 @@ from .jobs import Partial
 ESTIMATE = "estimate"          # the Partial kind a job announces its cost with, before its work
 PROBE_BUDGET_S = 0.2           # a probe stops doubling once it has spent this long
 PROBE_BATCH = 256              # the largest probe batch when the job's own batch is not given
+# the smallest batch a rate is taken from: one image at a time costs per-call overhead that a job's
+# batches do not (on a busy CPU a batch of 1 made certify look 100× dearer than it ran)
+SMALLEST_TIMED_BATCH = 32
 
 _rates: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
@@ -42,8 +45,9 @@ def seconds_per_unit(work: Callable[[int], Any], *, largest: int, budget_s: floa
                      device: torch.device | str = "cpu") -> float:
     """Seconds per unit of ``work(k)`` (which does ``k`` units). A first call with k = 1 warms up (it
     may build a traced graph) and is not counted; then k = 1, 2, 4, … up to ``largest`` until half of
-    ``budget_s`` is spent, and the size reached once more: the faster of its two timings is the rate
-    (the first call at a new size pays for allocating its buffers)."""
+    ``budget_s`` is spent (but at least to ``SMALLEST_TIMED_BATCH``), and the size reached once more:
+    the faster of its two timings is the rate (the first call at a new size pays for allocating its
+    buffers)."""
     device = torch.device(device)
     largest = max(1, int(largest))
 
@@ -59,7 +63,7 @@ def seconds_per_unit(work: Callable[[int], Any], *, largest: int, budget_s: floa
     while True:
         elapsed = timed(k)
         spent += elapsed
-        if spent >= budget_s / 2 or k >= largest:
+        if (spent >= budget_s / 2 and k >= SMALLEST_TIMED_BATCH) or k >= largest:
             return min(elapsed, timed(k)) / k
         k = min(2 * k, largest)
 
