@@ -21,6 +21,7 @@ run stopped, and ``--summary`` prints the table from whatever rows exist. Run on
 parallel (one torch thread each) on a multi-core machine:
 
     python bench/bench_anytime.py --images 200 --threads 1 --sigmas 0.25 &   # likewise 0.5, 1.0
+    python bench/bench_anytime.py --images 200 --threads 1 --sigmas 0.25 --reverse &   # a second one per σ
     python bench/bench_anytime.py --images 200 --summary [--markdown]
 """
 
@@ -55,9 +56,15 @@ def rows_path(out: Path, sigma: float) -> Path:
 
 
 def read_rows(path: Path) -> list[dict]:
+    """The rows written so far, one per image (the first, should two processes have raced on one)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows.setdefault(row["idx"], row)
+    return list(rows.values())
 
 
 def fixed_n_certificates(smooth: Smooth, image, idx: int, ns=FIXED_N) -> dict[int, tuple[int, float]]:
@@ -106,16 +113,16 @@ def check(sigma: float, count: int = 2) -> None:
     print(f"σ={sigma:g}: CERTIFY at n = {', '.join(map(str, FIXED_N))} equals the shared run on {count} images")
 
 
-def run(sigma: float, positions: list[int], out: Path, largest_n_images: int) -> None:
+def run(sigma: float, positions: list[int], out: Path, largest_n_images: int, reverse: bool = False) -> None:
     path = rows_path(out, sigma)
-    done = {row["idx"] for row in read_rows(path)}
     test = load_dataset("fashion-mnist", "test")
     smooth = Smooth(load_model(model_name(sigma)), 10, sigma)
     out.mkdir(parents=True, exist_ok=True)
+    order = list(enumerate(positions, 1))
     with path.open("a") as f:
-        for count, position in enumerate(positions, 1):
+        for count, position in (order[::-1] if reverse else order):
             idx, label = test.source_index(position), int(test.labels[position])
-            if idx in done:
+            if idx in {row["idx"] for row in read_rows(path)}:  # read again: another process may share the σ
                 continue
             row = certify_image(smooth, test.images[position], idx, label, largest_n=count <= largest_n_images)
             print(json.dumps(row), file=f, flush=True)
@@ -174,6 +181,8 @@ def main(argv=None) -> int:
     parser.add_argument("--summary", action="store_true", help="print the table from the rows written so far")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--check", action="store_true", help="check the shared fixed-n run against CERTIFY")
+    parser.add_argument("--reverse", action="store_true",
+                        help="take the images last to first: a second process on the same σ meets the first")
     parser.add_argument("--largest-n-images", type=int, default=None, metavar="K",
                         help=f"run CERTIFY at n = {FIXED_N[-1]:,} on the first K images only (default: all)")
     args = parser.parse_args(argv)
@@ -189,7 +198,8 @@ def main(argv=None) -> int:
             check(sigma)
         return 0
     for sigma in args.sigmas:
-        run(sigma, positions, out, len(positions) if args.largest_n_images is None else args.largest_n_images)
+        run(sigma, positions, out, len(positions) if args.largest_n_images is None else args.largest_n_images,
+            args.reverse)
     summary(args.sigmas, positions, out, args.markdown)
     return 0
 
