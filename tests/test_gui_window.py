@@ -311,3 +311,13 @@ def test_setting_and_click_flags_reach_a_tab_through_its_own_settings_and_button
     assert "TAB/KEY=VALUE" in _apply_settings(window, ["Probe=1"])
     assert _click(window.current_panel(), "go") and probe.clicks == 1
     assert not _click(window.current_panel(), "stop") and probe.clicks == 1
+
+
+def test_click_at_wants_a_fraction_and_a_button(capsys):
+    from robustlens.app.main import build_parser, main
+
+    assert build_parser().parse_args(["--click-at", "0.3", "Stop"]).click_at == ["0.3", "Stop"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--screenshot", "x.png", "--click-at", "soon", "Stop"])
+    assert exit_info.value.code == 2
+    assert "--click-at: 'soon' is not a fraction" in capsys.readouterr().err

@@ -43,6 +43,9 @@ def settings(tab: str, **values) -> tuple[str, ...]:
 # the Certify tab: test #4 (a shirt) at σ = 0.25, the certified-accuracy curves of every noise model
 CERTIFY = ("--select", "4", "--tab", "Certify", *settings("Certify", sigma=0.25, accuracy_images=100, accuracy_n=1000),
            "--run", "--click", "Run all σ")
+# the Certify tab in anytime mode: test #4 at σ = 0.25, at most n = 100,000 samples; one image (F5)
+ANYTIME = ("--select", "4", "--tab", "Certify", *settings("Certify", sigma=0.25, mode="anytime", n=100_000),
+           "--run")
 # the Attack tab: L∞ PGD (ε = 0.1, 40 steps) on the standard model for test #4
 ATTACK = ("--select", "4", "--tab", "Attack",
           *settings("Attack", source="fashion-mnist/standard", norm="linf", eps_linf=0.1, steps=40,
@@ -71,6 +74,8 @@ SHOTS = (
     Shot("docs/window-lecture.png", ("--lecture", "--hide", "gallery", "--tab", "Certify", "--settle")),
     Shot("docs/certify/panel-running.png", CERTIFY + ("--progress", "0.3")),
     Shot("docs/certify/panel-done.png", CERTIFY + ("--settle",)),
+    Shot("docs/certify/anytime-running.png", ANYTIME + ("--progress", "0.3")),
+    Shot("docs/certify/anytime-stopped.png", ANYTIME + ("--click-at", "0.3", "Stop", "--settle")),
     Shot("docs/attacks/panel-running.png", ATTACK + ("--progress", "0.45")),
     Shot("docs/attacks/panel-done.png", ATTACK + ("--settle",)),
     Shot("docs/attacks/experiments.png", ("--tab", "Experiments", *CURVES, "--run", "--settle")),

@@ -6,11 +6,12 @@
     robustlens --model my.pt                     add a checkpoint to the loaded models
     robustlens --setting Certify/n=1000          start a tab with this setting (repeatable)
     robustlens --screenshot out.png [--select 7] [--tab Certify] [--lecture] [--size 1440x920]
-                                    [--run] [--click BUTTON] [--settle | --progress F] [--delay S]
-                                    [--hide gallery,strip]
+                                    [--run] [--click BUTTON] [--click-at F BUTTON]
+                                    [--settle | --progress F] [--delay S] [--hide gallery,strip]
                                                  start offscreen, wait for the first predictions
                                                  (--run: then press F5 on the tab; --click: then
-                                                 click the tab's button of that text; --settle:
+                                                 click the tab's button of that text; --click-at:
+                                                 click it once every job is F done; --settle:
                                                  then wait for every job to end; --progress: until
                                                  every running job is that far), save the window,
                                                  exit 0
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--click", action="append", default=[], metavar="BUTTON",
                         help="with --screenshot: after --run, click the shown tab's button with this text "
                              "(repeatable, in order)")
+    parser.add_argument("--click-at", nargs=2, metavar=("F", "BUTTON"),
+                        help="with --screenshot: once every running job has done this fraction (0-1) of its "
+                             "work, click the shown tab's button with this text (e.g. 0.3 Stop); then wait "
+                             "as --settle or --progress say")
     wait = parser.add_mutually_exclusive_group()
     wait.add_argument("--settle", action="store_true",
                       help="with --screenshot: wait until every engine job has finished before saving")
@@ -124,7 +129,13 @@ def _click(panel, text: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.click_at is not None:
+        try:
+            args.click_at = (float(args.click_at[0]), args.click_at[1])
+        except ValueError:
+            parser.error(f"--click-at: {args.click_at[0]!r} is not a fraction (a number from 0 to 1)")
     if args.deck_template:
         from robustlens.engine.deck_file import builtin_deck_text
 
@@ -259,9 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     def idle() -> bool:
         return not window.engine.active_jobs()
 
-    def far_enough() -> bool:
-        return all(h.progress is not None and h.progress.fraction >= args.progress
+    def far_enough(fraction: float) -> bool:
+        return all(h.progress is not None and h.progress.fraction >= fraction
                    for h in window.engine.active_jobs() if h.user_cancellable)
+
+    def click_or_quit(text: str) -> bool:
+        if _click(window.current_panel(), text):
+            return True
+        print(f"robustlens: error: no button {text!r} to click on the "
+              f"{window.tabs.tabText(window.tabs.currentIndex())} tab", file=sys.stderr)
+        window.close()
+        app.quit()
+        return False
 
     def first_predictions() -> None:
         if deck is not None:
@@ -277,15 +297,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.run:
             window.request_run()
         for text in args.click:
-            if not _click(window.current_panel(), text):
-                print(f"robustlens: error: no button {text!r} to click on the "
-                      f"{window.tabs.tabText(window.tabs.currentIndex())} tab", file=sys.stderr)
-                window.close()
-                app.quit()
+            if not click_or_quit(text):
                 return
+        if args.click_at is not None:  # e.g. Stop a run part-way, then wait as asked
+            fraction, text = args.click_at
+            when(lambda: far_enough(fraction), lambda: click_or_quit(text) and wait_and_save(), PROGRESS_POLL_MS)
+            return
+        wait_and_save()
+
+    def wait_and_save() -> None:
         delay = int(1000 * args.delay)
         if args.progress is not None:  # mid-run: grab at once, the jobs move on
-            when(far_enough, lambda: QTimer.singleShot(delay, save), PROGRESS_POLL_MS)
+            when(lambda: far_enough(args.progress), lambda: QTimer.singleShot(delay, save), PROGRESS_POLL_MS)
             return
         # let late paints (status bar, tabs) land before grabbing
         pause = 400 + delay

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attack_gradients import gradient_sub_batch, loss_and_gradient, loss_only
+from .attack_gradients import gradient_model, gradient_sub_batch, loss_and_gradient, loss_only
 from .checks import check_count, check_images, check_labels, check_nonnegative, check_positive, finite_outputs, \
     model_classes, model_input_shape
 
@@ -273,6 +273,7 @@ def iterates(model, images: torch.Tensor, classes: torch.Tensor, *, norm: str, e
     objective = functools.partial(attack_loss, loss=loss)
     # on the CPU, forward/backward in sub-batches that stay in cache (the same numbers; see attack_gradients)
     sub_batch = gradient_sub_batch(model, images)
+    model = gradient_model(model, images)  # 2×2 max-pooling faster on the CPU (the same numbers; engine/pooling)
     if norm == "linf":  # the feasible box {‖δ‖∞ ≤ ε} ∩ [0,1], as per-pixel bounds
         low, high = (images - eps).clamp_(min=0.0), (images + eps).clamp_(max=1.0)
     for restart in range(restarts):

@@ -11,6 +11,7 @@ the engine job for the mode and draws the anytime events; the panel keeps the re
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtWidgets import QLabel, QLayout, QPushButton, QWidget
 
 from robustlens.engine.anytime import AnytimeUpdate, StopSignal, ceiling_curves, look_schedule
@@ -19,6 +20,7 @@ from robustlens.engine.certify_jobs import (AnytimeCertifyRequest, CertifyParams
 
 from ..controls import setting_combo
 from ..settings import Setting
+from . import certify_verdicts as verdicts
 from .certify_plots import BoundsTrace
 
 FIXED, ANYTIME = "fixed", "anytime"
@@ -101,5 +103,10 @@ class AnytimeMode:
             self._set_note(STOPPING_NOTE)
 
     def _show_anytime_update(self, update) -> None:
-        if isinstance(update, AnytimeUpdate) and update.trace is not None:
+        if not isinstance(update, AnytimeUpdate):
+            return
+        if update.trace is not None:
             self.bounds_plot.show_trace(update.trace)
+        if update.so_far is not None:  # the radius so far is a certificate already: the bars show it
+            shape = self.ctx.dataset.image_shape if self.ctx.dataset is not None else (1, 28, 28)
+            self.lengths.set_lengths(*verdicts.lengths(self.params, int(np.prod(shape)), update.so_far))

@@ -373,7 +373,13 @@ class BoundsTrace(Plot):
         self.note = self.text_item(color=(70, 70, 70), anchor=(0, 0))
         self.setMinimumWidth(240)
         self._top = 1.0
+        # a short key (a long title widens the plot past its column and cuts it off); the rest in the tooltip
         self.set_title(self._key())
+        self.setToolTip(
+            "━ anytime: the confidence sequence's bound, valid whenever you stop (steps at its looks)\n"
+            "━ fixed n: Clopper–Pearson at this very n, valid only had n been fixed in advance\n"
+            "┅ upper: the anytime upper bound on pA; no n certifies more than it\n"
+            "╌ ceilings: the most each bound can certify at n, with every sample agreeing")
 
     @staticmethod
     def _key() -> str:
@@ -381,21 +387,21 @@ class BoundsTrace(Plot):
             return f"<span style='color:{color.name()}'>{mark} {text}</span>"
         return ("Two bounds on the same samples<br>"
                 + "&nbsp; ".join((swatch(RADIUS_COLOR, "anytime"), swatch(FIXED_N_COLOR, "fixed n"),
-                                  swatch(UPPER_COLOR, "upper (no n certifies more)", "┅"),
-                                  swatch(QColor(90, 90, 90), "ceilings", "╌"))))
+                                  swatch(UPPER_COLOR, "upper", "┅"), swatch(QColor(90, 90, 90), "ceilings", "╌"))))
 
     def set_ceilings(self, n: np.ndarray, fixed: np.ndarray, anytime: np.ndarray, max_n: int, looks: int) -> None:
         """The engine's ceiling curves (``engine/anytime.py`` ceiling_curves) for runs of at most max_n."""
         self.fixed_ceiling.setData(n, fixed)
         self.anytime_ceiling.setData(n, anytime)
-        self._top = max(float(np.max(fixed)), 1e-3) * 1.12
+        # headroom above the ceilings for the note, which would otherwise sit on the curves
+        self._top = max(float(np.max(fixed)), 1e-3) * 1.4
         self._max_n = max_n
         self.setXRange(np.log10(max(n[0], 1)), np.log10(max_n), padding=0.02)
         self.setYRange(0, self._top, padding=0)
         self.note.setHtml(
-            f"<span style='color:{FIXED_N_COLOR.name()}'>╌ fixed-n ceiling σ Φ⁻¹(α^(1/n)) = {fixed[-1]:.3f}</span><br>"
-            f"<span style='color:{RADIUS_COLOR.name()}'>╌ anytime ceiling σ Φ⁻¹((α/K)^(1/n)) = {anytime[-1]:.3f}</span>"
-            f"<br>at max n = {max_n:,}, K = {looks} looks")
+            f"ceilings at max n = {max_n:,}:<br>"
+            f"<span style='color:{FIXED_N_COLOR.name()}'>fixed n {fixed[-1]:.3f}</span> · "
+            f"<span style='color:{RADIUS_COLOR.name()}'>anytime {anytime[-1]:.3f}</span> (α/{looks} per look)")
         self.note.setPos(np.log10(max(n[0], 1)) + 0.02, self._top * 0.99)
         self.show_trace(None)
 

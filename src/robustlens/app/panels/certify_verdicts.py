@@ -83,7 +83,7 @@ def _radius_text(p_lower: float, radius: float) -> str:
 def anytime_update_texts(update: AnytimeUpdate, class_name: ClassName) -> tuple[str, str]:
     """(histogram title, grey note) while the anytime run samples: both bounds on the same samples."""
     n_a = int(update.counts[update.top_class]) if update.top_class >= 0 else 0
-    return (f"Estimation: {update.drawn:,} (at most {update.phase_total:,})",
+    return (f"{update.drawn:,} samples (max {update.phase_total:,})",
             f"{n_a:,} of {update.drawn:,} are {class_name(update.top_class)} → anytime pA ≥ {update.pA_lower:.4f}, "
             f"{_radius_text(update.pA_lower, update.radius)} (valid if you stop now); fixed n would say "
             f"{_radius_text(update.pA_lower_fixed_n, update.radius_fixed_n)}")
