@@ -526,8 +526,13 @@ class AttackPanel(Panel):
     # ---------------------------------------------------------------- lecture mode and settings
 
     def set_lecture_mode(self, on: bool) -> None:
+        """Lecture mode is wide and short (16:9, a compact strip above): the two curves stack beside the
+        verdict table, which gets the tab's whole height (every model and CERTIFY row, unscrolled)."""
         self.curves.set_fonts(style.point_size(on))
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.results.setOrientation(Qt.Orientation.Horizontal if on else Qt.Orientation.Vertical)
+        self.curves.setOrientation(Qt.Orientation.Vertical if on else Qt.Orientation.Horizontal)
+        self.results.setSizes([380, 620] if on else [190, 260])
 
     def setting_widgets(self) -> dict[str, QWidget]:
         return {"norm": self.norm_box, "steps": self.steps_box, "step_auto": self.step_auto,
