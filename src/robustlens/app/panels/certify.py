@@ -35,12 +35,13 @@ from ..settings import Setting
 from . import certify_verdicts as verdicts
 from .base import Panel
 from .certify_accuracy import IMAGES, SAMPLES, AccuracySection
-from .certify_anytime import MODE, AnytimeMode
+from .certify_anytime import MODE, AnytimeMode, buddy_label
 from .certify_plots import ClassHistogram, NoiseSampleStrip, NoiseVsRadius, RadiusCurvePlot, titled, verdict_label
 
 SIGMA_CHOICES = (0.25, 0.5, 1.0)        # the built-in noise models' σ
 ALPHA_CHOICES = (0.05, 0.01, 0.001, 0.0001)
 CLICK_TO_CERTIFY = "Click an image in the gallery (or press F5) to certify it."
+NOISE_DRAWS_FROM = 520  # lecture mode shows the noise draws under the verdict from this panel height (px)
 
 
 def _same_sigma(a: float | None, b: float | None) -> bool:
@@ -93,6 +94,7 @@ class CertifyPanel(AnytimeMode, Panel):
         self.sigma_box.setMinimumContentsLength(11)
         self.model_note = QLabel("")
         self.model_note.setObjectName("caption")
+        self.model_note.setWordWrap(True)  # under the verdict in lecture mode: a narrow column
         self.load_button = QPushButton("Load")
         self.load_button.hide()
         self.n0_box = spin_box(settings["n0"])
@@ -112,13 +114,19 @@ class CertifyPanel(AnytimeMode, Panel):
         controls.addWidget(self.cancel_button)
         controls.addStretch(1)
         self.controls = controls
-        status = QHBoxLayout()  # the mode and its Stop on the second line: the first is full at 1280 px
+        # the mode and its Stop on the second line: the first is full at 1280 px (in lecture mode, with
+        # batch and seed folded away, they join the first line and the model note goes under the verdict)
+        self.mode_row = QWidget()
+        status = QHBoxLayout(self.mode_row)
+        status.setContentsMargins(0, 0, 0, 0)
         status.setSpacing(6)
         status.addWidget(self.mode_box)
         status.addWidget(self.stop_button)
         status.addSpacing(8)
         status.addWidget(self.model_note, 1)
         status.addWidget(self.load_button)
+        self.model_row = QHBoxLayout()
+        self.model_row.setContentsMargins(0, 0, 0, 0)
 
         # column 1: the verdict and the evidence
         self.verdict = verdict_label()
@@ -126,7 +134,7 @@ class CertifyPanel(AnytimeMode, Panel):
         self._fit_verdict()
         self.histogram = ClassHistogram()
         self.histogram.setObjectName("certify-histogram")
-        evidence = column(self.verdict, (self.histogram, 1))
+        self.evidence_column = evidence = column(self.verdict, self.model_row, (self.histogram, 1))
 
         # column 2: the noise and the radius
         self.noise_strip = NoiseSampleStrip(NOISE_SHOWN)
@@ -135,7 +143,12 @@ class CertifyPanel(AnytimeMode, Panel):
         self.radius_plot = RadiusCurvePlot()
         self.radius_plot.setObjectName("certify-radius-curve")
         self.noise_box = titled("Noise draws x + ε, their class and ‖ε‖₂", self.noise_strip)
-        geometry = column(self.noise_box, self.lengths, (self.radius_plot, 1), (self.bounds_plot, 1))
+        self.geometry_column = geometry = column(self.noise_box, self.lengths, (self.radius_plot, 1),
+                                                 (self.bounds_plot, 1))
+        # lecture mode (wide and short): the histogram and the radius curve (or the bounds) get columns
+        # of their own
+        self.histogram_column = column()
+        self.curve_column = column()
 
         # column 3: certified accuracy vs radius, every noise model
         self.accuracy = AccuracySection()
@@ -146,16 +159,18 @@ class CertifyPanel(AnytimeMode, Panel):
             policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
             label.setSizePolicy(policy)
         self.split = QSplitter(Qt.Orientation.Horizontal)
-        for widget in (evidence, geometry, self.accuracy):
+        for widget in (evidence, self.histogram_column, geometry, self.curve_column, self.accuracy):
             widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             self.split.addWidget(widget)
+        self.histogram_column.hide()
+        self.curve_column.hide()
         self.split.setChildrenCollapsible(False)
-        self.split.setSizes([320, 360, 300])
+        self.split.setSizes([320, 0, 360, 0, 300])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
         layout.addLayout(controls)
-        layout.addLayout(status)
+        layout.addWidget(self.mode_row)
         layout.addWidget(self.split, 1)
 
         self.ctx.register_exportable("Certify: noise-sample histogram", self.histogram)
@@ -569,9 +584,72 @@ class CertifyPanel(AnytimeMode, Panel):
         for plot in (self.histogram, self.radius_plot, self.bounds_plot):
             plot.set_fonts(size)
         self.accuracy.set_fonts(size)
-        self.noise_strip.set_thumbnail_size(72 if on else 56)
+        self.noise_strip.set_thumbnail_size(64 if on else 56)
+        self.noise_strip.set_columns(2 if on else NOISE_SHOWN)
+        self._arrange(on)
         self._fit_verdict()
         self.lengths.updateGeometry()
+
+    def _arrange(self, lecture: bool) -> None:
+        """Desktop: two lines of controls over three columns (evidence | noise and radius curve |
+        accuracy). Lecture mode, wide and short: one line of controls (batch and seed, rarely changed
+        in a lecture, fold away; they keep their values) over five columns."""
+        if getattr(self, "_lecture_layout", False) == lecture:
+            return
+        self._lecture_layout = lecture
+        for box in (self.batch_box, self.seed_box):
+            box.setVisible(not lecture)
+            label = buddy_label(self.controls, box)
+            if label is not None:
+                label.setVisible(not lecture)
+        mode_row = self.mode_row.layout()
+        if lecture:
+            at = self.controls.indexOf(self.run_button)
+            self.controls.insertWidget(at, self.stop_button)
+            self.controls.insertWidget(at, self.mode_box)
+            self.model_row.addWidget(self.model_note, 1)
+            self.model_row.addWidget(self.load_button)
+        else:
+            mode_row.insertWidget(0, self.stop_button)
+            mode_row.insertWidget(0, self.mode_box)
+            mode_row.addWidget(self.model_note, 1)
+            mode_row.addWidget(self.load_button)
+        self.mode_row.setVisible(not lecture)
+        evidence, geometry = self.evidence_column.layout(), self.geometry_column.layout()
+        curve = self.curve_column.layout()
+        for layout in (evidence, geometry, curve):
+            last = layout.itemAt(layout.count() - 1)
+            if last is not None and last.spacerItem() is not None:
+                layout.removeItem(last)
+        if lecture:
+            # verdict and noise draws | histogram | radius curve and the two lengths | accuracy
+            evidence.addWidget(self.noise_box)
+            evidence.addStretch(1)
+            self.histogram_column.layout().addWidget(self.histogram, 1)
+            for plot in (self.radius_plot, self.bounds_plot):
+                curve.addWidget(plot, 1)
+            curve.addWidget(self.lengths)
+        else:
+            evidence.addWidget(self.histogram, 1)
+            geometry.addWidget(self.noise_box)
+            geometry.addWidget(self.lengths)
+            for plot in (self.radius_plot, self.bounds_plot):
+                geometry.addWidget(plot, 1)
+        for extra in (self.histogram_column, self.curve_column):
+            extra.setVisible(lecture)
+        self.geometry_column.setVisible(not lecture)
+        self.split.setSizes([270, 300, 0, 390, 300] if lecture else [320, 0, 360, 0, 300])
+        self._fold_noise_draws()
+
+    def _fold_noise_draws(self) -> None:
+        """Lecture mode on a short screen (a 720-line projector): the noise draws fold away, the two
+        lengths beside the radius curve still make their point (‖ε‖₂ ≈ σ√d against R)."""
+        lecture = getattr(self, "_lecture_layout", False)
+        self.noise_box.setVisible(not lecture or self.height() >= NOISE_DRAWS_FROM)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fold_noise_draws()
 
     def _fit_verdict(self) -> None:
         """Room for the longest verdict, so the histogram below does not jump when it arrives."""

@@ -262,18 +262,30 @@ class NoiseSampleStrip(QWidget):
         self.views: list[ImageView] = []
         self.captions: list[QLabel] = []
         self._texts: list[str] = []
-        for i in range(count):
+        for _ in range(count):
             view = ImageView("", minimum=40)
             caption = QLabel("")
             caption.setObjectName("caption")
             caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-            layout.addWidget(view, 0, i, Qt.AlignmentFlag.AlignHCenter)
-            layout.addWidget(caption, 1, i)
             self.views.append(view)
             self.captions.append(caption)
             self._texts.append("")
-        layout.setColumnStretch(count, 1)
+        self.set_columns(count)
         self.set_thumbnail_size(56)
+
+    def set_columns(self, columns: int) -> None:
+        """The draws in rows of ``columns`` (one row on a desktop; two short rows in a narrow column)."""
+        layout = self.layout()
+        columns = max(1, int(columns))
+        for column in range(layout.columnCount()):
+            layout.setColumnStretch(column, 0)
+        for i, (view, caption) in enumerate(zip(self.views, self.captions)):
+            layout.removeWidget(view)
+            layout.removeWidget(caption)
+            row, column = divmod(i, columns)
+            layout.addWidget(view, 2 * row, column, Qt.AlignmentFlag.AlignHCenter)
+            layout.addWidget(caption, 2 * row + 1, column)
+        layout.setColumnStretch(columns, 1)
 
     def _set_caption(self, i: int, text: str) -> None:
         self._texts[i] = text
