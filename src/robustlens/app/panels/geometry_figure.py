@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QResizeEvent
 
 from robustlens.engine.geometry_maps import BaseMap, SmoothedMap
 from robustlens.engine.geometry_overlays import AttackPoint, CertifiedDisk, NoiseCloud
@@ -99,16 +99,23 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.plots["f"].addItem(self.cloud)
         self.legend = pg.LegendItem(colCount=10, labelTextColor="k", labelTextSize="9pt")
         self.addItem(self.legend, row=1, col=0)
+        self.legend_beside = False
         self._maps = maps
         self._legend_samples: list = []
         self.title_points = 11.0
         self.set_classes(())
 
+    def sizeHint(self) -> QSize:
+        # modest (QGraphicsView's own is 640×480): the tab's scroll area gives a panel whose labels wrap
+        # its preferred height, and a 720-line projector has ~400 px for the whole tab
+        return QSize(800, 260)
+
     def resizeEvent(self, event) -> None:
         # two equal halves: the grid layout would otherwise share space by its items' size hints
         maps = getattr(self, "_maps", None)
         if maps is not None:
-            half = max(100.0, (self.width() - 30) / 2)
+            legend = self.legend.boundingRect().width() + 12 if self.legend_beside else 0.0
+            half = max(100.0, (self.width() - 30 - legend) / 2)
             for column in (0, 1):
                 maps.layout.setColumnFixedWidth(column, half)
         super().resizeEvent(event)
@@ -119,8 +126,12 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.classes = tuple(classes)
         self.palette = _palette(max(1, len(self.classes)))
         self.legend.clear()
-        # a row of classes, a row of symbols; large (lecture) fonts: the classes in two rows
-        columns = max(5, len(self.classes)) if getattr(self, "title_points", 11.0) < 14 else 6
+        # a row of classes, a row of symbols; large (lecture) fonts: the classes in two rows; beside the
+        # maps (a wide, short screen): two columns
+        if getattr(self, "legend_beside", False):
+            columns = 2
+        else:
+            columns = max(5, len(self.classes)) if getattr(self, "title_points", 11.0) < 14 else 6
         self.legend.setColumnCount(columns)
         self._legend_samples = []
 
@@ -233,3 +244,16 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.legend.setLabelTextSize(f"{points:.0f}pt")
         self.set_classes(self.classes)
 
+    def set_legend_beside(self, beside: bool) -> None:
+        """The class legend right of the maps (lecture mode: 16:9 has width to spare) or under them."""
+        if bool(beside) == self.legend_beside:
+            return
+        self.legend_beside = bool(beside)
+        self.removeItem(self.legend)
+        if beside:
+            self.addItem(self.legend, row=0, col=1)
+            self.ci.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignTop)  # its own height, not the maps'
+        else:
+            self.addItem(self.legend, row=1, col=0)
+        self.set_classes(self.classes)
+        self.resizeEvent(QResizeEvent(self.size(), self.size()))
