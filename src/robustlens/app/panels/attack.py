@@ -184,7 +184,8 @@ class AttackPanel(Panel):
         self.table = TransferTable()
         self.table.setObjectName("attack-transfer")
         self.table_title = QLabel("<b>Every loaded model judges the adversarial image</b>")
-        verdicts = column(self.table_title, (self.table, 1))
+        verdicts = self.verdicts = column(self.table_title, (self.table, 1))
+        self.texts_column = texts_column
 
         # controls | (curves side by side, over the verdicts)
         self.results = QSplitter(Qt.Orientation.Vertical)
@@ -532,7 +533,12 @@ class AttackPanel(Panel):
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.results.setOrientation(Qt.Orientation.Horizontal if on else Qt.Orientation.Vertical)
         self.curves.setOrientation(Qt.Orientation.Vertical if on else Qt.Orientation.Horizontal)
-        self.results.setSizes([380, 620] if on else [190, 260])
+        self.results.setSizes([300, 640] if on else [190, 260])
+        # the verdict's explanation under the table it explains (lecture), or under the controls
+        if on:
+            self.verdicts.layout().addWidget(self.table_note)
+        else:
+            self.texts_column.insertWidget(1, self.table_note)
 
     def setting_widgets(self) -> dict[str, QWidget]:
         return {"norm": self.norm_box, "steps": self.steps_box, "step_auto": self.step_auto,

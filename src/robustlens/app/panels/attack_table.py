@@ -48,7 +48,7 @@ def make_read_only(table: QTableWidget) -> None:
 class TransferTable(QTableWidget):
     """model | clean prediction | adversarial prediction | fooled? — one row per judging model."""
 
-    HEADERS = ("model", "clean prediction", "adversarial prediction", "fooled?")
+    HEADERS = ("model", "clean", "adversarial", "fooled?")  # short: in lecture mode the table is a column
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
