@@ -638,7 +638,10 @@ class CertifyPanel(AnytimeMode, Panel):
         for extra in (self.histogram_column, self.curve_column):
             extra.setVisible(lecture)
         self.geometry_column.setVisible(not lecture)
-        self.split.setSizes([270, 300, 0, 390, 300] if lecture else [320, 0, 360, 0, 300])
+        # the plots' titles and labels need the width more than the verdict, which wraps
+        for index, stretch in enumerate((5, 6, 0, 8, 5) if lecture else (1, 0, 1, 0, 1)):
+            self.split.setStretchFactor(index, stretch)
+        self.split.setSizes([250, 300, 0, 420, 280] if lecture else [320, 0, 360, 0, 300])
         self._fold_noise_draws()
 
     def _fold_noise_draws(self) -> None:
