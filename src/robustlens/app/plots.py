@@ -23,9 +23,13 @@ def plain_axes(plot_item: pg.PlotItem) -> None:
         axis.enableAutoSIPrefix(False)
 
 
-def spaced_ticks(axis: pg.AxisItem, point_size: float) -> None:
-    """Fewer ticks as the font grows, so their labels never run into each other."""
-    axis.setTickDensity(max(0.45, min(1.0, 9.0 / max(point_size, 1.0))))
+def spaced_ticks(axis: pg.AxisItem, point_size: float, length: float | None = None) -> None:
+    """Fewer ticks as the font grows, and on a short axis (a narrow lecture column), so their labels
+    never run into each other."""
+    density = max(0.45, min(1.0, 9.0 / max(point_size, 1.0)))
+    if length is not None and axis.orientation in ("bottom", "top"):
+        density *= max(0.25, min(1.0, length / 640.0))
+    axis.setTickDensity(density)
 
 
 class Plot(pg.PlotWidget):
@@ -65,7 +69,7 @@ class Plot(pg.PlotWidget):
         for axis in AXES:
             self.getAxis(axis).setStyle(tickFont=font)
             self.getAxis(axis).label.setFont(font)
-            spaced_ticks(self.getAxis(axis), point_size)
+            spaced_ticks(self.getAxis(axis), point_size, self.width() if self.isVisible() else None)
         if self._title:
             self.set_title(self._title)
         for item in self._text_items:
@@ -83,13 +87,33 @@ class Plot(pg.PlotWidget):
         legend.updateSize()
 
     def set_title(self, text: str) -> None:
-        """The title, 1.2× the axes' text; lines separated by <br> get the room they need."""
+        """The title, 1.2× the axes' text; lines separated by <br> get the room they need. A plain title
+        wider than the plot breaks at a space (a narrow lecture column), never cut off."""
         self._title = text
         size = self._point_size * 1.2
-        self.setTitle(text, color="k", size=f"{size:.1f}pt")
-        height = int(QFontMetrics(style.sized_font(size)).height() * (text.count("<br>") + 1) + 10)
+        shown = self._wrapped_title(text, QFontMetrics(style.sized_font(size)))
+        self.setTitle(shown, color="k", size=f"{size:.1f}pt")
+        height = int(QFontMetrics(style.sized_font(size)).height() * (shown.count("<br>") + 1) + 10)
         self.getPlotItem().titleLabel.setMaximumHeight(height)
         self.getPlotItem().layout.setRowFixedHeight(0, height)
+
+    def _wrapped_title(self, text: str, metrics: QFontMetrics) -> str:
+        room = self.width() - 48  # the title label's own margins, and a little air
+        if "<" in text or " " not in text or room <= 0 or metrics.horizontalAdvance(text) <= room:
+            return text
+        words = text.split(" ")
+        # the break that leaves the longer line shortest
+        best = min(range(1, len(words)), key=lambda i: max(metrics.horizontalAdvance(" ".join(words[:i])),
+                                                           metrics.horizontalAdvance(" ".join(words[i:]))))
+        return " ".join(words[:best]) + "<br>" + " ".join(words[best:])
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event is None or event.oldSize().width() == event.size().width() or "_point_size" not in self.__dict__:
+            return  # (pyqtgraph calls it without an event; or before __init__ is done)
+        spaced_ticks(self.getAxis("bottom"), self._point_size, event.size().width())
+        if self._title:
+            self.set_title(self._title)
 
     def text_item(self, **options) -> pg.TextItem:
         """A text item in the plot whose font follows :meth:`set_fonts`."""

@@ -533,7 +533,7 @@ class AttackPanel(Panel):
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.results.setOrientation(Qt.Orientation.Horizontal if on else Qt.Orientation.Vertical)
         self.curves.setOrientation(Qt.Orientation.Vertical if on else Qt.Orientation.Horizontal)
-        self.results.setSizes([300, 640] if on else [190, 260])
+        self.results.setSizes([310, 640] if on else [190, 260])
         # the verdict's explanation under the table it explains (lecture), or under the controls
         if on:
             self.verdicts.layout().addWidget(self.table_note)

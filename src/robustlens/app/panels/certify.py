@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget
 
 from robustlens.engine.anytime import AnytimeCertificate
@@ -41,11 +41,25 @@ from .certify_plots import ClassHistogram, NoiseSampleStrip, NoiseVsRadius, Radi
 SIGMA_CHOICES = (0.25, 0.5, 1.0)        # the built-in noise models' σ
 ALPHA_CHOICES = (0.05, 0.01, 0.001, 0.0001)
 CLICK_TO_CERTIFY = "Click an image in the gallery (or press F5) to certify it."
-NOISE_DRAWS_FROM = 520  # lecture mode shows the noise draws under the verdict from this panel height (px)
+# the split's widths: verdict | histogram | noise and radius curve | radius curve and lengths | accuracy.
+# In columns the plots' titles and labels need the width more than the verdict, which wraps
+COLUMN_SHARES = (250, 310, 0, 400, 290)
+STACKED_SHARES = (320, 0, 360, 0, 300)
+COLUMNS_BELOW = 560   # a tab shorter than this (px) is laid out in columns
+ONE_ROW_FROM = 1180   # lecture mode: from this tab width the mode joins the first line of controls
+NOISE_DRAWS_FROM = {False: 470, True: 520}  # in columns, the noise draws show from this tab height (px)
 
 
 def _same_sigma(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
+
+
+class Columns(QSplitter):
+    """The tab's columns. Preferred height: only what they need (a wrapped label's own preference, a
+    tall narrow column, would make the tab scroll)."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self.minimumSizeHint().height())
 
 
 class CertifyPanel(AnytimeMode, Panel):
@@ -158,7 +172,7 @@ class CertifyPanel(AnytimeMode, Panel):
             policy = label.sizePolicy()
             policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
             label.setSizePolicy(policy)
-        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split = Columns(Qt.Orientation.Horizontal)
         for widget in (evidence, self.histogram_column, geometry, self.curve_column, self.accuracy):
             widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             self.split.addWidget(widget)
@@ -585,25 +599,37 @@ class CertifyPanel(AnytimeMode, Panel):
             plot.set_fonts(size)
         self.accuracy.set_fonts(size)
         self.noise_strip.set_thumbnail_size(64 if on else 56)
-        self.noise_strip.set_columns(2 if on else NOISE_SHOWN)
-        self._arrange(on)
+        self._arrange()
         self._fit_verdict()
         self.lengths.updateGeometry()
 
-    def _arrange(self, lecture: bool) -> None:
-        """Desktop: two lines of controls over three columns (evidence | noise and radius curve |
-        accuracy). Lecture mode, wide and short: one line of controls (batch and seed, rarely changed
-        in a lecture, fold away; they keep their values) over five columns."""
-        if getattr(self, "_lecture_layout", False) == lecture:
+    def _wanted_layout(self) -> tuple[bool, bool, bool]:
+        """(columns, one_row, lecture). A short tab (lecture mode, or a desktop window with the strip
+        full) is laid out in columns; lecture mode folds batch and seed away, and on a wide screen the
+        mode joins the first line of controls."""
+        lecture = bool(self.ctx.lecture_mode)
+        tab = self.parentWidget()  # the tab's scroll area viewport: its size, not the panel's minimum
+        height = tab.height() if tab is not None else self.height()
+        width = tab.width() if tab is not None else self.width()
+        return lecture or height < COLUMNS_BELOW, lecture and width >= ONE_ROW_FROM, lecture
+
+    def _arrange(self) -> None:
+        """Stacked (a tall tab): two lines of controls over three columns (evidence | noise and radius
+        curve | accuracy). Columns (a short, wide tab): verdict and noise draws | histogram | radius
+        curve and the two lengths | accuracy. Lecture mode: batch and seed, rarely changed in a
+        lecture, fold away (they keep their values)."""
+        wanted = self._wanted_layout()
+        if wanted == getattr(self, "_layout_state", (False, False, False)):
+            self._fold_noise_draws()
             return
-        self._lecture_layout = lecture
+        self._layout_state = columns, one_row, lecture = wanted
         for box in (self.batch_box, self.seed_box):
             box.setVisible(not lecture)
             label = buddy_label(self.controls, box)
             if label is not None:
                 label.setVisible(not lecture)
         mode_row = self.mode_row.layout()
-        if lecture:
+        if one_row:
             at = self.controls.indexOf(self.run_button)
             self.controls.insertWidget(at, self.stop_button)
             self.controls.insertWidget(at, self.mode_box)
@@ -614,15 +640,15 @@ class CertifyPanel(AnytimeMode, Panel):
             mode_row.insertWidget(0, self.mode_box)
             mode_row.addWidget(self.model_note, 1)
             mode_row.addWidget(self.load_button)
-        self.mode_row.setVisible(not lecture)
+        self.mode_row.setVisible(not one_row)
         evidence, geometry = self.evidence_column.layout(), self.geometry_column.layout()
         curve = self.curve_column.layout()
         for layout in (evidence, geometry, curve):
             last = layout.itemAt(layout.count() - 1)
             if last is not None and last.spacerItem() is not None:
                 layout.removeItem(last)
-        if lecture:
-            # verdict and noise draws | histogram | radius curve and the two lengths | accuracy
+        self.noise_strip.set_columns(2 if columns else NOISE_SHOWN)  # two short rows in the verdict's column
+        if columns:
             evidence.addWidget(self.noise_box)
             evidence.addStretch(1)
             self.histogram_column.layout().addWidget(self.histogram, 1)
@@ -636,23 +662,35 @@ class CertifyPanel(AnytimeMode, Panel):
             for plot in (self.radius_plot, self.bounds_plot):
                 geometry.addWidget(plot, 1)
         for extra in (self.histogram_column, self.curve_column):
-            extra.setVisible(lecture)
-        self.geometry_column.setVisible(not lecture)
-        # the plots' titles and labels need the width more than the verdict, which wraps
-        for index, stretch in enumerate((5, 6, 0, 8, 5) if lecture else (1, 0, 1, 0, 1)):
+            extra.setVisible(columns)
+        self.geometry_column.setVisible(not columns)
+        for index, stretch in enumerate(COLUMN_SHARES if columns else STACKED_SHARES):
             self.split.setStretchFactor(index, stretch)
-        self.split.setSizes([250, 300, 0, 420, 280] if lecture else [320, 0, 360, 0, 300])
+        self._share_width()
         self._fold_noise_draws()
 
+    def _share_width(self) -> None:
+        """The columns' widths in proportion to their shares (again once the panel has its real width)."""
+        shares = COLUMN_SHARES if getattr(self, "_layout_state", (False,))[0] else STACKED_SHARES
+        width = max(self.split.width(), 1)
+        self.split.setSizes([int(width * share / sum(shares)) for share in shares])
+
     def _fold_noise_draws(self) -> None:
-        """Lecture mode on a short screen (a 720-line projector): the noise draws fold away, the two
-        lengths beside the radius curve still make their point (‖ε‖₂ ≈ σ√d against R)."""
-        lecture = getattr(self, "_lecture_layout", False)
-        self.noise_box.setVisible(not lecture or self.height() >= NOISE_DRAWS_FROM)
+        """Columns on a short tab (a 720-line projector): the noise draws under the verdict fold away
+        when they do not fit; the two lengths beside the radius curve still make their point (‖ε‖₂ ≈
+        σ√d against R)."""
+        if not getattr(self, "_layout_state", (False,))[0]:
+            self.noise_box.setVisible(True)
+            return
+        tab = self.parentWidget()  # the scroll area's viewport: its height does not follow the panel's
+        height = tab.height() if tab is not None else self.height()
+        self.noise_box.setVisible(height >= NOISE_DRAWS_FROM[bool(self.ctx.lecture_mode)])
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        self._fold_noise_draws()
+        self._arrange()
+        if event.oldSize().width() != event.size().width():
+            self._share_width()
 
     def _fit_verdict(self) -> None:
         """Room for the longest verdict, so the histogram below does not jump when it arrives."""

@@ -42,7 +42,7 @@ class ClassHistogram(Plot):
         self.showGrid(x=True, y=False, alpha=0.2)
         self.bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.72)
         self.addItem(self.bars)
-        self.setMinimumWidth(220)
+        self.setMinimumWidth(190)  # a column of its own when the tab is short
 
     def set_classes(self, classes: Sequence[str], true_label: int | None, total: int = 1) -> None:
         self._classes = tuple(classes)
@@ -108,7 +108,8 @@ class RadiusCurvePlot(Plot):
         self.abstain = pg.LinearRegionItem(values=(self.X_RANGE[0], 0.5), movable=False,
                                            brush=pg.mkBrush(200, 55, 45, 28), pen=pg.mkPen(None))
         self.addItem(self.abstain)
-        self.abstain_label = self.text_item(text="abstain\npA < ½", color=(160, 50, 40), anchor=(0.5, 1))
+        # anchored at the region's left edge: in a narrow plot the label may run past pA = ½, never off
+        self.abstain_label = self.text_item(text="abstain\npA < ½", color=(160, 50, 40), anchor=(0, 1))
         self.curve = self.plot([], [], pen=pg.mkPen(RADIUS_COLOR, width=2.5))
         self.ceiling = pg.InfiniteLine(angle=0, movable=False,
                                        pen=pg.mkPen(CEILING_COLOR, width=1.5, style=Qt.PenStyle.DashLine))
@@ -123,7 +124,7 @@ class RadiusCurvePlot(Plot):
         self.marker = pg.ScatterPlotItem(size=12, brush=pg.mkBrush(RADIUS_COLOR), pen=pg.mkPen("k", width=1))
         self.addItem(self.marker)
         self.marker_label = self.text_item(color=(30, 30, 30), anchor=(1, 0.5))
-        self.setMinimumWidth(240)
+        self.setMinimumWidth(200)
         self._general_text = ""
         self._point_text = ""
         self.set_point(None)
@@ -138,7 +139,7 @@ class RadiusCurvePlot(Plot):
         self._ceiling = ceiling
         self._top = ceiling * 1.45  # room above the ceiling for its two-line label, lecture fonts included
         self.ceiling_label.setPos(self.X_RANGE[0] + 0.005, ceiling + self._top * 0.01)
-        self.abstain_label.setPos((self.X_RANGE[0] + 0.5) / 2, self._top * 0.04)
+        self.abstain_label.setPos(self.X_RANGE[0], self._top * 0.04)
         self.setXRange(*self.X_RANGE, padding=0)
         self.setYRange(0, self._top, padding=0)
         self.set_title(f"R(pA) = σ Φ⁻¹(pA) at σ = {sigma:g}")

@@ -523,3 +523,6 @@ class FeaturesPanel(Panel):
         self.plot.set_fonts(style.point_size(on))
         for column in self.columns.values():
             column.set_image_minimum(96 if on else 84)  # 720 lines: the plot beside keeps its room
+            column.set_compact(on)
+        # less chrome on a projector: the 3rd column's explanation stays in its combo's tooltip
+        self.extra_note.setVisible(not on)

@@ -102,6 +102,11 @@ class ImageColumn(QFrame):
     def set_image_minimum(self, side: int) -> None:
         self.view.setMinimumSize(side, side)
 
+    def set_compact(self, on: bool) -> None:
+        """Lecture mode: the models' colour chips instead of their names above the bars (one line per
+        model, as in the strip; the tooltip names them), so three models fit under a 720-line image."""
+        self.bars.set_compact(on)
+
 
 class DistancePlot(Plot):
     """d(x_r) against the step, one curve per inverted model, on a log axis (the distance falls by
