@@ -37,6 +37,7 @@ RANDOM_STARTS = (("none", "none"), ("uniform", "uniform"), ("sphere", "sphere"))
 TARGETS = (("untargeted", "untargeted"), ("class", "a chosen class"),
            ("random", "random other (D_rand)"), ("next", "(y + 1) mod C (D_det)"))
 LOSSES = (("ce", "CE"), ("cw", "CW"))
+SIDE_BY_SIDE_BELOW = 560  # a tab shorter than this (px) puts the curves beside the table
 
 
 def _choices(pairs) -> tuple:
@@ -527,18 +528,30 @@ class AttackPanel(Panel):
     # ---------------------------------------------------------------- lecture mode and settings
 
     def set_lecture_mode(self, on: bool) -> None:
-        """Lecture mode is wide and short (16:9, a compact strip above): the two curves stack beside the
-        verdict table, which gets the tab's whole height (every model and CERTIFY row, unscrolled)."""
         self.curves.set_fonts(style.point_size(on))
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
-        self.results.setOrientation(Qt.Orientation.Horizontal if on else Qt.Orientation.Vertical)
-        self.curves.setOrientation(Qt.Orientation.Vertical if on else Qt.Orientation.Horizontal)
-        self.results.setSizes([310, 640] if on else [190, 260])
-        # the verdict's explanation under the table it explains (lecture), or under the controls
-        if on:
+        self._arrange()
+
+    def _arrange(self) -> None:
+        """A short tab (a 720-line projector, a desktop window with the strip full): the two curves
+        stack beside the verdict table, which gets the tab's whole height (every model and CERTIFY
+        row, unscrolled), its explanation under it. A tall one: the curves side by side over the table."""
+        tab = self.parentWidget()  # the scroll area's viewport: its height does not follow the panel's
+        short = (tab.height() if tab is not None else self.height()) < SIDE_BY_SIDE_BELOW
+        if short == getattr(self, "_short", False):
+            return
+        self._short = short
+        self.results.setOrientation(Qt.Orientation.Horizontal if short else Qt.Orientation.Vertical)
+        self.curves.setOrientation(Qt.Orientation.Vertical if short else Qt.Orientation.Horizontal)
+        self.results.setSizes([310, 640] if short else [190, 260])
+        if short:
             self.verdicts.layout().addWidget(self.table_note)
         else:
             self.texts_column.insertWidget(1, self.table_note)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._arrange()
 
     def setting_widgets(self) -> dict[str, QWidget]:
         return {"norm": self.norm_box, "steps": self.steps_box, "step_auto": self.step_auto,

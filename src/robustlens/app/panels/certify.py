@@ -45,7 +45,8 @@ CLICK_TO_CERTIFY = "Click an image in the gallery (or press F5) to certify it."
 # In columns the plots' titles and labels need the width more than the verdict, which wraps
 COLUMN_SHARES = (250, 310, 0, 400, 290)
 STACKED_SHARES = (320, 0, 360, 0, 300)
-COLUMNS_BELOW = 560   # a tab shorter than this (px) is laid out in columns
+COLUMNS_BELOW = {False: 560, True: 600}   # a tab shorter than this (px) is laid out in columns
+NOISE_WIDE_FROM = 1100  # stacked in lecture mode: the noise draws show from this tab width (px)
 ONE_ROW_FROM = 1180   # lecture mode: from this tab width the mode joins the first line of controls
 NOISE_DRAWS_FROM = {False: 470, True: 520}  # in columns, the noise draws show from this tab height (px)
 
@@ -604,14 +605,14 @@ class CertifyPanel(AnytimeMode, Panel):
         self.lengths.updateGeometry()
 
     def _wanted_layout(self) -> tuple[bool, bool, bool]:
-        """(columns, one_row, lecture). A short tab (lecture mode, or a desktop window with the strip
-        full) is laid out in columns; lecture mode folds batch and seed away, and on a wide screen the
-        mode joins the first line of controls."""
+        """(columns, one_row, lecture). A short tab (a 720-line projector, a desktop window with the
+        strip full) is laid out in columns; lecture mode folds batch and seed away, and on a wide
+        screen the mode joins the first line of controls."""
         lecture = bool(self.ctx.lecture_mode)
         tab = self.parentWidget()  # the tab's scroll area viewport: its size, not the panel's minimum
         height = tab.height() if tab is not None else self.height()
         width = tab.width() if tab is not None else self.width()
-        return lecture or height < COLUMNS_BELOW, lecture and width >= ONE_ROW_FROM, lecture
+        return height < COLUMNS_BELOW[lecture], lecture and width >= ONE_ROW_FROM, lecture
 
     def _arrange(self) -> None:
         """Stacked (a tall tab): two lines of controls over three columns (evidence | noise and radius
@@ -679,12 +680,14 @@ class CertifyPanel(AnytimeMode, Panel):
         """Columns on a short tab (a 720-line projector): the noise draws under the verdict fold away
         when they do not fit; the two lengths beside the radius curve still make their point (‖ε‖₂ ≈
         σ√d against R)."""
-        if not getattr(self, "_layout_state", (False,))[0]:
-            self.noise_box.setVisible(True)
-            return
-        tab = self.parentWidget()  # the scroll area's viewport: its height does not follow the panel's
+        tab = self.parentWidget()  # the scroll area's viewport: its size does not follow the panel's
         height = tab.height() if tab is not None else self.height()
-        self.noise_box.setVisible(height >= NOISE_DRAWS_FROM[bool(self.ctx.lecture_mode)])
+        width = tab.width() if tab is not None else self.width()
+        lecture = bool(self.ctx.lecture_mode)
+        if getattr(self, "_layout_state", (False,))[0]:
+            self.noise_box.setVisible(height >= NOISE_DRAWS_FROM[lecture])
+        else:  # stacked: a narrow lecture tab (the deck pane beside it) has no width for four draws
+            self.noise_box.setVisible(not lecture or width >= NOISE_WIDE_FROM)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
