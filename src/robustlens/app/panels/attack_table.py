@@ -118,8 +118,8 @@ class Verdicts:
             fooled, verdict, tip = self.fooled(c, a)
             rows.append(dict(name=name, color=colors.get(key), bold=is_source and not params.smoothed,
                              tooltip=info.label,
-                             clean=f"{self.name(c)}  {clean[c]:.0%}",
-                             adversarial=f"{self.name(a)}  {adversarial[a]:.0%}",
+                             clean=f"{self.name(c)} {clean[c]:.0%}",
+                             adversarial=f"{self.name(a)} {adversarial[a]:.0%}",
                              adversarial_wrong=outcome.label_known and a != outcome.label,
                              fooled=fooled, verdict=verdict, fooled_tip=tip))
         for key, v in outcome.smoothed.items():

@@ -132,6 +132,7 @@ class DistancePlot(Plot):
         self._faint_sample = pg.PlotDataItem([], [], pen=pg.mkPen(QColor(110, 110, 110), width=1))
         self._steps = 1
         self.setMinimumWidth(220)
+        self._update_ticks()
 
     def reset(self, series: list[tuple[str, str, QColor]], steps: int) -> None:
         """New curves ``(key, legend name, colour)`` for a run of ``steps`` steps (the x axis spans them
@@ -155,6 +156,7 @@ class DistancePlot(Plot):
         self.setXRange(0, self._steps, padding=0.02)
         self.enableAutoRange(axis="y")
         self.style_legend(self.legend)
+        self._update_ticks()
 
     def set_curve(self, key: str, values: Sequence[float], lowest: Sequence[float] | None = None) -> None:
         curve = self.curves.get(key)
@@ -172,10 +174,11 @@ class DistancePlot(Plot):
         tick of a log axis spanning less than a decade, and "2 3 4 5 6 7 8" run into each other."""
         values = [c.yData for c in list(self.curves.values()) + list(self.lowest.values())
                   if c.yData is not None and len(c.yData)]
-        if not values:
-            self.getAxis("left").setTicks(None)
-            return
-        low, high = float(min(v.min() for v in values)), float(max(v.max() for v in values))
+        if values:
+            low, high = float(min(v.min() for v in values)), float(max(v.max() for v in values))
+        else:  # an empty plot: the same thinned ticks over the range it shows
+            bottom, top = self.getViewBox().viewRange()[1]
+            low, high = 10.0 ** bottom, 10.0 ** top
         self.getAxis("left").setTicks([log_ticks(low, high)])
 
     def curve_data(self, key: str, lowest: bool = False) -> np.ndarray:
