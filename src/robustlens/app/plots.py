@@ -4,6 +4,8 @@ items) that follow lecture mode through one call, :meth:`Plot.set_fonts`."""
 
 from __future__ import annotations
 
+import re
+
 import pyqtgraph as pg
 from PySide6.QtCore import QSize
 from PySide6.QtGui import QFontMetrics
@@ -98,14 +100,21 @@ class Plot(pg.PlotWidget):
         self.getPlotItem().layout.setRowFixedHeight(0, height)
 
     def _wrapped_title(self, text: str, metrics: QFontMetrics) -> str:
-        room = self.width() - 48  # the title label's own margins, and a little air
-        if "<" in text or " " not in text or room <= 0 or metrics.horizontalAdvance(text) <= room:
+        # the title sits over the view box alone: the plot's width less the left axis and some air
+        room = self.width() - int(self.getAxis("left").width()) - 24
+
+        def width(html: str) -> int:
+            return metrics.horizontalAdvance(re.sub(r"<[^>]*>", "", html).replace("&nbsp;", " "))
+
+        if "<br>" in text or room <= 0 or width(text) <= room:
             return text
-        words = text.split(" ")
-        # the break that leaves the longer line shortest
-        best = min(range(1, len(words)), key=lambda i: max(metrics.horizontalAdvance(" ".join(words[:i])),
-                                                           metrics.horizontalAdvance(" ".join(words[i:]))))
-        return " ".join(words[:best]) + "<br>" + " ".join(words[best:])
+        # plain spaces outside tags are where it may break (&nbsp; keeps a legend's mark with its text)
+        spaces = [m.start() for m in re.finditer(" ", text)
+                  if text.rfind("<", 0, m.start()) <= text.rfind(">", 0, m.start())]
+        if not spaces:
+            return text
+        best = min(spaces, key=lambda at: max(width(text[:at]), width(text[at + 1:])))  # the shorter longer line
+        return text[:best] + "<br>" + text[best + 1:]
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

@@ -185,6 +185,7 @@ class AttackPanel(Panel):
         self.table = TransferTable()
         self.table.setObjectName("attack-transfer")
         self.table_title = QLabel("<b>Every loaded model judges the adversarial image</b>")
+        self.table_title.setWordWrap(True)  # a narrow column (the deck pane beside a lecture tab)
         verdicts = self.verdicts = column(self.table_title, (self.table, 1))
         self.texts_column = texts_column
 
