@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
+                               QVBoxLayout, QWidget)
 
 from robustlens.engine.geometry import GeometryRequest, GeometryResult, geometry_job
 from robustlens.engine.geometry_maps import BaseMap, SmoothedMap
@@ -87,6 +87,7 @@ class GeometryPanel(Panel):
     def _build(self) -> None:
         setting = {s.key: s for s in self.SETTINGS}
         self.model_box = combo_box((), "The base classifier f; g is its Gaussian smoothing at σ")
+        self.model_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # models arrive later
         self.sigma_box = double_spin_box(setting["sigma"], decimals=2)
         self.n_box = spin_box(setting["n"])
         self.alpha_box = setting_combo(setting["alpha"], text=lambda alpha: f"α = {alpha:g}")
