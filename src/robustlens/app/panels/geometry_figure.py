@@ -100,6 +100,7 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.legend = pg.LegendItem(colCount=10, labelTextColor="k", labelTextSize="9pt")
         self.addItem(self.legend, row=1, col=0)
         self.legend_beside = False
+        self._titles = {key: title for key, title in (("f", "base classifier f"), ("g", "smoothed classifier g"))}
         self._maps = maps
         self._legend_samples: list = []
         self.title_points = 11.0
@@ -224,12 +225,17 @@ class SliceFigure(pg.GraphicsLayoutWidget):
     def set_titles(self, f_title: str | None = None, g_title: str | None = None) -> None:
         for key, title in (("f", f_title), ("g", g_title)):
             if title is not None:
-                self.plots[key].setTitle(title, color="k", size=f"{self.title_points:.0f}pt")
+                self._titles[key] = title
+                size = self.title_points
+                if self.legend_beside:  # a narrow half of a projector: the main detail on a second line
+                    title = "<br>".join(title.split(" · ")[:2])  # (the rest is in the controls above)
+                    size = self.title_points / 1.2
+                self.plots[key].setTitle(title, color="k", size=f"{size:.0f}pt")
 
     def set_font_size(self, points: float) -> None:
         """Every text of the figure at ``points`` (``style.point_size``), the titles a little larger."""
         self.title_points = points * 1.2
-        self.set_titles(*(self.plots[key].titleLabel.text or None for key in ("f", "g")))
+        self.set_titles(*(self._titles.get(key) for key in ("f", "g")))
         font = sized_font(points)
         for plot in self.plots.values():
             for side in ("bottom", "left"):
@@ -256,4 +262,5 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         else:
             self.addItem(self.legend, row=1, col=0)
         self.set_classes(self.classes)
+        self.set_titles(self._titles.get("f"), self._titles.get("g"))
         self.resizeEvent(QResizeEvent(self.size(), self.size()))
