@@ -127,8 +127,8 @@ class DatasetExperiments(Panel):
             box.setToolTip(settings[key].help)
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.run_button = QPushButton("Run experiment")
-        self.run_button.setToolTip("Build the four datasets, train a standard model on each and on the real "
-                                   "images, evaluate on the real test set")
+        self._run_tip = ("Build the four datasets, train a standard model on each and on the real "
+                         "images, evaluate on the real test set")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.load_button = QPushButton("Load results…")
@@ -196,6 +196,7 @@ class DatasetExperiments(Panel):
             f"steps) for D_rand and D_det, then 5 standard models trained and attacked. Start small (a few hundred "
             f"images) to see the rows fill in; a cancelled run resumes where it stopped. Data kept in "
             f"{self.data_root}.")
+        self.run_button.setToolTip(f"{self._run_tip}\n\n{self.warning.text()}")
 
     # ---------------------------------------------------------------- settings
 
@@ -462,3 +463,5 @@ class DatasetExperiments(Panel):
     def set_lecture_mode(self, on: bool) -> None:
         self.table.resizeColumnsToContents()
         self.table.resizeRowsToContents()
+        # a projector's lines go to the table: the cost of a run stays in Run experiment's tooltip
+        self.warning.setVisible(not on)
