@@ -359,6 +359,7 @@ class TransferSection(_Section):
         self.matrix.setObjectName("experiments-transfer")
         self.caption = caption_label()
         self.title = bold_label()
+        self.title.setWordWrap(True)  # a long title never widens the tab (the deck pane beside it)
         self.body = column(self.title, (self.matrix, 1), self.caption)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
