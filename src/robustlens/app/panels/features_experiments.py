@@ -28,7 +28,7 @@ from robustlens.engine.inversion import SEED_MODES, STEP_SCHEDULES
 
 from .. import style
 from ..context import AppContext
-from ..controls import caption_label, double_spin_box, labelled_row, setting_combo, spin_box, stack
+from ..controls import FlowRow, buddy, caption_label, double_spin_box, setting_combo, spin_box, stack
 from ..settings import Setting
 from .base import Panel
 from .features_models import check_remembered, choose, fill_model_box, load_unloaded, missing_text, model_status
@@ -133,15 +133,16 @@ class DatasetExperiments(Panel):
         self.cancel_button.setEnabled(False)
         self.load_button = QPushButton("Load results…")
         self.load_button.setToolTip("Show a results JSON written by `robustlens experiment --out` or by a run here")
-        models_row = labelled_row([("Build D_R with", self.robust_box),
-                                   ("D_NR, D_rand, D_det with", self.standard_box)], spacing=6)
-        models_row.addWidget(self.load_button)
-        run_row = labelled_row([("images per dataset", self.count_box), ("inversion steps", self.steps_box),
-                                ("α", self.step_size_box), ("", self.schedule_box), ("test images", self.test_box)],
-                               spacing=6, stretch=False)
-        run_row.addWidget(self.run_button)
-        run_row.addWidget(self.cancel_button)
-        run_row.addStretch(1)
+        models_row = FlowRow(spacing=8)
+        models_row.add_group(buddy("Build D_R with", self.robust_box), self.robust_box)
+        models_row.add_group(buddy("D_NR, D_rand, D_det with", self.standard_box), self.standard_box)
+        models_row.add_group(self.load_button)
+        run_row = FlowRow(spacing=8)  # wraps on a narrow tab (lecture fonts beside the deck pane)
+        for text, box in (("images per dataset", self.count_box), ("inversion steps", self.steps_box)):
+            run_row.add_group(buddy(text, box), box)
+        run_row.add_group(buddy("α", self.step_size_box), self.step_size_box, self.schedule_box)
+        run_row.add_group(buddy("test images", self.test_box), self.test_box)
+        run_row.add_group(self.run_button, self.cancel_button)
         self.warning = QLabel("")
         self.warning.setWordWrap(True)
         self.warning.setObjectName("caption")
