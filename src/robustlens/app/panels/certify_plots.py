@@ -84,6 +84,8 @@ class ClassHistogram(Plot):
                 item.setAnchor((0, 0.5))
                 item.setPos(value + total * 0.015, i)
         self.setXRange(0, total, padding=0.02)
+        # three counts with thousands separators: five of them ("2000 4000 …") run together in a column
+        self.getAxis("bottom").setTicks([[(v, f"{v:,.0f}") for v in (0, total / 2, total)]])
         self.set_title(title)
 
     def counts(self) -> np.ndarray:
