@@ -1,6 +1,7 @@
 """Lecture mode as a projector shows it: at 1280×720 every tab's plots and verdicts lie wholly inside
-the window, nothing scrolls; no axis anywhere rescales itself with an SI prefix; every model has one
-colour in every panel."""
+the window, nothing scrolls (the Attack tab's judge table after an attack too, and every tab of the
+default desktop window with the strip full); no axis anywhere rescales itself with an SI prefix; every
+model has one colour in every panel."""
 
 from __future__ import annotations
 
@@ -100,6 +101,26 @@ def test_attack_verdicts_fit_a_projector_after_an_attack(lecture_window, qtbot):
     if rows_height > table.viewport().height():
         problems.append(f"the judge table's {table.rowCount()} rows need {rows_height} px, "
                         f"it shows {table.viewport().height()}")
+    assert not problems, "\n".join(problems)
+
+
+def test_each_tab_fits_the_default_window_with_the_strip_full(qtbot, tmp_path):
+    """Out of lecture mode, at the default 1440×920 with every strip slot filled (the strip at its
+    tallest), each tab still shows its plots and verdicts without a scroll bar: a short tab is laid out
+    in columns."""
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings, models=zoo_keys(), select=3, use_settings=False, panels=PANELS)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win._models_ready and win.ctx.selection is not None
+                    and win.strip.has_all_predictions("original"), timeout=120_000)
+    assert (win.width(), win.height()) == (1440, 920) and not win.ctx.lecture_mode
+    fill_strip(win)
+    problems = []
+    for title, _target in PANELS:
+        problems += tab_problems(win, qtbot, title)
+    win.cancel_jobs()
+    win.close()
     assert not problems, "\n".join(problems)
 
 

@@ -544,7 +544,7 @@ class AttackPanel(Panel):
         self._short = short
         self.results.setOrientation(Qt.Orientation.Horizontal if short else Qt.Orientation.Vertical)
         self.curves.setOrientation(Qt.Orientation.Vertical if short else Qt.Orientation.Horizontal)
-        self.results.setSizes([280, 670] if short else [190, 260])
+        self.results.setSizes([265, 685] if short else [190, 260])
         if short:
             self.verdicts.layout().addWidget(self.table_note)
         else:

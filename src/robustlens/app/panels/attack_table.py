@@ -126,9 +126,9 @@ class Verdicts:
             attacked = params.smoothed and key == params.source
             name = f"smoothed g, σ = {v.sigma:g}" + ("  (attacked)" if attacked else "")
             clean = "abstain" if v.clean_prediction == ABSTAIN else \
-                f"{self.name(v.clean_prediction)}, R = {v.clean_radius:.2f}"
+                f"{self.name(v.clean_prediction)}, R={v.clean_radius:.2f}"
             adversarial = "abstain" if v.adversarial_prediction == ABSTAIN else \
-                f"{self.name(v.adversarial_prediction)}, R = {v.adversarial_radius:.2f}"
+                f"{self.name(v.adversarial_prediction)}, R={v.adversarial_radius:.2f}"
             fooled, verdict, tip = self.smoothed_fooled(v)
             rows.append(dict(name=name, color=colors.get(key) if key in infos else None, bold=attacked,
                              tooltip=f"Cohen et al.'s CERTIFY with n0 = {SMOOTH_N0}, n = {SMOOTH_N:,}, "
