@@ -38,6 +38,7 @@ TARGETS = (("untargeted", "untargeted"), ("class", "a chosen class"),
            ("random", "random other (D_rand)"), ("next", "(y + 1) mod C (D_det)"))
 LOSSES = (("ce", "CE"), ("cw", "CW"))
 SIDE_BY_SIDE_BELOW = 560  # a tab shorter than this (px) puts the curves beside the table
+CURVES_FROM = 1100        # ... and one narrower than this has no room for the curves beside it
 
 
 def _choices(pairs) -> tuple:
@@ -537,8 +538,11 @@ class AttackPanel(Panel):
         """A short tab (a 720-line projector, a desktop window with the strip full): the two curves
         stack beside the verdict table, which gets the tab's whole height (every model and CERTIFY
         row, unscrolled), its explanation under it. A tall one: the curves side by side over the table."""
-        tab = self.parentWidget()  # the scroll area's viewport: its height does not follow the panel's
+        tab = self.parentWidget()  # the scroll area's viewport: its size does not follow the panel's
         short = (tab.height() if tab is not None else self.height()) < SIDE_BY_SIDE_BELOW
+        # short and narrow too (the deck pane beside a 720-line tab): the table needs the width, the
+        # curves fold away (the strip still shows x + δ; the status line the loss)
+        self.curves.setVisible(not (short and (tab.width() if tab is not None else self.width()) < CURVES_FROM))
         if short == getattr(self, "_short", False):
             return
         self._short = short
