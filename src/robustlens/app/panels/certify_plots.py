@@ -84,8 +84,9 @@ class ClassHistogram(Plot):
                 item.setAnchor((0, 0.5))
                 item.setPos(value + total * 0.015, i)
         self.setXRange(0, total, padding=0.02)
-        # three counts with thousands separators: five of them ("2000 4000 …") run together in a column
-        self.getAxis("bottom").setTicks([[(v, f"{v:,.0f}") for v in (0, total / 2, total)]])
+        # one count, half of n, with thousands separators (n is in the title; a label at the axis' very
+        # end is dropped): five of them ("2000 4000 …") run together in a narrow column
+        self.getAxis("bottom").setTicks([[(total / 2, f"{total / 2:,.0f}"), (total, "")]])
         self.set_title(title)
 
     def counts(self) -> np.ndarray:
