@@ -190,6 +190,8 @@ class SliceFigure(pg.GraphicsLayoutWidget):
 
     def _show_caption(self, key: str) -> None:
         lines = [self.caption_lines[key][part] for part in ("disk", "attack") if self.caption_lines[key].get(part)]
+        if self.legend_beside:  # narrow maps (lecture mode): each line in two short ones, inside the map
+            lines = [line.replace(" within ", "\nwithin ").replace(": ", ":\n", 1) for line in lines]
         self.captions[key].setText("\n".join(lines))
         self.captions[key].setVisible(bool(lines))
 
@@ -263,4 +265,6 @@ class SliceFigure(pg.GraphicsLayoutWidget):
             self.addItem(self.legend, row=1, col=0)
         self.set_classes(self.classes)
         self.set_titles(self._titles.get("f"), self._titles.get("g"))
+        for key in ("f", "g"):
+            self._show_caption(key)
         self.resizeEvent(QResizeEvent(self.size(), self.size()))
