@@ -181,12 +181,13 @@ class RadiusCurvePlot(Plot):
         self._place_label()
 
     def _place_label(self) -> None:
-        """The legend of the two marks, in the empty upper middle: above the curve, below the ceiling."""
+        """The legend of the two marks, in the empty upper left: above the curve, below the ceiling's
+        label, from the plot's left edge (a narrow lecture column still has room for all of it)."""
         lines = [t for t in (self._point_text, self._general_text) if t]
         self.marker_label.setHtml("<br>".join(lines))
         ceiling = getattr(self, "_ceiling", 1.0)
         self.marker_label.setAnchor((0, 0))
-        self.marker_label.setPos(0.515, ceiling * 0.93)
+        self.marker_label.setPos(self.X_RANGE[0] + 0.005, ceiling * 0.93)
 
 
 class NoiseVsRadius(QWidget):
