@@ -38,7 +38,7 @@ TARGETS = (("untargeted", "untargeted"), ("class", "a chosen class"),
            ("random", "random other (D_rand)"), ("next", "(y + 1) mod C (D_det)"))
 LOSSES = (("ce", "CE"), ("cw", "CW"))
 SIDE_BY_SIDE_BELOW = 560  # a tab shorter than this (px) puts the curves beside the table
-CURVES_FROM = 1100        # ... and one narrower than this has no room for the curves beside it
+CURVES_FROM = {False: 800, True: 1100}  # ... one narrower than this (px) has no room for the curves
 
 
 def _choices(pairs) -> tuple:
@@ -542,7 +542,8 @@ class AttackPanel(Panel):
         short = (tab.height() if tab is not None else self.height()) < SIDE_BY_SIDE_BELOW
         # short and narrow too (the deck pane beside a 720-line tab): the table needs the width, the
         # curves fold away (the strip still shows x + δ; the status line the loss)
-        self.curves.setVisible(not (short and (tab.width() if tab is not None else self.width()) < CURVES_FROM))
+        width = tab.width() if tab is not None else self.width()
+        self.curves.setVisible(not (short and width < CURVES_FROM[bool(self.ctx.lecture_mode)]))
         if short == getattr(self, "_short", False):
             return
         self._short = short
