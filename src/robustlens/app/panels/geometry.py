@@ -34,6 +34,7 @@ SLOT = "geometry"
 ALPHA_CHOICES = (0.05, 0.01, 0.001, 0.0001)
 SMOOTH_SIZES = (11, 21, 41, 81)
 BASE_SIZES = (51, 101, 201)
+LEGEND_BESIDE_FROM = 1150  # lecture mode: from this tab width (px) the class legend sits beside the maps
 
 
 class GeometryPanel(Panel):
@@ -350,8 +351,21 @@ class GeometryPanel(Panel):
 
     def set_lecture_mode(self, on: bool) -> None:
         self.figure.set_font_size(point_size(on))
-        self.figure.set_legend_beside(on)
+        self.figure.set_compact(on)
+        self._place_legend()
         self._arrange(on)
+
+    def _place_legend(self) -> None:
+        """Lecture mode on a wide tab: the class legend beside the maps (16:9 has width to spare); a
+        narrower one (the deck pane beside it), or a desktop: under them."""
+        tab = self.parentWidget()  # the scroll area's viewport: its width does not follow the panel's
+        width = tab.width() if tab is not None else self.width()
+        self.figure.set_legend_beside(bool(self.ctx.lecture_mode) and width >= LEGEND_BESIDE_FROM)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.oldSize().width() != event.size().width():
+            self._place_legend()
 
     # the controls' rows: two long ones on a desktop; in lecture mode (large fonts) three shorter ones,
     # so the row fits a 1280-px projector even with the deck pane beside the tabs

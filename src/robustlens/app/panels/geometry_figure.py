@@ -100,6 +100,7 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.legend = pg.LegendItem(colCount=10, labelTextColor="k", labelTextSize="9pt")
         self.addItem(self.legend, row=1, col=0)
         self.legend_beside = False
+        self.compact = False
         self._titles = {key: title for key, title in (("f", "base classifier f"), ("g", "smoothed classifier g"))}
         self._maps = maps
         self._legend_samples: list = []
@@ -127,12 +128,12 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.classes = tuple(classes)
         self.palette = _palette(max(1, len(self.classes)))
         self.legend.clear()
-        # a row of classes, a row of symbols; large (lecture) fonts: the classes in two rows; beside the
+        # a row of classes, a row of symbols; large (lecture) fonts: four columns; beside the
         # maps (a wide, short screen): two columns
         if getattr(self, "legend_beside", False):
             columns = 2
         else:
-            columns = max(5, len(self.classes)) if getattr(self, "title_points", 11.0) < 14 else 6
+            columns = max(5, len(self.classes)) if getattr(self, "title_points", 11.0) < 14 else 4
         self.legend.setColumnCount(columns)
         self._legend_samples = []
 
@@ -190,7 +191,7 @@ class SliceFigure(pg.GraphicsLayoutWidget):
 
     def _show_caption(self, key: str) -> None:
         lines = [self.caption_lines[key][part] for part in ("disk", "attack") if self.caption_lines[key].get(part)]
-        if self.legend_beside:  # narrow maps (lecture mode): each line in two short ones, inside the map
+        if self.compact:  # narrow maps (lecture mode): each line in two short ones, inside the map
             lines = [line.replace(" within ", "\nwithin ").replace(": ", ":\n", 1) for line in lines]
         self.captions[key].setText("\n".join(lines))
         self.captions[key].setVisible(bool(lines))
@@ -229,7 +230,7 @@ class SliceFigure(pg.GraphicsLayoutWidget):
             if title is not None:
                 self._titles[key] = title
                 size = self.title_points
-                if self.legend_beside:  # a narrow half of a projector: the main detail on a second line
+                if self.compact:  # a narrow half of a projector: the main detail on a second line
                     title = "<br>".join(title.split(" · ")[:2])  # (the rest is in the controls above)
                     size = self.title_points / 1.2
                 self.plots[key].setTitle(title, color="k", size=f"{size:.0f}pt")
@@ -252,6 +253,13 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.legend.setLabelTextSize(f"{points:.0f}pt")
         self.set_classes(self.classes)
 
+    def set_compact(self, on: bool) -> None:
+        """Lecture mode (large fonts, narrow maps): titles and the numbers inside the maps on short lines."""
+        self.compact = bool(on)
+        self.set_titles(self._titles.get("f"), self._titles.get("g"))
+        for key in ("f", "g"):
+            self._show_caption(key)
+
     def set_legend_beside(self, beside: bool) -> None:
         """The class legend right of the maps (lecture mode: 16:9 has width to spare) or under them."""
         if bool(beside) == self.legend_beside:
@@ -264,7 +272,4 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         else:
             self.addItem(self.legend, row=1, col=0)
         self.set_classes(self.classes)
-        self.set_titles(self._titles.get("f"), self._titles.get("g"))
-        for key in ("f", "g"):
-            self._show_caption(key)
         self.resizeEvent(QResizeEvent(self.size(), self.size()))
