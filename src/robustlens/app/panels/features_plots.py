@@ -17,6 +17,7 @@ from ..plots import Plot
 from ..predictions import PredictionBars, PredictionRow
 
 DISTANCE_LABEL = "‖g(x_r) − g(x)‖₂ / ‖g(x)‖₂"
+LEGEND_TWO_COLUMNS_FROM = 400   # px: a narrower distance plot lists its curves in one column
 SMALLEST_SHOWN = 1e-6   # a log axis cannot show 0; a distance this small is "reached" for the eye
 
 
@@ -133,6 +134,13 @@ class DistancePlot(Plot):
         self._steps = 1
         self.setMinimumWidth(220)
         self._update_ticks()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event is not None:  # a narrow plot (lecture fonts, the deck pane beside): the legend in one column
+            columns = 1 if event.size().width() < LEGEND_TWO_COLUMNS_FROM else 2
+            if self.legend.columnCount != columns:
+                self.legend.setColumnCount(columns)
 
     def reset(self, series: list[tuple[str, str, QColor]], steps: int) -> None:
         """New curves ``(key, legend name, colour)`` for a run of ``steps`` steps (the x axis spans them
