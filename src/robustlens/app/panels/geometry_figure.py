@@ -191,10 +191,10 @@ class SliceFigure(pg.GraphicsLayoutWidget):
 
     def _show_caption(self, key: str) -> None:
         lines = [self.caption_lines[key][part] for part in ("disk", "attack") if self.caption_lines[key].get(part)]
-        if self.compact:  # narrow maps (lecture mode): each line in two short ones, inside the map
-            lines = [line.replace(" within ", "\nwithin ").replace(": ", ":\n", 1) for line in lines]
         self.captions[key].setText("\n".join(lines))
-        self.captions[key].setVisible(bool(lines))
+        # lecture mode: a box of large type would cover x and the disk of a small map; the summary
+        # beside the figure gives the same numbers (an export out of lecture mode keeps the box)
+        self.captions[key].setVisible(bool(lines) and not self.compact)
 
     def show_disk(self, disk: CertifiedDisk, class_name: str) -> None:
         angles = np.linspace(0.0, 2 * math.pi, 241)
@@ -254,7 +254,7 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.set_classes(self.classes)
 
     def set_compact(self, on: bool) -> None:
-        """Lecture mode (large fonts, narrow maps): titles and the numbers inside the maps on short lines."""
+        """Lecture mode (large fonts, narrow maps): titles on short lines, no box of numbers inside the maps."""
         self.compact = bool(on)
         self.set_titles(self._titles.get("f"), self._titles.get("g"))
         for key in ("f", "g"):
