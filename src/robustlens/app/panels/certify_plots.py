@@ -235,8 +235,9 @@ class NoiseVsRadius(QWidget):
         for value, text, color in ((self.noise_norm, self.noise_text, NOISE_COLOR),
                                    (self.radius, self.radius_text, RADIUS_COLOR)):
             painter.setPen(text_color)
+            shown = QFontMetrics(self.font()).elidedText(text, Qt.TextElideMode.ElideRight, int(width))  # (tooltip: all)
             painter.drawText(QRectF(2, top, width, line), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                             text)
+                             shown)
             bar = QRectF(2, top + line + 1, width, line * 0.62)
             painter.fillRect(bar, palette.color(QPalette.ColorRole.AlternateBase))
             if value:
