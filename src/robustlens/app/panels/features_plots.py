@@ -9,12 +9,13 @@ from typing import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..imaging import ImageView, to_qimage
 from ..plots import Plot
 from ..predictions import PredictionBars, PredictionRow
+from ..strip import COMPACT_BARS_SCALE
 
 DISTANCE_LABEL = "‖g(x_r) − g(x)‖₂ / ‖g(x)‖₂"
 LEGEND_TWO_COLUMNS_FROM = 400   # px: a narrower distance plot lists its curves in one column
@@ -105,8 +106,13 @@ class ImageColumn(QFrame):
 
     def set_compact(self, on: bool) -> None:
         """Lecture mode: the models' colour chips instead of their names above the bars (one line per
-        model, as in the strip; the tooltip names them), so three models fit under a 720-line image."""
+        model, as in the strip; the tooltip names them) a little smaller than the lecture font, as in the
+        strip, so three models fit under a 720-line image and a narrow column keeps the class names."""
         self.bars.set_compact(on)
+        font = QFont(self.font())
+        if on:
+            font.setPointSizeF(font.pointSizeF() * COMPACT_BARS_SCALE)
+        self.bars.setFont(font if on else QFont())
 
 
 class DistancePlot(Plot):
