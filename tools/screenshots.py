@@ -69,6 +69,24 @@ PUBLISHED = ("--dataset", "folder", "--data-root", f"{EXAMPLE}/images",
              *settings("Certify", sigma=0.25, n=10000, accuracy_images=20, accuracy_n=500),
              "--run", "--click", "Run all σ", "--settle")
 
+# lecture mode at the two sizes of a lecture hall: each tab after its job, on test #4 (a shirt), with
+# settings a CPU finishes in seconds (the Geometry grid at 21×21, the Features run at 300 steps)
+LECTURE_TABS = {
+    "certify": ("--tab", "Certify", "--run"),
+    "attack": ATTACK,
+    "features": ("--tab", "Features", *settings("Features", steps=300, seed="other-class",
+                                                extra_model="fashion-mnist/noise-0.50"), "--run"),
+    "geometry": ("--tab", "Geometry", *settings("Geometry", g_size=21, n=100), "--run"),
+    "experiments": ("--tab", "Experiments", *settings("Experiments", **{
+        "section": "Dataset experiments (Ilyas et al.)",
+        "dataset-experiments-ilyas-et-al/results": "docs/features/results.json"})),
+    "predictions": ("--tab", "Predictions"),
+}
+LECTURE = tuple(Shot(f"docs/lecture/tab-{name}-{size}.png",
+                     ("--select", "4", *[f for f in flags if f not in ("--select", "4")], "--lecture", "--size", size,
+                      "--settle"))
+                for name, flags in LECTURE_TABS.items() for size in ("1920x1080", "1280x720"))
+
 SHOTS = (
     Shot("docs/window.png", ("--select", "0", "--tab", "Features", "--run", "--settle")),
     Shot("docs/window-lecture.png", ("--lecture", "--hide", "gallery", "--tab", "Certify", "--settle")),
@@ -88,6 +106,7 @@ SHOTS = (
              "dataset-experiments-ilyas-et-al/results": "docs/features/results.json"}))),
     Shot("docs/published/window-imagefolder.png", PUBLISHED, threads=1,
          prepare=("tools/published_example.py", EXAMPLE)),
+    *LECTURE,
 )
 
 

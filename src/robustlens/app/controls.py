@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+from PySide6.QtCore import QPoint, QRect, QSize
 from PySide6.QtWidgets import (QAbstractButton, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QHBoxLayout,
-                               QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                               QLabel, QLayout, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from .settings import Setting
 
@@ -77,15 +78,20 @@ def select(box: QComboBox, data: Any) -> bool:
     return position >= 0
 
 
+def buddy(text: str, widget: QWidget) -> QLabel:
+    """A label for ``widget`` (Alt+letter focuses it)."""
+    label = QLabel(text)
+    label.setBuddy(widget)
+    return label
+
+
 def labelled_row(pairs: Sequence[tuple[str, QWidget]], *, spacing: int = 8, stretch: bool = True) -> QHBoxLayout:
     """label widget  label widget ...  on one line, each label a buddy of its widget (Alt+letter)."""
     row = QHBoxLayout()
     row.setSpacing(4)
     for text, widget in pairs:
         if text:
-            label = QLabel(text)
-            label.setBuddy(widget)
-            row.addWidget(label)
+            row.addWidget(buddy(text, widget))
         row.addWidget(widget)
         row.addSpacing(spacing)
     if stretch:
@@ -181,3 +187,70 @@ def show_page(parent: QWidget, title: str, body: QWidget) -> QDialog:
     stack(dialog, body, buttons)
     dialog.setModal(False)
     return dialog
+
+
+class FlowRow(QLayout):
+    """Controls left to right that wrap onto the next line when the panel is narrower than they are
+    (lecture fonts beside the deck pane): a row of controls never widens a tab past its screen."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 8) -> None:
+        super().__init__(parent)
+        self._items = []
+        self.setContentsMargins(0, 0, 0, 0)
+        self.setSpacing(spacing)
+
+    def add_group(self, *widgets: QWidget) -> QWidget:
+        """Widgets that stay together on one line (a label and its control); returns their holder."""
+        holder = QWidget()
+        row = QHBoxLayout(holder)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
+        for widget in widgets:
+            row.addWidget(widget)
+        self.addWidget(holder)
+        return holder
+
+    def addItem(self, item) -> None:
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, index: int):
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def takeAt(self, index: int):
+        return self._items.pop(index) if 0 <= index < len(self._items) else None
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect: QRect) -> None:
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self) -> QSize:
+        width = sum(i.sizeHint().width() + self.spacing() for i in self._items if not i.isEmpty())
+        return QSize(width, self.minimumSize().height())
+
+    def minimumSize(self) -> QSize:
+        shown = [i for i in self._items if not i.isEmpty()]
+        return QSize(max([i.minimumSize().width() for i in shown] or [0]),
+                     max([i.sizeHint().height() for i in shown] or [0]))
+
+    def _place(self, rect: QRect, move: bool) -> int:
+        x, y, line = rect.x(), rect.y(), 0
+        for item in self._items:
+            if item.isEmpty():
+                continue
+            hint = item.sizeHint()
+            if x > rect.x() and x + hint.width() > rect.right() + 1:
+                x, y, line = rect.x(), y + line + self.spacing() // 2, 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + self.spacing()
+            line = max(line, hint.height())
+        return y + line - rect.y()

@@ -4,6 +4,8 @@ items) that follow lecture mode through one call, :meth:`Plot.set_fonts`."""
 
 from __future__ import annotations
 
+import re
+
 import pyqtgraph as pg
 from PySide6.QtCore import QSize
 from PySide6.QtGui import QFontMetrics
@@ -23,9 +25,13 @@ def plain_axes(plot_item: pg.PlotItem) -> None:
         axis.enableAutoSIPrefix(False)
 
 
-def spaced_ticks(axis: pg.AxisItem, point_size: float) -> None:
-    """Fewer ticks as the font grows, so their labels never run into each other."""
-    axis.setTickDensity(max(0.45, min(1.0, 9.0 / max(point_size, 1.0))))
+def spaced_ticks(axis: pg.AxisItem, point_size: float, length: float | None = None) -> None:
+    """Fewer ticks as the font grows, and on a short axis (a narrow lecture column), so their labels
+    never run into each other."""
+    density = max(0.45, min(1.0, 9.0 / max(point_size, 1.0)))
+    if length is not None and axis.orientation in ("bottom", "top"):
+        density *= max(0.25, min(1.0, length / 640.0))
+    axis.setTickDensity(density)
 
 
 class Plot(pg.PlotWidget):
@@ -65,7 +71,7 @@ class Plot(pg.PlotWidget):
         for axis in AXES:
             self.getAxis(axis).setStyle(tickFont=font)
             self.getAxis(axis).label.setFont(font)
-            spaced_ticks(self.getAxis(axis), point_size)
+            spaced_ticks(self.getAxis(axis), point_size, self.width() if self.isVisible() else None)
         if self._title:
             self.set_title(self._title)
         for item in self._text_items:
@@ -83,13 +89,40 @@ class Plot(pg.PlotWidget):
         legend.updateSize()
 
     def set_title(self, text: str) -> None:
-        """The title, 1.2× the axes' text; lines separated by <br> get the room they need."""
+        """The title, 1.2× the axes' text; lines separated by <br> get the room they need. A plain title
+        wider than the plot breaks at a space (a narrow lecture column), never cut off."""
         self._title = text
         size = self._point_size * 1.2
-        self.setTitle(text, color="k", size=f"{size:.1f}pt")
-        height = int(QFontMetrics(style.sized_font(size)).height() * (text.count("<br>") + 1) + 10)
+        shown = self._wrapped_title(text, QFontMetrics(style.sized_font(size)))
+        self.setTitle(shown, color="k", size=f"{size:.1f}pt")
+        height = int(QFontMetrics(style.sized_font(size)).height() * (shown.count("<br>") + 1) + 10)
         self.getPlotItem().titleLabel.setMaximumHeight(height)
         self.getPlotItem().layout.setRowFixedHeight(0, height)
+
+    def _wrapped_title(self, text: str, metrics: QFontMetrics) -> str:
+        # the title sits over the view box alone: the plot's width less the left axis and some air
+        room = self.width() - int(self.getAxis("left").width()) - 24
+
+        def width(html: str) -> int:
+            return metrics.horizontalAdvance(re.sub(r"<[^>]*>", "", html).replace("&nbsp;", " "))
+
+        if "<br>" in text or room <= 0 or width(text) <= room:
+            return text
+        # plain spaces outside tags are where it may break (&nbsp; keeps a legend's mark with its text)
+        spaces = [m.start() for m in re.finditer(" ", text)
+                  if text.rfind("<", 0, m.start()) <= text.rfind(">", 0, m.start())]
+        if not spaces:
+            return text
+        best = min(spaces, key=lambda at: max(width(text[:at]), width(text[at + 1:])))  # the shorter longer line
+        return text[:best] + "<br>" + text[best + 1:]
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event is None or event.oldSize().width() == event.size().width() or "_point_size" not in self.__dict__:
+            return  # (pyqtgraph calls it without an event; or before __init__ is done)
+        spaced_ticks(self.getAxis("bottom"), self._point_size, event.size().width())
+        if self._title:
+            self.set_title(self._title)
 
     def text_item(self, **options) -> pg.TextItem:
         """A text item in the plot whose font follows :meth:`set_fonts`."""

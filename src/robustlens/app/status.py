@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 
 import torch
-from PySide6.QtCore import QObject, QTimer
-from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QSizePolicy, QStatusBar
 
 from .engine_thread import Engine, JobHandle
 
@@ -36,7 +37,10 @@ class JobStatus(QObject):
         self.engine = engine
         self.device_label = QLabel(device_text(engine.device))
         self.job_label = QLabel("Ready")
-        self.job_label.setMinimumWidth(260)
+        self.job_label.setMinimumWidth(160)
+        # a long job label is elided to the room left (all of it in the tooltip): it must never widen
+        # the window past the screen (a 1280-px projector with the deck pane beside the tabs)
+        self.job_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress = QProgressBar()
         self.progress.setFixedWidth(200)
         self.progress.setTextVisible(True)
@@ -74,19 +78,25 @@ class JobStatus(QObject):
             self.progress.setValue(0)
             self.progress.setFormat("")
             if self._last_ended and now - self._last_ended[1] < ENDED_SHOWN_S:
-                self.job_label.setText(self._last_ended[0])
+                self._show_job(self._last_ended[0])
             else:
-                self.job_label.setText("Ready")
+                self._show_job("Ready")
             return
         shown = active[-1]
         more = f"  (+{len(active) - 1} more)" if len(active) > 1 else ""
         message = shown.progress.message if shown.progress and shown.progress.message else ""
         estimate = f" · {shown.estimate.text()}" if shown.estimate is not None else ""
-        self.job_label.setText(f"Running: {shown.label}" + (f" — {message}" if message and message != shown.label else "")
-                               + estimate + more)
+        self._show_job(f"Running: {shown.label}" + (f" — {message}" if message and message != shown.label else "")
+                       + estimate + more)
         if shown.progress is not None and shown.progress.total > 0:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * shown.progress.fraction))
             self.progress.setFormat(f"{shown.progress.fraction:.0%}")
         else:
             self.progress.setRange(0, 0)  # busy: the job does not know how long it takes
+
+    def _show_job(self, text: str) -> None:
+        label = self.job_label
+        label.setToolTip(text)
+        label.setText(QFontMetrics(label.font()).elidedText(text, Qt.TextElideMode.ElideRight,
+                                                            max(40, label.width() - 4)))

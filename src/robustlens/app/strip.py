@@ -16,9 +16,14 @@ from .predictions import PredictionBars, PredictionRow
 NO_MODELS = "No models loaded: tick one under Models, or File → Open model…"
 
 
-COMPACT_IMAGE = 104   # the lecture strip's images (px): one compact row leaves the tab the screen
+COMPACT_IMAGE = 92    # the lecture strip's images (px): one compact row leaves the tab the screen
 COMPACT_BARS_SCALE = 0.85
 COMPACT_CARD_WIDTH = 560  # a lone card (only the original is filled) need not stretch its bars across
+# the compact row's titles: one line each in a fifth of a 1280-px projector, never wrapped or cut
+COMPACT_TITLES = {"robust": "Robust recon.", "non_robust": "Non-robust recon.", "perturbation": "Perturbation δ"}
+PERTURBATION_NOTE = ("δ = adversarial − original, scaled so its largest pixel shows in full colour: "
+                     "red brightens, blue darkens.")
+COMPACT_PERTURBATION_NOTE = "red: δ brightens, blue: darkens"
 
 
 class StripCard(QFrame):
@@ -62,10 +67,10 @@ class StripCard(QFrame):
         for column in range(grid.columnCount()):
             grid.setColumnStretch(column, 0)
         if self.compact:
-            # title over the pair; the image left of its caption and bars
+            # title, then the caption across the card (wrapped, never cut), then the image beside its bars
             grid.addWidget(self.title, 0, 0, 1, 2)
-            grid.addWidget(self.view, 1, 0, 2, 1, Qt.AlignmentFlag.AlignTop)
-            grid.addWidget(self.caption, 1, 1)
+            grid.addWidget(self.caption, 1, 0, 1, 2)
+            grid.addWidget(self.view, 2, 0, Qt.AlignmentFlag.AlignTop)
             grid.addWidget(self.bars, 2, 1)
             grid.setColumnStretch(1, 1)
             grid.setRowStretch(3, 1)
@@ -83,13 +88,15 @@ class StripCard(QFrame):
 
     def set_compact(self, on: bool, image: int) -> None:
         self.compact = bool(on)
-        # compact: one line of caption (all of it in the tooltip), bars a little smaller than the
-        # lecture font (still far above the desktop size): six models in ~120 px
-        self.caption.setWordWrap(not on)
+        # compact: a one-line title, the caption and the bars a little smaller than the lecture font
+        # (still far above the desktop size): six models in ~125 px
+        self.title.setText(COMPACT_TITLES.get(self.slot, STRIP_SLOTS[self.slot][0]) if on else STRIP_SLOTS[self.slot][0])
+        self.title.setWordWrap(not on)
         font = QFont(self.font())
         if on:
             font.setPointSizeF(self.font().pointSizeF() * COMPACT_BARS_SCALE)
         self.bars.setFont(font if on else QFont())
+        self.caption.setFont(font if on else QFont())
         if on:
             self.view.setFixedSize(image, image)
         else:
@@ -132,9 +139,7 @@ class ImageStrip(QWidget):
             self.cards[slot] = card
             layout.addWidget(card, 1)
         layout.addStretch(0)
-        self.cards["perturbation"].bars.set_empty_text(
-            "δ = adversarial − original, scaled so its largest pixel shows in full colour: "
-            "red brightens, blue darkens.")
+        self.cards["perturbation"].bars.set_empty_text(PERTURBATION_NOTE)
         self._shown: Selection | None = None       # the selection the original card shows
         ctx.modelsChanged.connect(self._on_models_changed)
         ctx.selectionShown.connect(self._on_selection_shown)
@@ -343,6 +348,7 @@ class ImageStrip(QWidget):
         for card in self.cards.values():
             card.set_compact(on, COMPACT_IMAGE if on else 132)
             card.setMaximumWidth(COMPACT_CARD_WIDTH if on else 16777215)
+        self.cards["perturbation"].bars.set_empty_text(COMPACT_PERTURBATION_NOTE if on else PERTURBATION_NOTE)
         self._update_folded()
         QTimer.singleShot(0, self._fit_height)
 

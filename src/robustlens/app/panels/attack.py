@@ -37,6 +37,8 @@ RANDOM_STARTS = (("none", "none"), ("uniform", "uniform"), ("sphere", "sphere"))
 TARGETS = (("untargeted", "untargeted"), ("class", "a chosen class"),
            ("random", "random other (D_rand)"), ("next", "(y + 1) mod C (D_det)"))
 LOSSES = (("ce", "CE"), ("cw", "CW"))
+SIDE_BY_SIDE_BELOW = 560  # a tab shorter than this (px) puts the curves beside the table
+CURVES_FROM = {False: 800, True: 1100}  # ... one narrower than this (px) has no room for the curves
 
 
 def _choices(pairs) -> tuple:
@@ -184,7 +186,9 @@ class AttackPanel(Panel):
         self.table = TransferTable()
         self.table.setObjectName("attack-transfer")
         self.table_title = QLabel("<b>Every loaded model judges the adversarial image</b>")
-        verdicts = column(self.table_title, (self.table, 1))
+        self.table_title.setWordWrap(True)  # a narrow column (the deck pane beside a lecture tab)
+        verdicts = self.verdicts = column(self.table_title, (self.table, 1))
+        self.texts_column = texts_column
 
         # controls | (curves side by side, over the verdicts)
         self.results = QSplitter(Qt.Orientation.Vertical)
@@ -528,6 +532,32 @@ class AttackPanel(Panel):
     def set_lecture_mode(self, on: bool) -> None:
         self.curves.set_fonts(style.point_size(on))
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self._arrange()
+
+    def _arrange(self) -> None:
+        """A short tab (a 720-line projector, a desktop window with the strip full): the two curves
+        stack beside the verdict table, which gets the tab's whole height (every model and CERTIFY
+        row, unscrolled), its explanation under it. A tall one: the curves side by side over the table."""
+        tab = self.parentWidget()  # the scroll area's viewport: its size does not follow the panel's
+        short = (tab.height() if tab is not None else self.height()) < SIDE_BY_SIDE_BELOW
+        # short and narrow too (the deck pane beside a 720-line tab): the table needs the width, the
+        # curves fold away (the strip still shows x + δ; the status line the loss)
+        width = tab.width() if tab is not None else self.width()
+        self.curves.setVisible(not (short and width < CURVES_FROM[bool(self.ctx.lecture_mode)]))
+        if short == getattr(self, "_short", False):
+            return
+        self._short = short
+        self.results.setOrientation(Qt.Orientation.Horizontal if short else Qt.Orientation.Vertical)
+        self.curves.setOrientation(Qt.Orientation.Vertical if short else Qt.Orientation.Horizontal)
+        self.results.setSizes([265, 685] if short else [190, 260])
+        if short:
+            self.verdicts.layout().addWidget(self.table_note)
+        else:
+            self.texts_column.insertWidget(1, self.table_note)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._arrange()
 
     def setting_widgets(self) -> dict[str, QWidget]:
         return {"norm": self.norm_box, "steps": self.steps_box, "step_auto": self.step_auto,

@@ -20,7 +20,7 @@ LOSS_COLOR = QColor(90, 60, 160)
 TRUE_COLOR = QColor(46, 139, 87)
 TARGET_COLOR = QColor(200, 55, 45)
 RESTART_COLOR = QColor(150, 150, 150)
-LOSS_NAMES = {"ce": "cross-entropy", "cw": "CW margin"}
+LOSS_NAMES = {"ce": "CE loss", "cw": "CW margin"}
 
 
 class StepCurve(Plot):
@@ -139,8 +139,8 @@ class AttackCurves(QSplitter):
         smoothed = "smoothed " if params.smoothed else ""
         true_name = classes[label] if label is not None and label < len(classes) else "its class"
         targeted = params.target != "untargeted"
-        towards = "to the target" if targeted else "of the true class"
-        self.loss_plot.set_legend("loss", f"{smoothed}{LOSS_NAMES[params.loss]} {towards}")
+        towards = "target" if targeted else "true class"  # short: the legend fits a narrow lecture column
+        self.loss_plot.set_legend("loss", f"{smoothed}{LOSS_NAMES[params.loss]} ({towards})")
         self.loss_plot.setLabel("left", f"loss ({'minimised' if targeted else 'maximised'})")
         self.probability_plot.set_legend("true", f"{smoothed}P({true_name}), true")
         self.probability_plot.set_visible("target", targeted)

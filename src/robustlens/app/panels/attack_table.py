@@ -48,7 +48,7 @@ def make_read_only(table: QTableWidget) -> None:
 class TransferTable(QTableWidget):
     """model | clean prediction | adversarial prediction | fooled? — one row per judging model."""
 
-    HEADERS = ("model", "clean prediction", "adversarial prediction", "fooled?")
+    HEADERS = ("model", "clean", "adversarial", "fooled?")  # short: in lecture mode the table is a column
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -118,17 +118,17 @@ class Verdicts:
             fooled, verdict, tip = self.fooled(c, a)
             rows.append(dict(name=name, color=colors.get(key), bold=is_source and not params.smoothed,
                              tooltip=info.label,
-                             clean=f"{self.name(c)}  {clean[c]:.0%}",
-                             adversarial=f"{self.name(a)}  {adversarial[a]:.0%}",
+                             clean=f"{self.name(c)} {clean[c]:.0%}",
+                             adversarial=f"{self.name(a)} {adversarial[a]:.0%}",
                              adversarial_wrong=outcome.label_known and a != outcome.label,
                              fooled=fooled, verdict=verdict, fooled_tip=tip))
         for key, v in outcome.smoothed.items():
             attacked = params.smoothed and key == params.source
             name = f"smoothed g, σ = {v.sigma:g}" + ("  (attacked)" if attacked else "")
             clean = "abstain" if v.clean_prediction == ABSTAIN else \
-                f"{self.name(v.clean_prediction)}, R = {v.clean_radius:.2f}"
+                f"{self.name(v.clean_prediction)}, R={v.clean_radius:.2f}"
             adversarial = "abstain" if v.adversarial_prediction == ABSTAIN else \
-                f"{self.name(v.adversarial_prediction)}, R = {v.adversarial_radius:.2f}"
+                f"{self.name(v.adversarial_prediction)}, R={v.adversarial_radius:.2f}"
             fooled, verdict, tip = self.smoothed_fooled(v)
             rows.append(dict(name=name, color=colors.get(key) if key in infos else None, bold=attacked,
                              tooltip=f"Cohen et al.'s CERTIFY with n0 = {SMOOTH_N0}, n = {SMOOTH_N:,}, "

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from robustlens.engine.anytime import AnytimeCertificate
 from robustlens.engine.certify_jobs import (NOISE_SHOWN, AccuracyRequest, CertifyParams, PrepareRequest,
@@ -36,6 +36,7 @@ from . import certify_verdicts as verdicts
 from .base import Panel
 from .certify_accuracy import IMAGES, SAMPLES, AccuracySection
 from .certify_anytime import MODE, AnytimeMode
+from .certify_layout import STACKED_SHARES, Columns, ColumnsLayout
 from .certify_plots import ClassHistogram, NoiseSampleStrip, NoiseVsRadius, RadiusCurvePlot, titled, verdict_label
 
 SIGMA_CHOICES = (0.25, 0.5, 1.0)        # the built-in noise models' σ
@@ -47,7 +48,7 @@ def _same_sigma(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
 
 
-class CertifyPanel(AnytimeMode, Panel):
+class CertifyPanel(ColumnsLayout, AnytimeMode, Panel):
     """Randomized smoothing, one image at a time, live (fixed n or anytime); and certified accuracy vs
     radius per σ."""
 
@@ -93,6 +94,7 @@ class CertifyPanel(AnytimeMode, Panel):
         self.sigma_box.setMinimumContentsLength(11)
         self.model_note = QLabel("")
         self.model_note.setObjectName("caption")
+        self.model_note.setWordWrap(True)  # under the verdict in lecture mode: a narrow column
         self.load_button = QPushButton("Load")
         self.load_button.hide()
         self.n0_box = spin_box(settings["n0"])
@@ -112,13 +114,7 @@ class CertifyPanel(AnytimeMode, Panel):
         controls.addWidget(self.cancel_button)
         controls.addStretch(1)
         self.controls = controls
-        status = QHBoxLayout()  # the mode and its Stop on the second line: the first is full at 1280 px
-        status.setSpacing(6)
-        status.addWidget(self.mode_box)
-        status.addWidget(self.stop_button)
-        status.addSpacing(8)
-        status.addWidget(self.model_note, 1)
-        status.addWidget(self.load_button)
+        self._build_rows()
 
         # column 1: the verdict and the evidence
         self.verdict = verdict_label()
@@ -126,7 +122,7 @@ class CertifyPanel(AnytimeMode, Panel):
         self._fit_verdict()
         self.histogram = ClassHistogram()
         self.histogram.setObjectName("certify-histogram")
-        evidence = column(self.verdict, (self.histogram, 1))
+        self.evidence_column = evidence = column(self.verdict, self.model_row, (self.histogram, 1))
 
         # column 2: the noise and the radius
         self.noise_strip = NoiseSampleStrip(NOISE_SHOWN)
@@ -135,7 +131,12 @@ class CertifyPanel(AnytimeMode, Panel):
         self.radius_plot = RadiusCurvePlot()
         self.radius_plot.setObjectName("certify-radius-curve")
         self.noise_box = titled("Noise draws x + ε, their class and ‖ε‖₂", self.noise_strip)
-        geometry = column(self.noise_box, self.lengths, (self.radius_plot, 1), (self.bounds_plot, 1))
+        self.geometry_column = geometry = column(self.noise_box, self.lengths, (self.radius_plot, 1),
+                                                 (self.bounds_plot, 1))
+        # lecture mode (wide and short): the histogram and the radius curve (or the bounds) get columns
+        # of their own
+        self.histogram_column = column()
+        self.curve_column = column()
 
         # column 3: certified accuracy vs radius, every noise model
         self.accuracy = AccuracySection()
@@ -145,17 +146,19 @@ class CertifyPanel(AnytimeMode, Panel):
             policy = label.sizePolicy()
             policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
             label.setSizePolicy(policy)
-        self.split = QSplitter(Qt.Orientation.Horizontal)
-        for widget in (evidence, geometry, self.accuracy):
+        self.split = Columns(Qt.Orientation.Horizontal)
+        for widget in (evidence, self.histogram_column, geometry, self.curve_column, self.accuracy):
             widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             self.split.addWidget(widget)
+        self.histogram_column.hide()
+        self.curve_column.hide()
         self.split.setChildrenCollapsible(False)
-        self.split.setSizes([320, 360, 300])
+        self.split.setSizes(list(STACKED_SHARES))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
         layout.addLayout(controls)
-        layout.addLayout(status)
+        layout.addWidget(self.mode_row)
         layout.addWidget(self.split, 1)
 
         self.ctx.register_exportable("Certify: noise-sample histogram", self.histogram)
@@ -575,7 +578,8 @@ class CertifyPanel(AnytimeMode, Panel):
         for plot in (self.histogram, self.radius_plot, self.bounds_plot):
             plot.set_fonts(size)
         self.accuracy.set_fonts(size)
-        self.noise_strip.set_thumbnail_size(72 if on else 56)
+        self.noise_strip.set_thumbnail_size(64 if on else 56)
+        self._arrange()
         self._fit_verdict()
         self.lengths.updateGeometry()
 

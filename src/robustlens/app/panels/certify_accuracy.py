@@ -75,8 +75,9 @@ class AccuracySection(QGroupBox):
         if any(self.rows.values()) or running:
             return
         if noise_models:
-            self.plot.set_hint(f"Run all σ: {self.images_box.value()} test images\n"
-                               f"× {noise_models} noise model{'s' if noise_models != 1 else ''}, one curve each")
+            # short lines: the plot may be a narrow column (lecture mode)
+            self.plot.set_hint(f"Run all σ:\n{self.images_box.value()} test images\n"
+                               f"× {noise_models} noise model{'s' if noise_models != 1 else ''},\none curve each")
         else:
             self.plot.set_hint("no noise model loaded")
 

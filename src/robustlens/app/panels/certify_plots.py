@@ -42,7 +42,7 @@ class ClassHistogram(Plot):
         self.showGrid(x=True, y=False, alpha=0.2)
         self.bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.72)
         self.addItem(self.bars)
-        self.setMinimumWidth(220)
+        self.setMinimumWidth(190)  # a column of its own when the tab is short
 
     def set_classes(self, classes: Sequence[str], true_label: int | None, total: int = 1) -> None:
         self._classes = tuple(classes)
@@ -84,6 +84,9 @@ class ClassHistogram(Plot):
                 item.setAnchor((0, 0.5))
                 item.setPos(value + total * 0.015, i)
         self.setXRange(0, total, padding=0.02)
+        # one count, half of n, with thousands separators (n is in the title; a label at the axis' very
+        # end is dropped): five of them ("2000 4000 …") run together in a narrow column
+        self.getAxis("bottom").setTicks([[(total / 2, f"{total / 2:,.0f}"), (total, "")]])
         self.set_title(title)
 
     def counts(self) -> np.ndarray:
@@ -108,7 +111,8 @@ class RadiusCurvePlot(Plot):
         self.abstain = pg.LinearRegionItem(values=(self.X_RANGE[0], 0.5), movable=False,
                                            brush=pg.mkBrush(200, 55, 45, 28), pen=pg.mkPen(None))
         self.addItem(self.abstain)
-        self.abstain_label = self.text_item(text="abstain\npA < ½", color=(160, 50, 40), anchor=(0.5, 1))
+        # anchored at the region's left edge: in a narrow plot the label may run past pA = ½, never off
+        self.abstain_label = self.text_item(text="abstain\npA < ½", color=(160, 50, 40), anchor=(0, 1))
         self.curve = self.plot([], [], pen=pg.mkPen(RADIUS_COLOR, width=2.5))
         self.ceiling = pg.InfiniteLine(angle=0, movable=False,
                                        pen=pg.mkPen(CEILING_COLOR, width=1.5, style=Qt.PenStyle.DashLine))
@@ -123,7 +127,7 @@ class RadiusCurvePlot(Plot):
         self.marker = pg.ScatterPlotItem(size=12, brush=pg.mkBrush(RADIUS_COLOR), pen=pg.mkPen("k", width=1))
         self.addItem(self.marker)
         self.marker_label = self.text_item(color=(30, 30, 30), anchor=(1, 0.5))
-        self.setMinimumWidth(240)
+        self.setMinimumWidth(200)
         self._general_text = ""
         self._point_text = ""
         self.set_point(None)
@@ -138,7 +142,7 @@ class RadiusCurvePlot(Plot):
         self._ceiling = ceiling
         self._top = ceiling * 1.45  # room above the ceiling for its two-line label, lecture fonts included
         self.ceiling_label.setPos(self.X_RANGE[0] + 0.005, ceiling + self._top * 0.01)
-        self.abstain_label.setPos((self.X_RANGE[0] + 0.5) / 2, self._top * 0.04)
+        self.abstain_label.setPos(self.X_RANGE[0], self._top * 0.04)
         self.setXRange(*self.X_RANGE, padding=0)
         self.setYRange(0, self._top, padding=0)
         self.set_title(f"R(pA) = σ Φ⁻¹(pA) at σ = {sigma:g}")
@@ -177,12 +181,13 @@ class RadiusCurvePlot(Plot):
         self._place_label()
 
     def _place_label(self) -> None:
-        """The legend of the two marks, in the empty upper middle: above the curve, below the ceiling."""
+        """The legend of the two marks, in the empty upper left: above the curve, below the ceiling's
+        label, from the plot's left edge (a narrow lecture column still has room for all of it)."""
         lines = [t for t in (self._point_text, self._general_text) if t]
         self.marker_label.setHtml("<br>".join(lines))
         ceiling = getattr(self, "_ceiling", 1.0)
         self.marker_label.setAnchor((0, 0))
-        self.marker_label.setPos(0.515, ceiling * 0.93)
+        self.marker_label.setPos(self.X_RANGE[0] + 0.005, ceiling * 0.93)
 
 
 class NoiseVsRadius(QWidget):
@@ -230,8 +235,9 @@ class NoiseVsRadius(QWidget):
         for value, text, color in ((self.noise_norm, self.noise_text, NOISE_COLOR),
                                    (self.radius, self.radius_text, RADIUS_COLOR)):
             painter.setPen(text_color)
+            shown = QFontMetrics(self.font()).elidedText(text, Qt.TextElideMode.ElideRight, int(width))  # (tooltip: all)
             painter.drawText(QRectF(2, top, width, line), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                             text)
+                             shown)
             bar = QRectF(2, top + line + 1, width, line * 0.62)
             painter.fillRect(bar, palette.color(QPalette.ColorRole.AlternateBase))
             if value:
@@ -262,18 +268,30 @@ class NoiseSampleStrip(QWidget):
         self.views: list[ImageView] = []
         self.captions: list[QLabel] = []
         self._texts: list[str] = []
-        for i in range(count):
+        for _ in range(count):
             view = ImageView("", minimum=40)
             caption = QLabel("")
             caption.setObjectName("caption")
             caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-            layout.addWidget(view, 0, i, Qt.AlignmentFlag.AlignHCenter)
-            layout.addWidget(caption, 1, i)
             self.views.append(view)
             self.captions.append(caption)
             self._texts.append("")
-        layout.setColumnStretch(count, 1)
+        self.set_columns(count)
         self.set_thumbnail_size(56)
+
+    def set_columns(self, columns: int) -> None:
+        """The draws in rows of ``columns`` (one row on a desktop; two short rows in a narrow column)."""
+        layout = self.layout()
+        columns = max(1, int(columns))
+        for column in range(layout.columnCount()):
+            layout.setColumnStretch(column, 0)
+        for i, (view, caption) in enumerate(zip(self.views, self.captions)):
+            layout.removeWidget(view)
+            layout.removeWidget(caption)
+            row, column = divmod(i, columns)
+            layout.addWidget(view, 2 * row, column, Qt.AlignmentFlag.AlignHCenter)
+            layout.addWidget(caption, 2 * row + 1, column)
+        layout.setColumnStretch(columns, 1)
 
     def _set_caption(self, i: int, text: str) -> None:
         self._texts[i] = text

@@ -124,13 +124,13 @@ def lengths(params: CertifyParams, dim: int, cert: Certificate | None):
     ceiling = (anytime_max_radius(sigma, params.n, params.alpha) if params.mode == "anytime"
                else max_certifiable_radius(sigma, params.n, params.alpha))
     if cert is None:
-        radius, radius_text = None, f"certified radius R: —  (at most {ceiling:.2f}, dashed)"
+        radius, radius_text = None, f"certified R: —  (at most {ceiling:.2f}, dashed)"
         footer = "R = σ Φ⁻¹(pA) = O(σ), while ‖ε‖₂ = O(σ√d)."
     elif cert.abstained:
-        radius, radius_text = 0.0, "certified radius R = 0 (abstained)"
+        radius, radius_text = 0.0, "certified R = 0 (abstained)"
         footer = "Abstained: no radius is certified."
     else:
         radius = cert.radius
-        radius_text = f"certified radius R = {radius:.3f}  (dashed: ceiling {cert.max_radius:.3f})"
+        radius_text = f"certified R = {radius:.3f}  (dashed: ceiling {cert.max_radius:.3f})"
         footer = f"A typical noise draw is {expected / radius:.0f}× longer than R." if radius > 0 else ""
     return expected, noise_text, radius, radius_text, ceiling, footer

@@ -30,7 +30,7 @@ from robustlens.engine.jobs import Snapshot, predict_job
 
 from .. import style
 from ..context import AppContext
-from ..controls import caption_label, double_spin_box, labelled_row, setting_combo, spin_box, stack
+from ..controls import FlowRow, buddy, caption_label, double_spin_box, setting_combo, spin_box, stack
 from ..predictions import PredictionRow
 from ..settings import Setting
 from .base import Panel
@@ -147,17 +147,16 @@ class FeaturesPanel(Panel):
         self.auto_box.setChecked(settings["auto"].default)
         self.auto_box.setToolTip(settings["auto"].help)
 
-        models_row = labelled_row([(text, self.model_boxes[role]) for text, role in
-                                   (("Robust", "robust"), ("Standard", "non_robust"), ("3rd column", "extra"))],
-                                  spacing=10, stretch=False)
-        models_row.addWidget(self.run_button)
-        models_row.addWidget(self.cancel_button)
-        models_row.addStretch(1)
-        run_row = labelled_row([("Seed", self.seed_box), ("draw", self.draw_box), ("", self.new_seed_button),
-                                ("steps", self.steps_box), ("α", self.step_size_box), ("", self.schedule_box)],
-                               spacing=6, stretch=False)
-        run_row.addWidget(self.auto_box)
-        run_row.addStretch(1)
+        # two rows of controls that wrap when the tab is narrow (lecture fonts beside the deck pane)
+        models_row, run_row = FlowRow(spacing=10), FlowRow(spacing=8)
+        for text, role in (("Robust", "robust"), ("Standard", "non_robust"), ("3rd column", "extra")):
+            models_row.add_group(buddy(text, self.model_boxes[role]), self.model_boxes[role])
+        models_row.add_group(self.run_button, self.cancel_button)
+        run_row.add_group(buddy("Seed", self.seed_box), self.seed_box)
+        run_row.add_group(buddy("draw", self.draw_box), self.draw_box, self.new_seed_button)
+        run_row.add_group(buddy("steps", self.steps_box), self.steps_box)
+        run_row.add_group(buddy("α", self.step_size_box), self.step_size_box, self.schedule_box)
+        run_row.add_group(self.auto_box)
         self.model_note = QLabel("")
         self.model_note.setWordWrap(True)
         self.model_note.setTextFormat(Qt.TextFormat.RichText)
@@ -527,3 +526,6 @@ class FeaturesPanel(Panel):
         self.plot.set_fonts(style.point_size(on))
         for column in self.columns.values():
             column.set_image_minimum(96 if on else 84)  # 720 lines: the plot beside keeps its room
+            column.set_compact(on)
+        # less chrome on a projector: the 3rd column's explanation stays in its combo's tooltip
+        self.extra_note.setVisible(not on)

@@ -29,7 +29,7 @@ from robustlens.engine.models import architectures_for
 
 from .. import style
 from ..context import AppContext
-from ..controls import caption_label, double_spin_box, labelled_row, setting_combo, spin_box, stack
+from ..controls import FlowRow, buddy, caption_label, double_spin_box, setting_combo, spin_box, stack
 from ..settings import Setting
 from .base import Panel
 from .features_models import check_remembered, choose, fill_model_box, load_unloaded, missing_text, model_status
@@ -133,22 +133,23 @@ class DatasetExperiments(Panel):
             box.setToolTip(settings[key].help)
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.run_button = QPushButton("Run experiment")
-        self.run_button.setToolTip("Build the four datasets, train a standard model on each and on the real "
-                                   "images, evaluate on the real test set")
+        self._run_tip = ("Build the four datasets, train a standard model on each and on the real "
+                         "images, evaluate on the real test set")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.load_button = QPushButton("Load results…")
         self.load_button.setToolTip("Show a results JSON written by `robustlens experiment --out` or by a run here")
-        models_row = labelled_row([("Build D_R with", self.robust_box),
-                                   ("D_NR, D_rand, D_det with", self.standard_box)], spacing=6)
-        models_row.addWidget(self.load_button)
-        run_row = labelled_row([("images per dataset", self.count_box), ("inversion steps", self.steps_box),
-                                ("α", self.step_size_box), ("", self.schedule_box), ("test images", self.test_box),
-                                ("train", self.arch_box)],
-                               spacing=6, stretch=False)
-        run_row.addWidget(self.run_button)
-        run_row.addWidget(self.cancel_button)
-        run_row.addStretch(1)
+        models_row = FlowRow(spacing=8)
+        models_row.add_group(buddy("Build D_R with", self.robust_box), self.robust_box)
+        models_row.add_group(buddy("D_NR, D_rand, D_det with", self.standard_box), self.standard_box)
+        models_row.add_group(self.load_button)
+        run_row = FlowRow(spacing=8)  # wraps on a narrow tab (lecture fonts beside the deck pane)
+        for text, box in (("images per dataset", self.count_box), ("inversion steps", self.steps_box)):
+            run_row.add_group(buddy(text, box), box)
+        run_row.add_group(buddy("α", self.step_size_box), self.step_size_box, self.schedule_box)
+        run_row.add_group(buddy("test images", self.test_box), self.test_box)
+        run_row.add_group(buddy("train", self.arch_box), self.arch_box)
+        run_row.add_group(self.run_button, self.cancel_button)
         self.warning = QLabel("")
         self.warning.setWordWrap(True)
         self.warning.setObjectName("caption")
@@ -203,6 +204,7 @@ class DatasetExperiments(Panel):
             f"steps) for D_rand and D_det, then 5 standard models trained and attacked. Start small (a few hundred "
             f"images) to see the rows fill in; a cancelled run resumes where it stopped. Data kept in "
             f"{self.data_root}.")
+        self.run_button.setToolTip(f"{self._run_tip}\n\n{self.warning.text()}")
 
     # ---------------------------------------------------------------- settings
 
@@ -479,3 +481,5 @@ class DatasetExperiments(Panel):
     def set_lecture_mode(self, on: bool) -> None:
         self.table.resizeColumnsToContents()
         self.table.resizeRowsToContents()
+        # a projector's lines go to the table: the cost of a run stays in Run experiment's tooltip
+        self.warning.setVisible(not on)

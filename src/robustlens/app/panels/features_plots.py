@@ -9,14 +9,16 @@ from typing import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..imaging import ImageView, to_qimage
 from ..plots import Plot
 from ..predictions import PredictionBars, PredictionRow
+from ..strip import COMPACT_BARS_SCALE
 
 DISTANCE_LABEL = "‖g(x_r) − g(x)‖₂ / ‖g(x)‖₂"
+LEGEND_TWO_COLUMNS_FROM = 400   # px: a narrower distance plot lists its curves in one column
 SMALLEST_SHOWN = 1e-6   # a log axis cannot show 0; a distance this small is "reached" for the eye
 
 
@@ -102,6 +104,16 @@ class ImageColumn(QFrame):
     def set_image_minimum(self, side: int) -> None:
         self.view.setMinimumSize(side, side)
 
+    def set_compact(self, on: bool) -> None:
+        """Lecture mode: the models' colour chips instead of their names above the bars (one line per
+        model, as in the strip; the tooltip names them) a little smaller than the lecture font, as in the
+        strip, so three models fit under a 720-line image and a narrow column keeps the class names."""
+        self.bars.set_compact(on)
+        font = QFont(self.font())
+        if on:
+            font.setPointSizeF(font.pointSizeF() * COMPACT_BARS_SCALE)
+        self.bars.setFont(font if on else QFont())
+
 
 class DistancePlot(Plot):
     """d(x_r) against the step, one curve per inverted model, on a log axis (the distance falls by
@@ -127,6 +139,14 @@ class DistancePlot(Plot):
         self._faint_sample = pg.PlotDataItem([], [], pen=pg.mkPen(QColor(110, 110, 110), width=1))
         self._steps = 1
         self.setMinimumWidth(220)
+        self._update_ticks()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event is not None:  # a narrow plot (lecture fonts, the deck pane beside): the legend in one column
+            columns = 1 if event.size().width() < LEGEND_TWO_COLUMNS_FROM else 2
+            if self.legend.columnCount != columns:
+                self.legend.setColumnCount(columns)
 
     def reset(self, series: list[tuple[str, str, QColor]], steps: int) -> None:
         """New curves ``(key, legend name, colour)`` for a run of ``steps`` steps (the x axis spans them
@@ -150,6 +170,7 @@ class DistancePlot(Plot):
         self.setXRange(0, self._steps, padding=0.02)
         self.enableAutoRange(axis="y")
         self.style_legend(self.legend)
+        self._update_ticks()
 
     def set_curve(self, key: str, values: Sequence[float], lowest: Sequence[float] | None = None) -> None:
         curve = self.curves.get(key)
@@ -167,10 +188,11 @@ class DistancePlot(Plot):
         tick of a log axis spanning less than a decade, and "2 3 4 5 6 7 8" run into each other."""
         values = [c.yData for c in list(self.curves.values()) + list(self.lowest.values())
                   if c.yData is not None and len(c.yData)]
-        if not values:
-            self.getAxis("left").setTicks(None)
-            return
-        low, high = float(min(v.min() for v in values)), float(max(v.max() for v in values))
+        if values:
+            low, high = float(min(v.min() for v in values)), float(max(v.max() for v in values))
+        else:  # an empty plot: the same thinned ticks over the range it shows
+            bottom, top = self.getViewBox().viewRange()[1]
+            low, high = 10.0 ** bottom, 10.0 ** top
         self.getAxis("left").setTicks([log_ticks(low, high)])
 
     def curve_data(self, key: str, lowest: bool = False) -> np.ndarray:

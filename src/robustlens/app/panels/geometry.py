@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QFileDialog, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
+                               QVBoxLayout, QWidget)
 
 from robustlens.engine.geometry import GeometryRequest, GeometryResult, geometry_job
 from robustlens.engine.geometry_maps import BaseMap, SmoothedMap
@@ -33,6 +34,7 @@ SLOT = "geometry"
 ALPHA_CHOICES = (0.05, 0.01, 0.001, 0.0001)
 SMOOTH_SIZES = (11, 21, 41, 81)
 BASE_SIZES = (51, 101, 201)
+LEGEND_BESIDE_FROM = 1150  # lecture mode: from this tab width (px) the class legend sits beside the maps
 
 
 class GeometryPanel(Panel):
@@ -86,6 +88,7 @@ class GeometryPanel(Panel):
     def _build(self) -> None:
         setting = {s.key: s for s in self.SETTINGS}
         self.model_box = combo_box((), "The base classifier f; g is its Gaussian smoothing at σ")
+        self.model_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # models arrive later
         self.sigma_box = double_spin_box(setting["sigma"], decimals=2)
         self.n_box = spin_box(setting["n"])
         self.alpha_box = setting_combo(setting["alpha"], text=lambda alpha: f"α = {alpha:g}")
@@ -109,38 +112,42 @@ class GeometryPanel(Panel):
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Save the figure as PNG or SVG")
 
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(8)
-        row0 = [("Model f", self.model_box), ("σ", self.sigma_box), ("n per point", self.n_box),
-                (None, self.alpha_box), (None, self.g_size_box), (None, self.f_size_box)]
-        row1 = [("Extent ±", self.extent_box), ("PGD ε (L2)", self.eps_box), ("n for R", self.certify_n_box),
-                (None, self.cloud_check), (None, self.auto_check), (None, self.run_button), (None, self.cancel_button),
-                (None, self.export_button)]
         self.status = QLabel("")
         self.status.setObjectName("caption")
         self.status.setWordWrap(True)
-        for r, row in enumerate((row0, row1)):
-            column = 0
-            for text, widget in row:
-                if text:
-                    grid.addWidget(QLabel(text), r, column)
-                column += 1
-                grid.addWidget(widget, r, column)
-                column += 1
-        grid.setColumnStretch(1, 2)
-        grid.setColumnStretch(15, 3)
-        grid.setVerticalSpacing(4)
+        labelled = [("Model f", self.model_box), ("σ", self.sigma_box), ("n per point", self.n_box),
+                    (None, self.alpha_box), (None, self.g_size_box), (None, self.f_size_box),
+                    ("Extent ±", self.extent_box), ("PGD ε (L2)", self.eps_box), ("n for R", self.certify_n_box),
+                    (None, self.cloud_check), (None, self.auto_check), (None, self.run_button),
+                    (None, self.cancel_button), (None, self.export_button)]
+        self._controls = [(QLabel(text) if text else None, widget) for text, widget in labelled]
+        self.grid = QGridLayout()
+        self.grid.setHorizontalSpacing(8)
+        self.grid.setVerticalSpacing(4)
 
         self.figure = SliceFigure()
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.summary.setObjectName("geometry-verdict")
+        # lecture mode: the status and the summary in a column beside the figure (a 16:9 screen has
+        # width to spare, not height); on a desktop under it
+        self.side = QWidget()
+        self.side.setMinimumWidth(260)
+        self.side_layout = QVBoxLayout(self.side)
+        self.side_layout.setContentsMargins(0, 0, 0, 0)
+        self.body = QHBoxLayout()
+        self.body.setSpacing(8)
+        self.body.addWidget(self.figure, 3)
+        self.body.addWidget(self.side, 1)
+        self.side.hide()
         layout = QVBoxLayout(self)
         layout.setSpacing(4)
-        layout.addLayout(grid)
-        layout.addWidget(self.status)  # its own line under the controls: it never makes their rows tall
-        layout.addWidget(self.figure, 1)
-        layout.addWidget(self.summary)
+        layout.addLayout(self.grid)
+        layout.addLayout(self.body, 1)
+        self._layout = layout
+        self._arrange(False)
         self.ctx.register_exportable("Geometry slice", self.figure)
 
     def _connect(self) -> None:
@@ -344,6 +351,66 @@ class GeometryPanel(Panel):
 
     def set_lecture_mode(self, on: bool) -> None:
         self.figure.set_font_size(point_size(on))
+        self.figure.set_compact(on)
+        self._place_legend()
+        self._arrange(on)
+
+    def _place_legend(self) -> None:
+        """Lecture mode on a wide tab: the class legend beside the maps (16:9 has width to spare); a
+        narrower one (the deck pane beside it), or a desktop: under them."""
+        tab = self.parentWidget()  # the scroll area's viewport: its width does not follow the panel's
+        width = tab.width() if tab is not None else self.width()
+        self.figure.set_legend_beside(bool(self.ctx.lecture_mode) and width >= LEGEND_BESIDE_FROM)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.oldSize().width() != event.size().width():
+            self._place_legend()
+
+    # the controls' rows: two long ones on a desktop; in lecture mode (large fonts) three shorter ones,
+    # so the row fits a 1280-px projector even with the deck pane beside the tabs
+    ROWS = {False: (6, 8), True: (4, 5, 5)}
+
+    def _arrange(self, lecture: bool) -> None:
+        grid = self.grid
+        for label, widget in self._controls:
+            for item in (label, widget):
+                if item is not None:
+                    grid.removeWidget(item)
+        for column in range(grid.columnCount()):
+            grid.setColumnStretch(column, 0)
+        controls = iter(self._controls)
+        for row, count in enumerate(self.ROWS[lecture]):
+            line = QHBoxLayout()
+            line.setSpacing(6)
+            for _ in range(count):
+                label, widget = next(controls)
+                if label is not None:
+                    line.addWidget(label)
+                line.addWidget(widget)
+                line.addSpacing(4)
+            line.addStretch(1)
+            old = grid.itemAtPosition(row, 0)
+            if old is not None:
+                grid.removeItem(old)
+            grid.addLayout(line, row, 0)
+        for row in range(len(self.ROWS[lecture]), grid.rowCount()):
+            old = grid.itemAtPosition(row, 0)
+            if old is not None:
+                grid.removeItem(old)
+        # the status and the summary: beside the figure (lecture) or above and under it (desktop)
+        while self.side_layout.count():
+            self.side_layout.takeAt(0)
+        for widget in (self.status, self.summary):
+            self._layout.removeWidget(widget)
+        if lecture:
+            self.side_layout.addWidget(self.status)
+            self.side_layout.addWidget(self.summary)
+            self.side_layout.addStretch(1)
+        else:
+            self._layout.insertWidget(1, self.status)  # its own line under the controls: rows stay short
+            self._layout.addWidget(self.summary)
+        self.side.setVisible(lecture)
 
     # ---------------------------------------------------------------- export and settings
 

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QResizeEvent
 
 from robustlens.engine.geometry_maps import BaseMap, SmoothedMap
 from robustlens.engine.geometry_overlays import AttackPoint, CertifiedDisk, NoiseCloud
@@ -99,16 +99,25 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.plots["f"].addItem(self.cloud)
         self.legend = pg.LegendItem(colCount=10, labelTextColor="k", labelTextSize="9pt")
         self.addItem(self.legend, row=1, col=0)
+        self.legend_beside = False
+        self.compact = False
+        self._titles = {key: title for key, title in (("f", "base classifier f"), ("g", "smoothed classifier g"))}
         self._maps = maps
         self._legend_samples: list = []
         self.title_points = 11.0
         self.set_classes(())
 
+    def sizeHint(self) -> QSize:
+        # modest (QGraphicsView's own is 640×480): the tab's scroll area gives a panel whose labels wrap
+        # its preferred height, and a 720-line projector has ~400 px for the whole tab
+        return QSize(800, 260)
+
     def resizeEvent(self, event) -> None:
         # two equal halves: the grid layout would otherwise share space by its items' size hints
         maps = getattr(self, "_maps", None)
         if maps is not None:
-            half = max(100.0, (self.width() - 30) / 2)
+            legend = self.legend.boundingRect().width() + 12 if self.legend_beside else 0.0
+            half = max(100.0, (self.width() - 30 - legend) / 2)
             for column in (0, 1):
                 maps.layout.setColumnFixedWidth(column, half)
         super().resizeEvent(event)
@@ -119,8 +128,12 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.classes = tuple(classes)
         self.palette = _palette(max(1, len(self.classes)))
         self.legend.clear()
-        # a row of classes, a row of symbols; large (lecture) fonts: the classes in two rows
-        columns = max(5, len(self.classes)) if getattr(self, "title_points", 11.0) < 14 else 6
+        # a row of classes, a row of symbols; large (lecture) fonts: four columns; beside the
+        # maps (a wide, short screen): two columns
+        if getattr(self, "legend_beside", False):
+            columns = 2
+        else:
+            columns = max(5, len(self.classes)) if getattr(self, "title_points", 11.0) < 14 else 4
         self.legend.setColumnCount(columns)
         self._legend_samples = []
 
@@ -179,7 +192,9 @@ class SliceFigure(pg.GraphicsLayoutWidget):
     def _show_caption(self, key: str) -> None:
         lines = [self.caption_lines[key][part] for part in ("disk", "attack") if self.caption_lines[key].get(part)]
         self.captions[key].setText("\n".join(lines))
-        self.captions[key].setVisible(bool(lines))
+        # lecture mode: a box of large type would cover x and the disk of a small map; the summary
+        # beside the figure gives the same numbers (an export out of lecture mode keeps the box)
+        self.captions[key].setVisible(bool(lines) and not self.compact)
 
     def show_disk(self, disk: CertifiedDisk, class_name: str) -> None:
         angles = np.linspace(0.0, 2 * math.pi, 241)
@@ -213,12 +228,17 @@ class SliceFigure(pg.GraphicsLayoutWidget):
     def set_titles(self, f_title: str | None = None, g_title: str | None = None) -> None:
         for key, title in (("f", f_title), ("g", g_title)):
             if title is not None:
-                self.plots[key].setTitle(title, color="k", size=f"{self.title_points:.0f}pt")
+                self._titles[key] = title
+                size = self.title_points
+                if self.compact:  # a narrow half of a projector: the main detail on a second line
+                    title = "<br>".join(title.split(" · ")[:2])  # (the rest is in the controls above)
+                    size = self.title_points / 1.2
+                self.plots[key].setTitle(title, color="k", size=f"{size:.0f}pt")
 
     def set_font_size(self, points: float) -> None:
         """Every text of the figure at ``points`` (``style.point_size``), the titles a little larger."""
         self.title_points = points * 1.2
-        self.set_titles(*(self.plots[key].titleLabel.text or None for key in ("f", "g")))
+        self.set_titles(*(self._titles.get(key) for key in ("f", "g")))
         font = sized_font(points)
         for plot in self.plots.values():
             for side in ("bottom", "left"):
@@ -233,3 +253,23 @@ class SliceFigure(pg.GraphicsLayoutWidget):
         self.legend.setLabelTextSize(f"{points:.0f}pt")
         self.set_classes(self.classes)
 
+    def set_compact(self, on: bool) -> None:
+        """Lecture mode (large fonts, narrow maps): titles on short lines, no box of numbers inside the maps."""
+        self.compact = bool(on)
+        self.set_titles(self._titles.get("f"), self._titles.get("g"))
+        for key in ("f", "g"):
+            self._show_caption(key)
+
+    def set_legend_beside(self, beside: bool) -> None:
+        """The class legend right of the maps (lecture mode: 16:9 has width to spare) or under them."""
+        if bool(beside) == self.legend_beside:
+            return
+        self.legend_beside = bool(beside)
+        self.removeItem(self.legend)
+        if beside:
+            self.addItem(self.legend, row=0, col=1)
+            self.ci.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignTop)  # its own height, not the maps'
+        else:
+            self.addItem(self.legend, row=1, col=0)
+        self.set_classes(self.classes)
+        self.resizeEvent(QResizeEvent(self.size(), self.size()))

@@ -25,7 +25,7 @@ from robustlens.engine.robustness import (RobustnessRequest, TransferRequest, ca
 
 from .. import style
 from ..context import AppContext
-from ..controls import bold_label, caption_label, column, combo_box, double_spin_box, labelled_row, spin_box
+from ..controls import FlowRow, bold_label, buddy, caption_label, column, combo_box, double_spin_box, spin_box
 from ..eps_control import DEFAULT_EPS, EPS_SLIDER, NORM_NAMES, eps_maximum, norm_combo
 from ..settings import Setting
 from .attack_plots import RobustnessPlot, TransferMatrixTable
@@ -128,11 +128,13 @@ class _Section(Panel):
         """A stored per-norm value as the section keeps it; ValueError when it is not one."""
         return value
 
-    def _controls(self, pairs) -> QHBoxLayout:
-        row = labelled_row(pairs, stretch=False)
-        for button in (self.run_button, self.cancel_button, self.save_button):
-            row.addWidget(button)
-        row.addStretch(1)
+    def _controls(self, pairs) -> FlowRow:
+        """The section's controls and buttons on a row that wraps when the tab is narrow (lecture fonts
+        beside the deck pane)."""
+        row = FlowRow(spacing=8)
+        for text, widget in pairs:
+            row.add_group(buddy(text, widget), widget)
+        row.add_group(self.run_button, self.cancel_button, self.save_button)
         return row
 
     def _ready(self) -> list | None:
@@ -383,6 +385,7 @@ class TransferSection(_Section):
         self.matrix.setObjectName("experiments-transfer")
         self.caption = caption_label()
         self.title = bold_label()
+        self.title.setWordWrap(True)  # a long title never widens the tab (the deck pane beside it)
         self.body = column(self.title, (self.matrix, 1), self.caption)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
