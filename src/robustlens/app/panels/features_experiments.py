@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths, Qt
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHeaderView, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -305,7 +305,9 @@ class DatasetExperiments(Panel):
                 parts.append(f"{row['dataset']}: targeted L2 PGD ε = {source['eps']}, {source.get('steps', '?')} steps")
         test = results.get("test", {})
         settings = results.get("settings", {})
-        where = f"Shown: {path}" if path is not None else "Shown: this run"
+        # the file's name, not its folder: a shipped result's path is an install detail (tooltip)
+        where = f"Shown: {Path(path).name}" if path is not None else "Shown: this run"
+        self.shown.setToolTip(str(path) if path is not None else "")
         self.shown.setText(
             f"{where}. Evaluated on the real {test.get('dataset', '')} {test.get('split', 'test')} set "
             f"({test.get('images', '?'):,} images; robust: {settings.get('eval_steps', '?')}-step "
@@ -340,9 +342,8 @@ class DatasetExperiments(Panel):
             if c in self.paper_columns:
                 item.setToolTip("Ilyas et al. 2019, Fig. 2b and Table 1: a ResNet-50 on CIFAR-10 — their numbers, "
                                 "not ours, on another dataset and ε scale")
-                font = QFont(item.font())
-                font.setItalic(True)
-                item.setFont(font)
+                # no font of its own: a header item's font is fixed when set, so a lecture-size header
+                # would size the column for one font and draw another (clipped at 1920×1080)
             self.table.setHorizontalHeaderItem(c, item)
         paper = (self.results or {}).get("paper", {}).get("rows", PAPER_CIFAR10)
         for r, name in enumerate(names):
