@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import robustlens.engine.attacks as attacks_module
-from robustlens.engine.attack_gradients import gradient_model
+from robustlens.engine.attack_gradients import _with_fast_pooling, gradient_model
 from robustlens.engine.attacks import pgd
 from robustlens.engine.checks import FiniteOutputs, NonFiniteOutputError, finite_outputs
 from robustlens.engine.pooling import is_pool_2x2, max_pool_2x2
@@ -97,3 +97,35 @@ def test_pgd_iterates_are_those_of_the_unchanged_model(standard, fmnist_test, mo
     fast = run()
     monkeypatch.setattr(attacks_module, "gradient_model", lambda model, images: model)
     assert torch.equal(fast, run())  # bit for bit: the same gradients every step
+
+
+@pytest.mark.parametrize("relu", [nn.ReLU(), F.relu])
+def test_relu_moves_after_the_pooling_with_the_same_values_and_gradients(relu):
+    """maxpool(relu(x)) runs as relu(maxpool(x)): windows all negative, all zero, with a single positive,
+    plateaus and ties must give the same outputs and input gradients as the unchanged model."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pool, self.relu = nn.Conv2d(3, 3, 1), nn.MaxPool2d(2), relu
+
+        def forward(self, x):
+            return self.pool(self.relu(self.conv(x))).flatten(1).sum(1, keepdim=True)
+
+    block = Block().eval()
+    with torch.no_grad():  # the identity 1×1 convolution: the windows below reach the ReLU as they are
+        block.conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        block.conv.bias.zero_()
+    x = tied_activations(0) - 1.0  # ties and plateaus, now many windows ≤ 0
+    x[2] = -torch.rand(3, 12, 10)  # all negative
+    x[3] = 0.0  # all zero
+    fast = _with_fast_pooling(block)  # (gradient_model only rewrites the per-sample types it knows)
+    order = [n.target for n in fast.graph.nodes if n.op in ("call_function", "call_module")]
+    assert order.index(max_pool_2x2) < next(i for i, t in enumerate(order) if t in ("relu", F.relu))
+    ours_in, theirs_in = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ours, theirs = fast(ours_in), block(theirs_in)
+    assert torch.equal(ours, theirs)
+    grad_out = torch.randn_like(ours)
+    (ours * grad_out).sum().backward()
+    (theirs * grad_out).sum().backward()
+    assert torch.equal(ours_in.grad, theirs_in.grad)

@@ -37,6 +37,7 @@ from typing import Callable
 
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import nn
 
 from .checks import FiniteOutputs
@@ -157,12 +158,36 @@ def _with_fast_pooling(model: nn.Module) -> nn.Module | None:
         graph = torch.fx.symbolic_trace(model)
     except Exception:  # data-dependent control flow and the like: keep the model as it is
         return None
-    for node in graph.graph.nodes:
+    for node in list(graph.graph.nodes):
         if node.op == "call_module" and is_pool_2x2(graph.get_submodule(node.target)):
             node.op, node.target = "call_function", max_pool_2x2
+            _pool_before_relu(graph, node)
     graph.graph.lint()
     graph.recompile()
     return graph
+
+
+def _is_relu(graph: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+    if node.op == "call_module":
+        return type(graph.get_submodule(node.target)) is nn.ReLU
+    return node.op == "call_function" and node.target in (torch.relu, F.relu) and len(node.args) == 1 \
+        and not node.kwargs.get("inplace", False)
+
+
+def _pool_before_relu(graph: torch.fx.GraphModule, pool: torch.fx.Node) -> None:
+    """``maxpool(relu(x))`` becomes ``relu(maxpool(x))`` where the ReLU feeds only the pooling: the
+    same values (ReLU is monotone, so it commutes with a maximum) and the same gradient (where the
+    window's maximum is positive both pick the same first maximal element, since ReLU keeps positive
+    entries as they are and maps the rest below them, to 0; where it is ≤ 0 both gradients are 0,
+    ReLU's derivative at 0 being 0 in PyTorch), with the ReLU on a quarter of the entries."""
+    relu = pool.args[0]
+    if not isinstance(relu, torch.fx.Node) or len(relu.users) != 1 or not _is_relu(graph, relu):
+        return
+    source = relu.args[0]
+    pool.replace_all_uses_with(relu)
+    pool.args = (source, *pool.args[1:])
+    relu.args = (pool, *relu.args[1:])
+    relu.prepend(pool)  # pool now runs first: fx nodes run in list order
 
 
 def gradient_model(model, images: torch.Tensor):
