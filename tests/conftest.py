@@ -1,6 +1,7 @@
 """Shared fixtures. GUI tests run on Qt's offscreen platform."""
 
 import os
+import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -34,6 +35,22 @@ def zoo_model():
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test():
+    """Once an Engine exists, automatic garbage collection is off and a GUI-thread timer collects
+    (app/engine_thread.collect_garbage_on_the_gui_thread); tests that never run Qt's event loop would
+    never collect, so each test ends with the windows it closed deleted and the same check."""
+    yield
+    engine_thread = sys.modules.get("robustlens.app.engine_thread")
+    collector = getattr(engine_thread, "_gui_thread_collector", None)
+    if collector is None:
+        return
+    from PySide6.QtCore import QCoreApplication, QEvent
+    if QCoreApplication.instance() is not None:
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    collector.check()
 
 
 @pytest.fixture(scope="module")

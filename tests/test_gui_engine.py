@@ -286,3 +286,34 @@ def test_a_drawing_error_is_reported_and_stops_its_job(engine, qtbot):
     assert handle.token.cancelled
     following = engine.submit("draw", slow_job(2, 0.01, result="fine"))
     qtbot.waitUntil(lambda: following.state == "finished", timeout=5000)
+
+
+def test_cycles_are_collected_on_the_gui_thread_while_the_engine_allocates(engine, qtbot):
+    """Garbage cycles (which may hold Qt objects) are freed on the GUI thread, never in the engine
+    thread, however much the engine allocates: Qt objects destroyed off their thread crash PySide6."""
+    import gc
+
+    freed_on_main: list[bool] = []
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            freed_on_main.append(threading.current_thread() is threading.main_thread())
+
+    for _ in range(50):
+        Cycle()  # unreachable at once: only the cyclic collector frees them
+
+    def allocate(cancel):
+        kept = []
+        for i in range(20):  # containers past every generation's threshold, many times over
+            kept.append([[j] for j in range(20_000)])
+            yield Progress(i + 1, 20, "allocating")
+        yield Finished(len(kept))
+
+    handle = engine.submit("allocate", allocate)
+    qtbot.waitUntil(lambda: handle.state == "finished", timeout=30_000)
+    assert not gc.isenabled()  # automatic collection is off: it would run in whichever thread allocates
+    qtbot.waitUntil(lambda: len(freed_on_main) == 50, timeout=10_000)  # the GUI thread's timer collects
+    assert all(freed_on_main)

@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterable
 import weakref
 
 import torch
+from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QObject, QThread, Qt, QTimer, Signal, Slot
 
 from robustlens.engine.cost import ESTIMATE
@@ -265,6 +266,26 @@ class JobHandle:
         return f"<JobHandle {self.id} {self.slot!r} {self.label!r} {self.state}>"
 
 
+_gui_thread_collector: GarbageCollector | None = None
+
+
+def collect_garbage_on_the_gui_thread() -> GarbageCollector:
+    """Python's cyclic garbage collection only on the GUI thread, from here on (idempotent).
+
+    Python collects cycles in whichever thread allocates past a threshold: with the engine thread
+    busy in torch, mostly the engine thread. A cycle that holds a Qt object (a closed window or
+    dialog, a replaced plot item and the closures connected to it) would then be freed there, and
+    Qt objects must be destroyed on the thread they live in: PySide6 crashes with a segmentation
+    fault, at random (seen once in a full test run). pyqtgraph's ``GarbageCollector`` turns automatic
+    collection off and collects with the same generation thresholds on a GUI-thread timer (once a
+    second); it must be created on the GUI thread, as the Engine is.
+    """
+    global _gui_thread_collector
+    if _gui_thread_collector is None:
+        _gui_thread_collector = GarbageCollector(interval=1.0)
+    return _gui_thread_collector
+
+
 class Engine(QObject):
     """The bridge the GUI talks to. Owns the engine thread; all methods return at once.
 
@@ -284,6 +305,7 @@ class Engine(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        collect_garbage_on_the_gui_thread()
         _prune_abandoned()
         self._ids = itertools.count(1)
         self._jobs: dict[int, JobHandle] = {}         # the running jobs (not superseded), oldest first
