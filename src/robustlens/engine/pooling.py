@@ -18,6 +18,8 @@ other sign, and the two compare equal. ``tests/test_attacks.py`` checks values a
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +38,13 @@ def is_pool_2x2(module: nn.Module) -> bool:
             and not module.ceil_mode and not module.return_indices)
 
 
+@functools.lru_cache(maxsize=16)
+def _window_origins(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """The flat index of each 2×2 window's top-left pixel in an H×W plane."""
+    return (torch.arange(0, height, 2, device=device).view(-1, 1) * width
+            + torch.arange(0, width, 2, device=device))
+
+
 class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx, images: torch.Tensor) -> torch.Tensor:
@@ -45,13 +54,16 @@ class _MaxPool2x2(torch.autograd.Function):
         top, bottom = rows[..., 0::2, :], rows[..., 1::2, :]
         pooled = torch.maximum(top, bottom)
         if ctx.needs_input_grad[0]:
-            right_wins = right > left  # strict: on a tie the earlier element, as PyTorch's kernel
-            bottom_wins = bottom > top
-            column = torch.where(bottom_wins, right_wins[..., 1::2, :], right_wins[..., 0::2, :])
+            # strict: on a tie the earlier element, as PyTorch's kernel; as bytes, since byte
+            # arithmetic runs several times faster than torch.where on strided boolean views
+            right_wins = torch.gt(right, left).view(torch.uint8)
+            bottom_wins = torch.gt(bottom, top).view(torch.uint8)
+            upper, lower = right_wins[..., 0::2, :], right_wins[..., 1::2, :]
+            # the winning row's column bit: lower where the bottom row wins, else upper
+            column = torch.bitwise_xor(upper, lower).bitwise_and_(bottom_wins).bitwise_xor_(upper)
             # flat index into each H×W plane: (2i + bottom) · W + 2j + column
             index = bottom_wins.to(torch.int64).mul_(width).add_(column)
-            index.add_(torch.arange(0, height, 2, device=images.device).view(-1, 1) * width
-                       + torch.arange(0, width, 2, device=images.device))
+            index.add_(_window_origins(height, width, images.device))
             ctx.save_for_backward(images, index)
         return pooled
 
