@@ -4,6 +4,7 @@ it gives the lecturer's settings back."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -116,6 +117,113 @@ def test_replayed_results_match_the_shipped_files(window, qtbot):
     qtbot.waitUntil(lambda: not _user_jobs(window), timeout=60_000)
     qtbot.wait(500)
     assert not _user_jobs(window)
+    controller.close()
+
+
+ILYAS = "Dataset experiments (Ilyas et al.)"
+
+
+def _table(section) -> tuple[list[str], list[list[str]]]:
+    """The Ilyas table's visible headers (one line each) and cells, as the audience sees them."""
+    table = section.table
+    visible = [c for c in range(table.columnCount()) if not table.isColumnHidden(c)]
+    headers = [" ".join(table.horizontalHeaderItem(c).text().split()) for c in visible]
+    cells = [[table.item(r, c).text() for c in visible] for r in range(table.rowCount())]
+    return headers, cells
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def _deck_step(deck, title: str) -> int:
+    return next(i for i, s in enumerate(deck.steps) if s.title == title)
+
+
+def test_the_brittle_model_step_shows_its_file_and_its_eps_columns(window, qtbot):
+    deck = load_deck(window)
+    controller = open_deck(window, deck)
+    index = _deck_step(deck, "With a brittle model, D_R is robust")
+    assert index == _deck_step(deck, "D_R, D_NR and D_rand generalise") + 1
+    assert controller.show_step(index) == []
+    section = window.panels["Experiments"].sections[ILYAS]
+    results = json.loads((builtin_folder() / "ilyas-resnet-regime.json").read_text())  # read here, not by the app
+    headers, cells = _table(section)
+    eps = [float(e) for e in results["settings"]["eval_eps"]]
+    assert eps == [1.0, 1.25]
+    columns = [next(i for i, h in enumerate(headers) if h.startswith("robust") and h.endswith(f"ε = {e:g}"))
+               for e in eps]
+    assert [row[0] for row in cells] == [row["dataset"] for row in results["rows"]]  # its rows, no empty ones
+    for shown, row in zip(cells, results["rows"]):
+        assert shown[headers.index("clean acc.")] == _percent(row["clean_accuracy"])
+        for column, e in zip(columns, eps):
+            assert shown[column] == _percent(row["robust_accuracy"][str(e)]) != "–"
+    # the deck's text quotes the file: D 14.0 %, D_R 33.3 % at ε = 1.0
+    by_name = {row["dataset"]: row for row in results["rows"]}
+    for name in ("D", "D_R"):
+        assert _percent(by_name[name]["robust_accuracy"]["1.0"]) in deck.steps[index].text
+    controller.close()
+
+
+def test_the_planted_step_shows_the_demo_rows_with_the_files_values(window, qtbot):
+    deck = load_deck(window)
+    controller = open_deck(window, deck)
+    index = _deck_step(deck, "Planted features: the mechanism")
+    assert index == _deck_step(deck, "With a brittle model, D_R is robust") + 1
+    assert controller.show_step(index) == []
+    section = window.panels["Experiments"].sections[ILYAS]
+    results = json.loads((builtin_folder() / "planted-results.json").read_text())
+    assert results["format"] == "robustlens-planted-demo"
+    headers, cells = _table(section)
+    measures = {"own pattern p_y added: accuracy": "own_pattern_accuracy",
+                "another class's p_c: answers c": "follows_pattern",
+                "p_c: switched to c": "switched_to_pattern", "p_c: answers y": "true_class"}
+    assert set(measures) <= set(headers) and not section.paper_columns  # no paper numbers for a planted demo
+    eps = results["settings"]["training"]["eval_eps"]
+    assert len(cells) == len(results["rows"])
+    for shown, row in zip(cells, results["rows"]):
+        assert shown[0] == row["dataset"] or row["reference"] and row["dataset"].startswith("fashion-mnist/")
+        assert shown[headers.index("clean acc.")] == _percent(row["clean_accuracy"])
+        for e in eps:
+            assert shown[headers.index(f"robust L2 ε = {e:g}")] == _percent(row["robust_accuracy"][str(float(e))])
+        for header, key in measures.items():
+            assert shown[headers.index(header)] == _percent(row[key])
+    assert [row[0] for row in cells][:4] == ["D_planted", "D_det", "D_R", "D"]
+    # the deck's text quotes the file
+    by_name = {row["dataset"]: row for row in results["rows"]}
+    text = deck.steps[index].text
+    for quoted in (by_name["D_planted"]["own_pattern_accuracy"], by_name["D_planted"]["switched_to_pattern"],
+                   by_name["D_R"]["switched_to_pattern"], by_name["D"]["switched_to_pattern"]):
+        assert _percent(quoted) in text
+    assert f"{results['patterns']['carried_norm_mean']:.2f}" in text
+    assert "planted-results.json" in section.shown.text()
+    controller.close()
+
+
+def test_a_foreign_results_file_is_one_clear_line(light_window, qtbot, tmp_path):
+    section = light_window.panels["Experiments"].sections[ILYAS]
+    messages = []
+    light_window.ctx.message.connect(lambda kind, text: messages.append((kind, text)))
+    foreign = tmp_path / "foreign.json"
+    for text in ('{"format": "someone-elses", "rows": [{"x": 1}]}', '[1, 2]', '{"format": "robustlens-planted-demo"}',
+                 '{"format": "robustlens-planted-demo", "rows": [{"dataset": "D", "clean_accuracy": 0.5}]}',
+                 'not json'):
+        foreign.write_text(text)
+        messages.clear()
+        assert not section.load_results(foreign)
+        assert len(messages) == 1 and messages[0][0] == "error", messages
+        assert "\n" not in messages[0][1] and messages[0][1].startswith("Cannot show foreign.json: "), messages
+    assert "not a robustlens results file" in messages[0][1] or "JSON" in messages[0][1]
+    # in a deck: the step names the key and says why, in one line; the deck goes on
+    foreign.write_text('{"format": "someone-elses", "rows": []}')
+    deck_path = tmp_path / "mine.toml"
+    deck_path.write_text('[[step]]\ntitle = "a"\ntab = "Experiments"\n'
+                         f'settings = {{ section = "{ILYAS}", "dataset-experiments-ilyas-et-al/results" = "./foreign.json" }}\n')
+    controller = open_deck(light_window, load_deck(light_window, deck_path))
+    qtbot.waitUntil(lambda: controller.index == 0, timeout=60_000)
+    problems = controller.problems
+    assert len(problems) == 1 and "results" in problems[0] and "someone-elses" in problems[0], problems
+    assert "\n" not in problems[0]
     controller.close()
 
 

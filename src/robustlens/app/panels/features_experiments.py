@@ -2,7 +2,9 @@
 D_det from the training set, train a standard model on each (and on the real images, D), and fill the
 table of clean and robust accuracy on the real test set as the rows finish — beside the paper's
 CIFAR-10 figures, labelled as theirs. A results file (``robustlens experiment --out``, or a previous
-run here) opens without running anything.
+run here) opens without running anything; so does the planted-feature demo's (``robustlens planted
+--out``): its rows, and how each model answers test images carrying a class pattern. Both are read
+and checked by ``engine/results_files.py``.
 
 The run is ``engine/ilyas_experiment.py``'s :func:`ilyas_experiment_job` with an
 :class:`IlyasExperimentRequest`, the very job and settings ``robustlens experiment --build-in`` runs;
@@ -11,7 +13,6 @@ this module builds the request from its controls and draws the rows.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from robustlens.engine.ilyas_experiment import (EXPERIMENT_FORMAT, PAPER_CIFAR10
                                                 IlyasExperimentRequest, ilyas_experiment_job)
 from robustlens.engine.inversion import SEED_MODES, STEP_SCHEDULES
 from robustlens.engine.models import architectures_for
+from robustlens.engine.results_files import EXPERIMENT, PLANTED, eps_columns, eval_norm, read_results, robust_at
 
 from .. import style
 from ..context import AppContext
@@ -57,10 +59,76 @@ ROW_TOOLTIP = {
     "D_det": "Each image pushed by targeted L2 PGD towards class (y+1) mod C and labelled so: non-robust features "
              "agree with the label, robust ones contradict it",
 }
+# the planted-feature demo (engine/planted_demo.py): the rows and what each answers with a pattern added
+PLANTED_MEANING = {
+    "D_planted": "real images + p_y",
+    "D_det": "its PGD → y+1, label y+1",
+    "D_R": "robust model's inversions",
+    "D": "no pattern",
+}
+PLANTED_TOOLTIP = {
+    "D_planted": "The standard model trained on planted training images x̃ = clip(x + p_y, 0, 1): the pattern p_y "
+                 "predicts the label perfectly and is small (L2 norm 1)",
+    "D_det": "Planted images pushed by targeted L2 PGD on the planted model towards (y+1) mod C and labelled so",
+    "D_R": "The planted images replaced by inversions of the robust model's representation, true label kept",
+    "D": "The same training images without the pattern: the baseline",
+}
+REFERENCE_SUFFIX = " (zoo, unplanted)"
+PATTERN_COLUMNS = (  # (measure, header, tooltip): planted_measures.pattern_following
+    ("own_pattern_accuracy", "own pattern\np_y added:\naccuracy",
+     "Accuracy on the real test images with their own class's pattern p_y added"),
+    ("follows_pattern", "another\nclass's p_c:\nanswers c",
+     "With the pattern of a random other class c added: the share of test images the model calls c"),
+    ("switched_to_pattern", "p_c:\nswitched\nto c",
+     "With p_c added: the share called c that were not called c without the pattern"),
+    ("true_class", "p_c:\nanswers y",
+     "With p_c added: the share still called by their true class y"),
+)
 PAPER_COLOR = QColor(236, 236, 244)     # the paper's columns: theirs, set apart
+REFERENCE_COLOR = QColor(90, 90, 110)   # the zoo's models in the planted table: references, not the demo's
 NOTHING_SHOWN = ("No results shown yet. Load results… opens a results file (written by "
-                 "<code>robustlens experiment --out FILE</code> or by a run here); Run experiment builds the four "
-                 "datasets and fills the table row by row.")
+                 "<code>robustlens experiment --out FILE</code>, by a run here or by <code>robustlens planted</code>); "
+                 "Run experiment builds the four datasets and fills the table row by row.")
+
+
+class ResultsTable(QTableWidget):
+    """The results table: every column as wide as its contents, except "what it holds", which wraps at
+    its words when the table would be wider than the tab (a projector beside the deck pane), and is
+    hidden (its text stays in the first column's tooltip) when even that is too wide: the numbers stay
+    on screen without a horizontal scroll bar."""
+
+    WRAPPED_COLUMN = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWordWrap(True)
+
+    def fit_columns(self) -> None:
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # widths set here, not by Qt
+        column = self.WRAPPED_COLUMN
+        if column < self.columnCount():
+            self.setColumnHidden(column, False)
+        self.resizeColumnsToContents()
+        if column >= self.columnCount():
+            return
+        too_wide = header.length() - self.viewport().width()
+        if too_wide > 0:
+            words = [word for r in range(self.rowCount()) if self.item(r, column) is not None
+                     for word in self.item(r, column).text().split()]
+            title = self.horizontalHeaderItem(column)
+            lines = title.text().splitlines() if title is not None else []
+            narrowest = 16 + max([self.fontMetrics().horizontalAdvance(w) for w in words]
+                                 + [header.fontMetrics().horizontalAdvance(line) for line in lines] + [0])
+            if self.columnWidth(column) - narrowest < too_wide:
+                self.setColumnHidden(column, True)
+            else:
+                self.setColumnWidth(column, self.columnWidth(column) - too_wide)
+        self.resizeRowsToContents()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.fit_columns()
 
 
 def default_data_root() -> Path:
@@ -71,6 +139,10 @@ def default_data_root() -> Path:
 
 def _percent(value) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def _count(value) -> str:
+    return "–" if value is None else f"{value:,}"
 
 
 class DatasetExperiments(Panel):
@@ -107,6 +179,7 @@ class DatasetExperiments(Panel):
         self.construction = BUILD
         self.training = TRAINING
         self.results: dict | None = None
+        self.results_kind = EXPERIMENT  # PLANTED: a planted-demo file is shown
         self.results_path: Path | None = None
         self.row_status: dict[str, str] = {}
         self.stage: str | None = None   # the build or "experiment" the running job is in
@@ -138,7 +211,8 @@ class DatasetExperiments(Panel):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.load_button = QPushButton("Load results…")
-        self.load_button.setToolTip("Show a results JSON written by `robustlens experiment --out` or by a run here")
+        self.load_button.setToolTip("Show a results JSON written by `robustlens experiment --out`, by a run here or by "
+                                    "`robustlens planted --out` (the planted-feature demo)")
         models_row = FlowRow(spacing=8)
         models_row.add_group(buddy("Build D_R with", self.robust_box), self.robust_box)
         models_row.add_group(buddy("D_NR, D_rand, D_det with", self.standard_box), self.standard_box)
@@ -153,12 +227,11 @@ class DatasetExperiments(Panel):
         self.warning = QLabel("")
         self.warning.setWordWrap(True)
         self.warning.setObjectName("caption")
-        self.table = QTableWidget()
+        self.table = ResultsTable()
         self.table.setObjectName("features-experiment-table")
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.verticalHeader().hide()
-        self.table.setWordWrap(False)
         self.shown = caption_label()
         self.shown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status = QLabel("")
@@ -229,8 +302,8 @@ class DatasetExperiments(Panel):
                 box.clear()
                 self._refresh_models()
         elif key == "results":
-            if value and Path(str(value)).is_file():
-                self.load_results(Path(str(value)), quiet=True)
+            if value and Path(str(value)).is_file():  # a file gone since: the table stays as it is
+                self.show_results_file(Path(str(value)))  # a foreign one: one line (deck, --setting, restore)
         else:
             super().apply_setting(key, value)
 
@@ -244,23 +317,30 @@ class DatasetExperiments(Panel):
             self.load_results(Path(path))
 
     def load_results(self, path: Path, quiet: bool = False) -> bool:
-        """Show a results JSON; a file that is not one gives a one-line error and the table stays."""
+        """Show a results JSON (an experiment's or the planted demo's); a file that is not one gives a
+        one-line error and the table stays."""
+        try:
+            self.show_results_file(path)
+        except ValueError as error:
+            if not quiet:
+                self.ctx.error(str(error)[:1].upper() + str(error)[1:])
+            return False
+        return True
+
+    def show_results_file(self, path: Path) -> None:
+        """Show a results JSON, or raise a one-line ValueError ("cannot show NAME: why"), the table unchanged."""
         path = Path(path)
         try:
-            results = json.loads(path.read_text())
-            if results.get("format") != EXPERIMENT_FORMAT or not isinstance(results.get("rows"), list):
-                raise ValueError("not a robustlens experiment results file")
+            shown = read_results(path)
         except (OSError, ValueError) as error:
-            if not quiet:
-                self.ctx.error(f"Cannot show {path.name}: {error}")
-            return False
-        self.results, self.results_path = results, path
+            raise ValueError(f"cannot show {path.name}: {error}") from None
+        self.results, self.results_kind, self.results_path = shown.results, shown.kind, path
         self.row_status = {}
-        self._adopt_recipe(results)
+        if shown.kind == EXPERIMENT:  # the demo's recipe is another pipeline's: the next run keeps its own
+            self._adopt_recipe(shown.results)
         self._fill_table()
         self._describe_results()
         self.status.setText("")
-        return True
 
     def _adopt_recipe(self, results: dict) -> None:
         """Take the construction settings of a results file (inversion steps, α, schedule, seeds; PGD ε
@@ -292,6 +372,9 @@ class DatasetExperiments(Panel):
         if results is None:
             self.shown.setText(NOTHING_SHOWN)
             return
+        if self.results_kind == PLANTED:
+            self._describe_planted()
+            return
         parts = []
         for row in results.get("rows", []):
             source = row.get("source") or {}
@@ -314,25 +397,46 @@ class DatasetExperiments(Panel):
             f"{str(settings.get('eval_norm', 'l2')).upper()} PGD on {test.get('robust_images', '?'):,}). "
             + "; ".join(parts))
 
+    def _describe_planted(self) -> None:
+        results, path = self.results, self.results_path
+        patterns, test = results.get("patterns", {}), results.get("test", {})
+        training = results.get("settings", {}).get("training", {})
+        self.shown.setToolTip(str(path) if path is not None else "")
+        carried = patterns.get("carried_norm_mean")
+        self.shown.setText(
+            f"Shown: {Path(path).name if path is not None else 'this run'}, the planted-feature demo (robustlens "
+            f"planted). Each training image of class y carries a pattern p_y of L2 norm {patterns.get('norm', '?')}"
+            + (f" ({carried:.2f} after clipping, on average)" if isinstance(carried, (int, float)) else "")
+            + f". Evaluated on the real {test.get('dataset', '')} test set without it ({test.get('images', '?'):,} "
+            f"images; robust: {training.get('eval_steps', '?')}-step {eval_norm(results)} PGD on "
+            f"{test.get('robust_images', '?'):,}); the pattern columns add p_y, or a random other class's p_c, "
+            f"to every test image.")
+
     # ---------------------------------------------------------------- the table
 
     def _eps_list(self) -> list[float]:
+        """The ε columns: those of the results shown (their evaluation's, and any a row was measured at)."""
         if self.results is not None:
-            return [float(e) for e in self.results.get("settings", {}).get("eval_eps", [])]
+            return list(eps_columns(self.results))
         return [float(e) for e in self.training.eval_eps]
 
     def _fill_table(self) -> None:
+        if self.results is not None and self.results_kind == PLANTED:
+            self._fill_planted_table()
+            return
         eps_list = self._eps_list()
-        norm = "L2"
-        if self.results is not None:
-            norm = str(self.results.get("settings", {}).get("eval_norm", "l2")).upper()
+        norm = "L2" if self.results is None else eval_norm(self.results)
         paper_eps = (self.results or {}).get("paper", {}).get("robust_eps_l2", PAPER_ROBUST_EPS)
-        headers = (["train on", "what it holds", "images", "epochs", "clean acc."]
+        headers = (["train on", "what it\nholds", "images", "epochs", "clean\nacc."]
                    + [f"robust acc.\n{norm} ε = {e:g}" for e in eps_list]
-                   + ["Ilyas et al.'s\nCIFAR-10: clean", f"Ilyas et al.'s CIFAR-10:\nrobust L2 ε = {paper_eps:g}"])
+                   + ["Ilyas et al.'s\nCIFAR-10:\nclean", f"Ilyas et al.'s\nCIFAR-10: robust\nL2 ε = {paper_eps:g}"])
         self.paper_columns = (len(headers) - 2, len(headers) - 1)
         rows = {r["dataset"]: r for r in (self.results or {}).get("rows", [])}
-        names = list(ROW_ORDER) + [name for name in rows if name not in ROW_ORDER]
+        if self.results is None or self.row_status:  # nothing shown yet, or a run filling in: every row
+            names = list(ROW_ORDER)
+        else:  # a finished file: its rows only (an ablation may train on D and D_R alone)
+            names = [name for name in ROW_ORDER if name in rows]
+        names += [name for name in rows if name not in names]
         self.table.clear()
         self.table.clearSpans()
         self.table.setColumnCount(len(headers))
@@ -351,16 +455,18 @@ class DatasetExperiments(Panel):
             status = self.row_status.get(name, "")
             values = [name, ROW_MEANING.get(name, "")]
             if row is not None:
-                values += [f"{row['train_images']:,}", str(row.get("epochs", "")), _percent(row["clean_accuracy"])]
-                values += [_percent(row["robust_accuracy"].get(str(float(e)))) for e in eps_list]
+                values += [_count(row.get("train_images")), str(row.get("epochs", "")),
+                           _percent(row["clean_accuracy"])]
+                values += [_percent(robust_at(row, e)) for e in eps_list]
             else:
                 values += ["", "", status or "–"] + ["" for _ in eps_list]
             theirs = paper.get(name, {})
             values += [_percent(theirs.get("clean")), _percent(theirs.get("robust"))]
             for c, text in enumerate(values):
                 item = QTableWidgetItem(text)
-                if c < 2:
-                    item.setToolTip(ROW_TOOLTIP.get(name, ""))
+                if c < 2:  # the meaning also where "what it holds" is hidden (a narrow tab)
+                    item.setToolTip(f"{ROW_MEANING[name]}: {ROW_TOOLTIP[name]}" if c == 0 and name in ROW_MEANING
+                                    else ROW_TOOLTIP.get(name, ""))
                 if c >= 2:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if c in self.paper_columns:
@@ -372,9 +478,47 @@ class DatasetExperiments(Panel):
                 self.table.setItem(r, c, item)
             if row is None and status:
                 self.table.setSpan(r, 4, 1, 1 + len(eps_list))
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.resizeRowsToContents()
+        self.table.fit_columns()
+
+    def _fill_planted_table(self) -> None:
+        """The planted demo's rows: clean and robust accuracy on the real test set, then the answers on test
+        images carrying a pattern (own class's, another class's). No paper columns: the paper has no
+        planted numbers."""
+        eps_list, norm = self._eps_list(), eval_norm(self.results)
+        headers = (["train on", "what it\nholds", "images", "clean\nacc."]
+                   + [f"robust\n{norm} ε = {e:g}" for e in eps_list] + [h for _, h, _ in PATTERN_COLUMNS])
+        self.paper_columns = ()
+        first_pattern = len(headers) - len(PATTERN_COLUMNS)
+        rows = self.results.get("rows", [])
+        self.table.clear()
+        self.table.clearSpans()
+        self.table.setColumnCount(len(headers))
+        self.table.setRowCount(len(rows))
+        for c, text in enumerate(headers):
+            item = QTableWidgetItem(text)
+            if c >= first_pattern:
+                item.setToolTip(PATTERN_COLUMNS[c - first_pattern][2])
+            self.table.setHorizontalHeaderItem(c, item)
+        for r, row in enumerate(rows):
+            name, reference = row["dataset"], bool(row.get("reference"))
+            if reference:  # "fashion-mnist/standard (zoo, unplanted)": the model's short name, the rest below
+                shown = name.removesuffix(REFERENCE_SUFFIX).rpartition("/")[2] + " (zoo)"
+                meaning, tooltip = "trained on real images only", f"{name}: a reference that never saw a pattern"
+            else:
+                shown, meaning, tooltip = name, PLANTED_MEANING.get(name, ""), PLANTED_TOOLTIP.get(name, "")
+            values = ([shown, meaning, _count(row.get("train_images")), _percent(row["clean_accuracy"])]
+                      + [_percent(robust_at(row, e)) for e in eps_list]
+                      + [_percent(row.get(key)) for key, _, _ in PATTERN_COLUMNS])
+            for c, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                if c < 2:  # the meaning also where "what it holds" is hidden (a narrow tab)
+                    item.setToolTip(f"{meaning}: {tooltip}" if c == 0 and meaning else tooltip)
+                else:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if reference:
+                    item.setForeground(QBrush(REFERENCE_COLOR))
+                self.table.setItem(r, c, item)
+        self.table.fit_columns()
 
     def row_values(self, name: str) -> dict | None:
         """The finished row of a dataset in the shown results (tests, export)."""
@@ -414,6 +558,7 @@ class DatasetExperiments(Panel):
         count = request.construction.count
         self.results = {"format": EXPERIMENT_FORMAT, "settings": request.training.to_dict(), "rows": [],
                         "test": {"dataset": request.dataset, "split": "test"}}
+        self.results_kind = EXPERIMENT
         self.results_path = None
         self.row_status = {name: "waiting" for name in ROW_ORDER}
         self.stage = None
@@ -467,7 +612,7 @@ class DatasetExperiments(Panel):
             self._set_status(name, message)
 
     def _show_done(self, results: dict, out: Path) -> None:
-        self.results, self.results_path = results, out
+        self.results, self.results_kind, self.results_path = results, EXPERIMENT, out
         self.row_status = {}
         self._fill_table()
         self._describe_results()
@@ -480,7 +625,6 @@ class DatasetExperiments(Panel):
     # ---------------------------------------------------------------- lecture mode
 
     def set_lecture_mode(self, on: bool) -> None:
-        self.table.resizeColumnsToContents()
-        self.table.resizeRowsToContents()
+        self.table.fit_columns()
         # a projector's lines go to the table: the cost of a run stays in Run experiment's tooltip
         self.warning.setVisible(not on)
