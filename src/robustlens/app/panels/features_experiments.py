@@ -109,7 +109,13 @@ class ResultsTable(QTableWidget):
         column = self.WRAPPED_COLUMN
         if column < self.columnCount():
             self.setColumnHidden(column, False)
+        # headers on two lines at most where the table fits that way (a lower header leaves the rows
+        # room), on the lines they were written with (up to three, narrower) where it does not
+        self._set_header_lines(narrow=False)
         self.resizeColumnsToContents()
+        if header.length() > self.viewport().width():
+            self._set_header_lines(narrow=True)
+            self.resizeColumnsToContents()
         if column >= self.columnCount():
             return
         too_wide = header.length() - self.viewport().width()
@@ -129,6 +135,30 @@ class ResultsTable(QTableWidget):
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self.fit_columns()
+
+    def _set_header_lines(self, narrow: bool) -> None:
+        metrics = self.horizontalHeader().fontMetrics()
+        for c in range(self.columnCount()):
+            item = self.horizontalHeaderItem(c)
+            if item is None:
+                continue
+            written = item.data(Qt.ItemDataRole.UserRole)
+            if written is None:  # the header as the table was filled: its narrow form
+                written = item.text()
+                item.setData(Qt.ItemDataRole.UserRole, written)
+            text = written if narrow else _on_two_lines(written, metrics.horizontalAdvance)
+            if item.text() != text:
+                item.setText(text)
+
+
+def _on_two_lines(text: str, width) -> str:
+    """``text`` on at most two lines, split between words where the longer line is shortest."""
+    if text.count("\n") < 2:
+        return text
+    words = text.split()
+    splits = [(" ".join(words[:k]), " ".join(words[k:])) for k in range(1, len(words))]
+    first, second = min(splits, key=lambda lines: max(width(lines[0]), width(lines[1])))
+    return f"{first}\n{second}"
 
 
 def default_data_root() -> Path:
