@@ -79,6 +79,28 @@ class PredictionBars(QWidget):
     def _chips_only(self, width: int) -> bool:
         return bool(self._rows) and self._compact and not self._names_beside_fit(width)
 
+    def _bar_geometry(self, width: int) -> tuple[int, int, int]:
+        """(name column width, bar left, bar width) at ``width``."""
+        metrics = QFontMetrics(self.font())
+        if self._chips_only(width):
+            name_width, bar_left = 0, 12
+        elif self._two_lines(width):
+            name_width, bar_left = width - 8, 7
+        else:
+            name_width = max(metrics.horizontalAdvance(r.name) for r in self._rows) + 12
+            bar_left = name_width + 4
+        return name_width, bar_left, max(10, width - bar_left - 2)
+
+    def _labels_above(self, width: int) -> bool:
+        """The class name goes on its own line above its bar (the bar keeps the percentage) when
+        'class  100%' would not fit on the bar: a name is never cut short. Not in the compact strip,
+        whose height the lecture layout counts on (its cards are sized for the labels)."""
+        if not self._rows or not self._classes or self._compact:
+            return False
+        metrics = QFontMetrics(self.font())
+        widest = max(metrics.horizontalAdvance(f"{c}  100%") for c in self._classes)
+        return widest + 8 > self._bar_geometry(width)[2]
+
     def hasHeightForWidth(self) -> bool:
         return True
 
@@ -90,7 +112,8 @@ class PredictionBars(QWidget):
             box = metrics.boundingRect(0, 0, max(40, width), 10_000, int(Qt.TextFlag.TextWordWrap),
                                        self._empty_text)
             return box.height() + 4
-        per_row = self._line_height() + (metrics.height() if self._two_lines(width) else 0)
+        per_row = (self._line_height() + (metrics.height() if self._two_lines(width) else 0)
+                   + (metrics.height() if self._labels_above(width) else 0))
         return len(self._rows) * per_row + 4
 
     def sizeHint(self) -> QSize:
@@ -101,7 +124,8 @@ class PredictionBars(QWidget):
         return QSize(120, self.heightForWidth(max(120, self.width())))
 
     def resizeEvent(self, event) -> None:
-        if self._two_lines(event.oldSize().width()) != self._two_lines(event.size().width()):
+        before, after = event.oldSize().width(), event.size().width()
+        if (self._two_lines(before), self._labels_above(before)) != (self._two_lines(after), self._labels_above(after)):
             self.updateGeometry()
         super().resizeEvent(event)
 
@@ -127,28 +151,24 @@ class PredictionBars(QWidget):
         line = self._line_height()
         two_lines = self._two_lines(self.width())
         name_height = metrics.height() if two_lines else 0
+        label_height = metrics.height() if self._labels_above(self.width()) else 0
         chips = self._chips_only(self.width())
-        if chips:
-            name_width, bar_left = 0, 12
-        elif two_lines:
-            name_width, bar_left = self.width() - 8, 7
-        else:
-            name_width = max(metrics.horizontalAdvance(r.name) for r in self._rows) + 12
-            bar_left = name_width + 4
-        bar_width = max(10, self.width() - bar_left - 2)
+        name_width, bar_left, bar_width = self._bar_geometry(self.width())
         for i, row in enumerate(self._rows):
-            top = i * (line + name_height) + 2
+            top = i * (line + name_height + label_height) + 2
             # the model's colour chip and name (beside the bar, or above it when narrow)
             if chips:
-                painter.fillRect(QRectF(0, top + 1, 9, line - 4), row.color)
+                painter.fillRect(QRectF(0, top + 1, 9, line + label_height - 4), row.color)
             else:
-                painter.fillRect(QRectF(0, top + (line + name_height) * 0.2, 4, (line + name_height) * 0.6),
-                                 row.color)
+                block = line + name_height + label_height
+                painter.fillRect(QRectF(0, top + block * 0.2, 4, block * 0.6), row.color)
                 painter.setPen(palette.color(QPalette.ColorRole.WindowText))
                 name = metrics.elidedText(row.name, Qt.TextElideMode.ElideRight, name_width - 8)
                 painter.drawText(QRectF(7, top, name_width - 7, (name_height or line) - (0 if two_lines else 2)),
                                  Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, name)
             top += name_height
+            label_line = QRectF(bar_left + 2, top, bar_width - 2, label_height)
+            top += label_height
             track = QRectF(bar_left, top + 1, bar_width, line - 4)
             painter.fillRect(track, palette.color(QPalette.ColorRole.AlternateBase))
             if isinstance(row.probs, str) or row.probs is None:
@@ -174,10 +194,18 @@ class PredictionBars(QWidget):
                 percent += f" (true {probs[self._true_label]:.0%})"
                 if metrics.horizontalAdvance(self._class_name(best) + percent) > bar_width - 8:
                     percent = f"  {p:.0%}"
+            painter.setPen(palette.color(QPalette.ColorRole.WindowText))
+            if label_height:  # the class on its own line, the bar keeps the percentage
+                painter.drawText(label_line, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                                 metrics.elidedText(self._class_name(best), Qt.TextElideMode.ElideRight,
+                                                    int(label_line.width())))
+                painter.drawText(track.adjusted(5, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter,
+                                 metrics.elidedText(percent.strip(), Qt.TextElideMode.ElideRight,
+                                                    int(track.width()) - 7))
+                continue
             # the class name gives way before the percentage does
             room = int(bar_width) - 8 - metrics.horizontalAdvance(percent)
             text = metrics.elidedText(self._class_name(best), Qt.TextElideMode.ElideRight, max(room, 12)) + percent
-            painter.setPen(palette.color(QPalette.ColorRole.WindowText))
             painter.drawText(track.adjusted(5, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, text)
 
 
