@@ -321,3 +321,28 @@ def test_click_at_wants_a_fraction_and_a_button(capsys):
         main(["--screenshot", "x.png", "--click-at", "soon", "Stop"])
     assert exit_info.value.code == 2
     assert "--click-at: 'soon' is not a fraction" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("width", [120, 150, 200, 260, 400])
+def test_prediction_bars_never_cut_a_class_name_short(qtbot, width):
+    """Each model's bar reads 'class  NN%'; where that does not fit on the bar (a narrow card beside
+    the deck pane) the class takes its own line above the bar, whole, and the widget grows for it."""
+    from PySide6.QtGui import QColor, QFontMetrics
+
+    from robustlens.app.predictions import PredictionBars, PredictionRow
+    from robustlens.engine.data import FASHION_MNIST_CLASSES as classes
+
+    bars = PredictionBars()
+    qtbot.addWidget(bars)
+    probs = np.zeros(len(classes))
+    probs[0] = 1.0  # "T-shirt/top  100%", the longest label
+    bars.set_rows([PredictionRow("standard", "standard", probs, QColor("blue")),
+                   PredictionRow("l2-robust", "l2-robust", probs, QColor("orange"))], classes, 0)
+    metrics = QFontMetrics(bars.font())
+    _, _, bar_width = bars._bar_geometry(width)
+    if bars._labels_above(width):
+        assert metrics.horizontalAdvance(classes[0]) <= bar_width - 2  # the name alone fits its line
+        assert bars.heightForWidth(width) > bars.heightForWidth(2000)
+    else:
+        assert metrics.horizontalAdvance(f"{classes[0]}  100%") + 8 <= bar_width
+    assert not bars._labels_above(2000)
