@@ -158,7 +158,7 @@ def test_the_brittle_model_step_shows_its_file_and_its_eps_columns(window, qtbot
         assert shown[headers.index("clean acc.")] == _percent(row["clean_accuracy"])
         for column, e in zip(columns, eps):
             assert shown[column] == _percent(row["robust_accuracy"][str(e)]) != "–"
-    # the deck's text quotes the file: D 14.0 %, D_R 33.3 % at ε = 1.0
+    # the deck's text quotes the file: D 0.0 %, D_R 22.7 % at ε = 1.0
     by_name = {row["dataset"]: row for row in results["rows"]}
     for name in ("D", "D_R"):
         assert _percent(by_name[name]["robust_accuracy"]["1.0"]) in deck.steps[index].text
