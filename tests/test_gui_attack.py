@@ -275,3 +275,28 @@ def test_experiments_settings_round_trip(window, tmp_path):
     assert matrix.norm_box.currentData() == "l2" and matrix.eps_box.value() == pytest.approx(2.5)
     assert matrix.target_box.currentData() == "next"
     assert panel.current_section() is matrix
+
+
+@pytest.mark.parametrize("width", [330, 420, 700])
+def test_the_judge_table_wraps_a_long_verdict_instead_of_cutting_it(qtbot, width):
+    from PySide6.QtCore import Qt as QtFlags
+    from PySide6.QtGui import QColor, QFontMetrics
+
+    from robustlens.app.panels.attack_table import TransferTable
+
+    table = TransferTable()
+    qtbot.addWidget(table)
+    table.resize(width, 400)
+    table.show()
+    table.set_rows([{"name": "standard  (attacked)", "color": QColor("blue"), "clean": "Shirt 74%",
+                     "adversarial": "T-shirt/top 100%", "fooled": "yes", "verdict": "yes", "bold": True},
+                    {"name": "smoothed g, σ = 0.25", "color": QColor("green"), "clean": "Shirt, R=0.22",
+                     "adversarial": "T-shirt/top, R=0.31", "fooled": "yes", "verdict": "yes"}])
+    qtbot.wait(10)
+    for r in range(table.rowCount()):
+        for c in range(1, table.columnCount()):  # the verdicts (the model column sizes to its names)
+            item = table.item(r, c)
+            metrics = QFontMetrics(item.font())
+            room = table.columnWidth(c) - 8
+            wrapped = metrics.boundingRect(0, 0, room, 10_000, int(QtFlags.TextFlag.TextWordWrap), item.text())
+            assert wrapped.height() <= table.rowHeight(r), (width, item.text())  # every line of it shows

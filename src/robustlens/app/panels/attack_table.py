@@ -53,7 +53,9 @@ class TransferTable(QTableWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         make_read_only(self)
-        self.setWordWrap(False)
+        # a verdict too long for its column ("T-shirt/top 100%" in a narrow tab) wraps onto a second
+        # line of its row rather than being cut short; rows stay one line where everything fits
+        self.setWordWrap(True)
         self.setColumnCount(len(self.HEADERS))
         self.setHorizontalHeaderLabels(self.HEADERS)
         self.verticalHeader().hide()
@@ -82,6 +84,11 @@ class TransferTable(QTableWidget):
             color = {"yes": style.WRONG, "no": style.CORRECT}.get(verdict)
             self.setItem(r, 3, table_item(row["fooled"], row.get("fooled_tip", ""), bold=verdict in ("yes", "no"),
                                           color=color))
+        self.resizeRowsToContents()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.resizeRowsToContents()  # the columns' new widths may wrap a verdict, or unwrap it
 
     def clear_rows(self) -> None:
         self.setRowCount(0)
