@@ -310,7 +310,8 @@ def test_cycles_are_collected_on_the_gui_thread_while_the_engine_allocates(engin
         for i in range(20):  # containers past every generation's threshold, many times over
             kept.append([[j] for j in range(20_000)])
             yield Progress(i + 1, 20, "allocating")
-        yield Finished(len(kept))
+        yield Finished(kept)  # kept alive past the collector's next tick, which collects only when
+        # the count of live new containers is past the threshold (freeing them lowers the count again)
 
     handle = engine.submit("allocate", allocate)
     qtbot.waitUntil(lambda: handle.state == "finished", timeout=30_000)

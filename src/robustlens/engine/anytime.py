@@ -32,7 +32,6 @@ calls it): selection of ĉA by n0 separate samples as in CERTIFY, then estimatio
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -41,6 +40,7 @@ import numpy as np
 from scipy.special import betaincinv, ndtr, ndtri
 from scipy.stats import norm
 
+from .jobs import ThreadFlag
 from .smoothing import ABSTAIN, Certificate, CertifyUpdate, Smooth, _make_generator
 
 FIRST_LOOK = 100        # samples at the first look: an image whose samples all agree is decided there
@@ -212,18 +212,15 @@ class AnytimeUpdate(CertifyUpdate):
     so_far: AnytimeCertificate | None = None
 
 
-class StopSignal:
-    """Set from any thread (the panel's Stop button) to end a run with the certificate it has so far."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
+class StopSignal(ThreadFlag):
+    """Stop (the panel's Stop button): the run ends with the certificate it has so far."""
 
     def stop(self) -> None:
-        self._event.set()
+        self._raise()
 
     @property
     def stopped(self) -> bool:
-        return self._event.is_set()
+        return self._is_raised()
 
 
 # ---------------------------------------------------------------- CERTIFY, anytime

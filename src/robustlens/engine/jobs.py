@@ -35,21 +35,31 @@ class Cancelled(Exception):
     """Raised inside a job by CancelToken.check() once cancellation was requested."""
 
 
-class CancelToken:
-    """Thread-safe flag: the GUI thread sets it, the job checks it between chunks."""
+class ThreadFlag:
+    """A flag one thread raises (the GUI's Cancel or Stop button) and a job reads between chunks."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
 
-    def cancel(self) -> None:
+    def _raise(self) -> None:
         self._event.set()
+
+    def _is_raised(self) -> bool:
+        return self._event.is_set()
+
+
+class CancelToken(ThreadFlag):
+    """Cancel: the job ends at its next check, without a result."""
+
+    def cancel(self) -> None:
+        self._raise()
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._is_raised()
 
     def check(self) -> None:
-        if self._event.is_set():
+        if self._is_raised():
             raise Cancelled()
 
 
