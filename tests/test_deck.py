@@ -140,14 +140,21 @@ def _deck_step(deck, title: str) -> int:
     return next(i for i, s in enumerate(deck.steps) if s.title == title)
 
 
-def test_the_brittle_model_step_shows_its_file_and_its_eps_columns(window, qtbot):
+def _show_results_step(window, title: str, after: str, shipped: str):
+    """Open the built-in deck at the step ``title`` (which must follow ``after``) and return
+    (deck, controller, step index, the Ilyas section, the shipped file read here, not by the app)."""
     deck = load_deck(window)
     controller = open_deck(window, deck)
-    index = _deck_step(deck, "With a brittle model, D_R is robust")
-    assert index == _deck_step(deck, "D_R, D_NR and D_rand generalise") + 1
+    index = _deck_step(deck, title)
+    assert index == _deck_step(deck, after) + 1
     assert controller.show_step(index) == []
     section = window.panels["Experiments"].sections[ILYAS]
-    results = json.loads((builtin_folder() / "ilyas-resnet-regime.json").read_text())  # read here, not by the app
+    return deck, controller, index, section, json.loads((builtin_folder() / shipped).read_text())
+
+
+def test_the_brittle_model_step_shows_its_file_and_its_eps_columns(window, qtbot):
+    deck, controller, index, section, results = _show_results_step(
+        window, "With a brittle model, D_R is robust", "D_R, D_NR and D_rand generalise", "ilyas-resnet-regime.json")
     headers, cells = _table(section)
     eps = [float(e) for e in results["settings"]["eval_eps"]]
     assert eps == [1.0, 1.25]
@@ -166,13 +173,8 @@ def test_the_brittle_model_step_shows_its_file_and_its_eps_columns(window, qtbot
 
 
 def test_the_planted_step_shows_the_demo_rows_with_the_files_values(window, qtbot):
-    deck = load_deck(window)
-    controller = open_deck(window, deck)
-    index = _deck_step(deck, "Planted features: the mechanism")
-    assert index == _deck_step(deck, "With a brittle model, D_R is robust") + 1
-    assert controller.show_step(index) == []
-    section = window.panels["Experiments"].sections[ILYAS]
-    results = json.loads((builtin_folder() / "planted-results.json").read_text())
+    deck, controller, index, section, results = _show_results_step(
+        window, "Planted features: the mechanism", "With a brittle model, D_R is robust", "planted-results.json")
     assert results["format"] == "robustlens-planted-demo"
     headers, cells = _table(section)
     measures = {"own pattern p_y added: accuracy": "own_pattern_accuracy",

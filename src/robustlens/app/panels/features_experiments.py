@@ -103,6 +103,21 @@ class ResultsTable(QTableWidget):
         super().__init__()
         self.setWordWrap(True)
 
+    def start_over(self, headers: list[str], rows: int, header_tips: dict[int, str]) -> None:
+        """Empty, with these column headers (``header_tips``: column -> tooltip) and ``rows`` rows. (Not
+        named reset: that is QAbstractItemView.reset, which Qt itself calls.)"""
+        self.clear()
+        self.clearSpans()
+        self.setColumnCount(len(headers))
+        self.setRowCount(rows)
+        for c, text in enumerate(headers):
+            item = QTableWidgetItem(text)
+            if c in header_tips:
+                item.setToolTip(header_tips[c])
+            # no font of its own: a header item's font is fixed when set, so a lecture-size header
+            # would size the column for one font and draw another (clipped at 1920×1080)
+            self.setHorizontalHeaderItem(c, item)
+
     def fit_columns(self) -> None:
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # widths set here, not by Qt
@@ -467,18 +482,9 @@ class DatasetExperiments(Panel):
         else:  # a finished file: its rows only (an ablation may train on D and D_R alone)
             names = [name for name in ROW_ORDER if name in rows]
         names += [name for name in rows if name not in names]
-        self.table.clear()
-        self.table.clearSpans()
-        self.table.setColumnCount(len(headers))
-        self.table.setRowCount(len(names))
-        for c, text in enumerate(headers):
-            item = QTableWidgetItem(text)
-            if c in self.paper_columns:
-                item.setToolTip("Ilyas et al. 2019, Fig. 2b and Table 1: a ResNet-50 on CIFAR-10 — their numbers, "
-                                "not ours, on another dataset and ε scale")
-                # no font of its own: a header item's font is fixed when set, so a lecture-size header
-                # would size the column for one font and draw another (clipped at 1920×1080)
-            self.table.setHorizontalHeaderItem(c, item)
+        paper_tip = ("Ilyas et al. 2019, Fig. 2b and Table 1: a ResNet-50 on CIFAR-10 — their numbers, "
+                     "not ours, on another dataset and ε scale")
+        self.table.start_over(headers, len(names), {c: paper_tip for c in self.paper_columns})
         paper = (self.results or {}).get("paper", {}).get("rows", PAPER_CIFAR10)
         for r, name in enumerate(names):
             row = rows.get(name)
@@ -520,15 +526,8 @@ class DatasetExperiments(Panel):
         self.paper_columns = ()
         first_pattern = len(headers) - len(PATTERN_COLUMNS)
         rows = self.results.get("rows", [])
-        self.table.clear()
-        self.table.clearSpans()
-        self.table.setColumnCount(len(headers))
-        self.table.setRowCount(len(rows))
-        for c, text in enumerate(headers):
-            item = QTableWidgetItem(text)
-            if c >= first_pattern:
-                item.setToolTip(PATTERN_COLUMNS[c - first_pattern][2])
-            self.table.setHorizontalHeaderItem(c, item)
+        self.table.start_over(headers, len(rows),
+                         {first_pattern + i: tip for i, (_, _, tip) in enumerate(PATTERN_COLUMNS)})
         for r, row in enumerate(rows):
             name, reference = row["dataset"], bool(row.get("reference"))
             if reference:  # "fashion-mnist/standard (zoo, unplanted)": the model's short name, the rest below
