@@ -19,22 +19,24 @@ def standard(zoo_model):
     return zoo_model("fashion-mnist/standard")
 
 
-def tied_activations(seed: int) -> torch.Tensor:
+def tied_activations(seed: int, channels: int) -> torch.Tensor:
     """Post-ReLU-like activations full of ties: zeros, plateaus, and small integers (many equal pairs,
     across rows, columns and diagonals of a window)."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(-2, 3, (5, 3, 12, 10), generator=g).float().relu_()
+    x = torch.randint(-2, 3, (5, channels, 12, 10), generator=g).float().relu_()
     x[:, :, :4] = 0.5  # plateaus
     x[0, 0, 4:6, 0:2] = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # a diagonal tie
     x[0, 0, 4:6, 2:4] = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # the anti-diagonal: PyTorch keeps the upper one
-    x[1] = torch.randn(3, 12, 10, generator=g)  # and no ties at all
+    x[1] = torch.randn(channels, 12, 10, generator=g)  # and no ties at all
     return x
 
 
+# 3 channels: the channels-last kernel's scalar tail; 32 and 35: its vector lanes (and a tail after them)
+@pytest.mark.parametrize("channels", [3, 32, 35])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_values_and_gradients_are_pytorchs(seed):
-    x = tied_activations(seed)
-    grad_out = torch.randn(5, 3, 6, 5, generator=torch.Generator().manual_seed(seed + 10))
+def test_values_and_gradients_are_pytorchs(seed, channels):
+    x = tied_activations(seed, channels)
+    grad_out = torch.randn(5, channels, 6, 5, generator=torch.Generator().manual_seed(seed + 10))
     ours_in, theirs_in = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     ours, theirs = max_pool_2x2(ours_in), F.max_pool2d(theirs_in, 2)
     assert torch.equal(ours, theirs)
@@ -42,7 +44,7 @@ def test_values_and_gradients_are_pytorchs(seed):
     (theirs_grad,) = torch.autograd.grad(theirs, theirs_in, grad_out)
     assert torch.equal(ours_grad, theirs_grad)  # every window's gradient on PyTorch's pixel
     _, index = F.max_pool2d(x, 2, return_indices=True)
-    hit = torch.zeros(5, 3, 120).scatter_(2, index.flatten(2), 1.0).view_as(x)
+    hit = torch.zeros(5, channels, 120).scatter_(2, index.flatten(2), 1.0).view_as(x)
     assert torch.equal(ours_grad != 0, (hit != 0) & (ours_grad != 0))  # never off PyTorch's argmax
     with torch.no_grad():  # without a gradient no index is kept; the values are the same
         assert torch.equal(max_pool_2x2(x), theirs.detach())
@@ -116,7 +118,7 @@ def test_relu_moves_after_the_pooling_with_the_same_values_and_gradients(relu):
     with torch.no_grad():  # the identity 1×1 convolution: the windows below reach the ReLU as they are
         block.conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
         block.conv.bias.zero_()
-    x = tied_activations(0) - 1.0  # ties and plateaus, now many windows ≤ 0
+    x = tied_activations(0, 3) - 1.0  # ties and plateaus, now many windows ≤ 0
     x[2] = -torch.rand(3, 12, 10)  # all negative
     x[3] = 0.0  # all zero
     fast = _with_fast_pooling(block)  # (gradient_model only rewrites the per-sample types it knows)
