@@ -5,6 +5,7 @@ MISTAKES lists them per subcommand; the first test makes sure a new subcommand c
 its mistakes. Placeholders: {garbage} a regular file of random bytes, {file} an empty regular file,
 {dir} an existing folder, {new} a path that does not exist yet."""
 
+import json
 import os
 
 import pytest
@@ -113,6 +114,7 @@ MISTAKES = {
         ["--build-in", "{file}"],
         ["--show", "{garbage}"],
         ["--show", "{dir}"],
+        ["--show", "{incomplete}"],                                    # rows, but no settings
         ["--data", "{new}/missing"],
     ],
     "planted": [
@@ -124,6 +126,7 @@ MISTAKES = {
         ["--workdir", "{new}", "--robust-model", "{garbage}"],           # refused before any training
         ["--show", "{garbage}"],
         ["--show", "{dir}"],
+        ["--show", "{incomplete}"],
     ],
 }
 
@@ -141,7 +144,11 @@ def places(tmp_path):
     garbage.write_bytes(os.urandom(4096))
     (tmp_path / "empty").write_bytes(b"")
     (tmp_path / "folder").mkdir()
-    return dict(garbage=garbage, file=tmp_path / "empty", dir=tmp_path / "folder", new=tmp_path / "new")
+    incomplete = tmp_path / "incomplete.json"  # a results file's format and rows, none of its settings
+    incomplete.write_text(json.dumps({"format": "robustlens-features-experiment", "rows": [
+        {"dataset": "D", "clean_accuracy": 0.5, "robust_accuracy": {"1.0": 0.1}}]}))
+    return dict(garbage=garbage, file=tmp_path / "empty", dir=tmp_path / "folder", new=tmp_path / "new",
+                incomplete=incomplete)
 
 
 @pytest.mark.parametrize("name, k", CASES, ids=[f"{n}-{k}" for n, k in CASES])
@@ -154,7 +161,7 @@ def test_a_mistake_is_one_line_and_a_nonzero_exit(capsys, places, name, k):
     assert "Traceback" not in err, err
     assert len(lines) == 1, (argv, err)
     assert lines[0].startswith(f"robustlens {name}: error: "), lines[0]
-    for place in ("garbage", "file", "dir"):  # a refused file is named in the message
+    for place in ("garbage", "file", "dir", "incomplete"):  # a refused file is named in the message
         if "{" + place + "}" in MISTAKES[name][k] and not any(w in err for w in ("argument --", "one of the two")):
             assert places[place].name in err, err
     assert os.path.getsize(places["garbage"]) == 4096  # a file it refused is left as it was

@@ -369,7 +369,8 @@ def test_experiment_arch_and_held_out_images(random_model, tmp_path, capsys):
     train_split = load_dataset("fashion-mnist", "train")
     held = holdout_images(train_split, 30, seed=0)
     order = select_source_indices(train_split, len(train_split), 0)
-    assert torch.equal(held.indices, order[-30:])
+    # (indices into the whole split: the built-in subset's images keep theirs)
+    assert held.indices.tolist() == [train_split.source_index(int(i)) for i in order[-30:]]
     assert torch.equal(held.labels, train_split.labels[order[-30:]])
     model_path = tmp_path / "m.pt"
     save_checkpoint(random_model, model_path)

@@ -165,7 +165,7 @@ def test_cli_mistakes_are_one_line(tmp_path, capsys):
 
 def test_build_dataset_takes_the_planted_training_split(tmp_path, capsys):
     from robustlens.engine.cli import main
-    from robustlens.engine.constructed import load_built_dataset
+    from robustlens.engine.constructed import load_built_dataset, positions_in
 
     out = tmp_path / "D_det"
     assert main(["build-dataset", "--kind", "det", "--dataset", "fashion-mnist-planted", "--count", "20",
@@ -176,5 +176,24 @@ def test_build_dataset_takes_the_planted_training_split(tmp_path, capsys):
     built = load_built_dataset(out)
     planted = load_dataset("fashion-mnist-planted", "train")
     # each image stays within the PGD ball around the *planted* image it was made from
-    distance = (built.images - planted.images[built.indices]).flatten(1).norm(dim=1)
+    distance = (built.images - planted.images[positions_in(planted, built.indices, out)]).flatten(1).norm(dim=1)
     assert (distance <= 1.5 + 1e-2).all()  # float16 storage
+
+
+@pytest.mark.parametrize("command", ["planted", "experiment"])
+def test_either_show_prints_either_kind_of_results_file_as_its_own_table(capsys, command):
+    """``planted --show`` and ``experiment --show`` take both shipped results files; each prints the
+    table of its kind, with the file's own rows and numbers."""
+    from importlib.resources import files
+
+    from robustlens.engine.cli import main
+
+    decks = files("robustlens") / "resources" / "decks"
+    for name, first_column in (("planted-results.json", "own pattern"), ("ilyas-results.json", "paper")):
+        results = json.loads((decks / name).read_text())
+        assert main([command, "--show", str(decks / name)]) == 0
+        table = capsys.readouterr().out
+        assert first_column in table.splitlines()[0]
+        for row in results["rows"]:
+            line = next(line for line in table.splitlines() if line.startswith(row["dataset"] + " "))
+            assert f"{100 * row['clean_accuracy']:.1f}" in line.split()

@@ -26,6 +26,16 @@ Measured and not kept (one torch thread, fmnist-cnn, 20 L∞ steps over 1,000 im
 
 - PyTorch's own convolution instead of oneDNN's (``torch.backends.mkldnn.enabled = False``): 37.5 ms
   against 31.6 ms per forward + backward of 64 images, and a different gradient: not used.
+- The first convolution (1 → 32 channels) alone in channels-last layout: its forward takes 0.55 ms
+  against 0.8 ms per 64 images (oneDNN writes NHWC directly, with no reorder), but it rounds
+  differently. Its input gradient, oneDNN's slowest kernel here (3.2 ms per 64 images: the one input
+  channel is padded to a block of 16), as a forward convolution with the flipped, transposed weights:
+  no faster, and different numbers. Neither is used.
+
+Small sub-batches also spare the allocator: glibc maps a block of more than a threshold (at most
+32 MiB) afresh and unmaps it on free, so a whole batch of 1,000 pays page faults and zeroing on every
+layer of every step, which a sub-batch of 64 (6.4 MB for the largest activation, reused from the heap)
+does not (``bench/bench_pgd.py --retain-freed-memory`` measures without that difference).
 
 Kept, by a torch.fx rewrite of the model that shares its modules and weights (:func:`gradient_model`):
 a ReLU that feeds a 2×2 max-pooling moves after it (:func:`_pool_before_relu`), and the 2×2

@@ -19,7 +19,6 @@ from .constructed import (DATASET_KINDS, STORAGE_DTYPES, load_built_dataset, non
                           real_images_of, relabel_options, relabeled_dataset_job, robust_dataset_job)
 from .cli import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .data import DATASETS, Dataset, load_dataset
-from .files import MANIFEST_LIMIT, read_regular
 from .ilyas_experiment import (DEFAULT_ROBUST, DEFAULT_STANDARD, ConstructionSettings, ExperimentSettings,
                                IlyasExperimentRequest, experiment_job, format_experiment_table,
                                REGIME_BUILD, REGIME_TRAINING, holdout_images, ilyas_experiment_job)
@@ -28,6 +27,7 @@ from .jobs import Partial, Progress, run_to_end
 from .model_cache import ModelCache
 from .models import ARCHITECTURES, architecture_info, default_device, load_model
 from .resumable import prepare_output_file, prepare_output_folder
+from .results_files import EXPERIMENT, read_results
 
 # the pipeline's defaults: the options below show them, so the CLI and the GUI start from the same recipe
 BUILD = ConstructionSettings()  # build-dataset, invert: the paper's 1000 steps of 0.1
@@ -315,14 +315,27 @@ def run_build_dataset(args) -> int:
 
 # ---------------------------------------------------------------- experiment
 
+def results_table(path: Path, markdown: bool = False) -> str:
+    """The table of a results file of either kind, an experiment's or the planted demo's (``experiment
+    --show`` and ``planted --show`` both take both), checked as the Experiments tab checks it
+    (engine/results_files.py); anything else is a one-line ValueError naming the file."""
+    from .cli_planted import format_planted_table  # (cli_planted imports this module)
+
+    try:
+        shown = read_results(path)
+        table = format_experiment_table if shown.kind == EXPERIMENT else format_planted_table
+        return table(shown.results, markdown=markdown)
+    except KeyError as error:  # a checked file that lacks a setting the table prints
+        raise ValueError(f"cannot show {path.name}: an incomplete results file (no {error} in it)") from None
+    except (TypeError, AttributeError) as error:
+        raise ValueError(f"cannot show {path.name}: a malformed results file ({error})") from None
+    except ValueError as error:
+        raise ValueError(f"cannot show {path.name}: {error}") from None
+
+
 def run_experiment_command(args) -> int:
     if args.show:
-        path = Path(args.show).expanduser()
-        try:
-            results = json.loads(read_regular(path, limit=MANIFEST_LIMIT, what="a results file"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is not a results JSON ({error})") from None
-        print(format_experiment_table(results, markdown=args.markdown))
+        print(results_table(Path(args.show).expanduser(), markdown=args.markdown))
         return 0
     if bool(args.data) == bool(args.build_in):
         raise ValueError("name the dataset folders (--data DIR [DIR ...]) or a folder to build them in "

@@ -9,14 +9,13 @@ from pathlib import Path
 import torch
 
 from .cli import nonnegative_int, positive_float, positive_int
-from .cli_features import _Bar, _threads
-from .files import MANIFEST_LIMIT, read_regular
+from .cli_features import _Bar, _threads, results_table
 from .ilyas_experiment import DEFAULT_ROBUST, ExperimentSettings
 from .inversion import SEED_MODES, STEP_SCHEDULES
 from .jobs import run_to_end
 from .model_cache import ModelCache
 from .models import default_device
-from .planted_demo import DEMO_FORMAT, PlantedDemoRequest, planted_demo_job
+from .planted_demo import PlantedDemoRequest, planted_demo_job
 from .planted_figure import planted_figure
 from .resumable import prepare_output_file, prepare_output_folder
 
@@ -102,19 +101,9 @@ def format_planted_table(results: dict, markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _read_results(path: Path) -> dict:
-    try:
-        results = json.loads(read_regular(path, limit=MANIFEST_LIMIT, what="a results file"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not a results JSON ({error})") from None
-    if not isinstance(results, dict) or results.get("format") != DEMO_FORMAT:
-        raise ValueError(f"{path} is not a planted-demo results file (robustlens planted --out)")
-    return results
-
-
 def run_planted(args) -> int:
     if args.show:
-        print(format_planted_table(_read_results(Path(args.show).expanduser()), markdown=args.markdown))
+        print(results_table(Path(args.show).expanduser(), markdown=args.markdown))
         return 0
     if not args.workdir:
         raise ValueError("name a folder for the models and datasets: --workdir DIR (or --show RESULTS.json)")

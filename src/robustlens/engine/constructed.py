@@ -433,16 +433,23 @@ def real_images_of(built: BuiltDataset | Path | str, source: Dataset) -> Dataset
     baseline row "D" of the table, trained on exactly the same source images."""
     path = built.path if isinstance(built, BuiltDataset) else Path(built).expanduser()
     data = load_built_dataset(path)
-    if source.indices is None:
-        positions = data.indices
-    else:
-        where = {int(original): position for position, original in enumerate(source.indices.tolist())}
-        if any(int(i) not in where for i in data.indices):
-            raise ValueError(f"the {source.split} split given lacks images that {path} was built from")
-        positions = torch.tensor([where[int(i)] for i in data.indices])
-    if len(positions) and int(positions.max()) >= len(source):
-        raise ValueError(f"{path} was built from a larger {source.split} split than the one given")
-    real = source.subset(positions)
+    real = source.subset(positions_in(source, data.indices, path))
     real.name = "D"
     return real
+
+
+def positions_in(source: Dataset, source_indices: torch.Tensor, built_path: Path) -> torch.Tensor:
+    """Where the images a constructed dataset records (``source_indices``: their indices in the whole
+    split) lie in ``source``: the same numbers for a whole split, their positions in a subset that
+    keeps its images' indices (the built-in 12,000-image Fashion-MNIST)."""
+    if source.indices is None:
+        positions = source_indices
+    else:
+        where = {int(original): position for position, original in enumerate(source.indices.tolist())}
+        if any(int(i) not in where for i in source_indices):
+            raise ValueError(f"the {source.split} split given lacks images that {built_path} was built from")
+        positions = torch.tensor([where[int(i)] for i in source_indices], dtype=torch.long)
+    if len(positions) and int(positions.max()) >= len(source):
+        raise ValueError(f"{built_path} was built from a larger {source.split} split than the one given")
+    return positions
 

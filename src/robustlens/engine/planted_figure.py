@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .constructed import load_built_dataset
+from .constructed import load_built_dataset, positions_in
 from .data import load_dataset
 from .models import load_checkpoint
 from .planted import BASE_NAME, DEFAULT_SPEC, class_patterns, pattern_cosines, planted_dataset
@@ -36,7 +36,7 @@ def planted_figure(workdir: Path | str, *, per_class: int = 1, scale: int = 4, d
     original = torch.from_numpy(np.load(workdir / "D_det" / "dataset.npz")["original_labels"].astype(np.int64))
     chosen = [int(i) for c in range(len(patterns)) for i in (original == c).nonzero().flatten()[:per_class]]
     chosen.sort(key=lambda i: int(original[i]))
-    source = det.indices[chosen]
+    source = positions_in(clean_train, det.indices[chosen], workdir / "D_det")
     x, planted = clean_train.images[source], planted_train.images[source]
     y, t = original[chosen], det.labels[chosen]
     delta = det.images[chosen] - planted
