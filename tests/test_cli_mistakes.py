@@ -5,8 +5,10 @@ MISTAKES lists them per subcommand; the first test makes sure a new subcommand c
 its mistakes. Placeholders: {garbage} a regular file of random bytes, {file} an empty regular file,
 {dir} an existing folder, {new} a path that does not exist yet."""
 
+import io
 import json
 import os
+import sys
 
 import pytest
 
@@ -165,3 +167,17 @@ def test_a_mistake_is_one_line_and_a_nonzero_exit(capsys, places, name, k):
         if "{" + place + "}" in MISTAKES[name][k] and not any(w in err for w in ("argument --", "one of the two")):
             assert places[place].name in err, err
     assert os.path.getsize(places["garbage"]) == 4096  # a file it refused is left as it was
+
+
+def test_a_closed_pipe_ends_quietly(capsys, monkeypatch):
+    """`robustlens planted --show FILE | head -1`: once the reader has gone, no error line, exit 141."""
+    from importlib.resources import files
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    results = files("robustlens") / "resources" / "decks" / "planted-results.json"
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["planted", "--show", str(results)]) == 141
+    assert capsys.readouterr().err == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import sys
 
 # modules that define register(subparsers); each subcommand sets `func` via set_defaults
@@ -212,6 +213,15 @@ def subcommand_names() -> set[str]:
     return set(sub.choices)
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing what is left at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test's capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import DatasetError
     from .models import ModelError
@@ -233,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         _check_common_options(args)
         _apply_arch(args)
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `robustlens … | head`: the reader has all it wanted; nothing to report
+        _quiet_stdout()
+        return 141  # 128 + SIGPIPE, as a shell command killed by the closed pipe
     except (CLIError, DatasetError, ModelError, ValueError, OSError) as error:
         print(f"robustlens {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
