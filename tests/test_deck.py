@@ -357,3 +357,30 @@ def test_cli_renders_a_deck_step_headless(tmp_path):
     assert width >= 1280 and height >= 720  # at least the size asked (the tabs may ask for more in lecture mode)
     done = _cli("--deck", "--deck-step", "99", "--screenshot", str(out))
     assert done.returncode == 1 and "no step 99" in done.stderr
+
+
+def test_moving_on_stops_the_last_steps_jobs_without_calling_them_cancelled(window, qtbot):
+    """A deck step's job that the next step stops is not reported as "cancelled" in the status bar (the
+    lecturer moved on); Esc on a running job still is."""
+    deck = load_deck(window)
+    controller = open_deck(window, deck)
+    runs = [i for i, s in enumerate(deck.steps) if s.run and s.tab == "Certify"]
+    still = next(i for i, s in enumerate(deck.steps) if not s.run)  # a step that starts nothing of its own
+    assert runs
+    status = window.status
+    for cancel_by_hand in (False, True):
+        controller.show_step(runs[0])
+        started = _user_jobs(window)
+        assert started
+        if cancel_by_hand:
+            window.cancel_jobs()
+        else:
+            controller.show_step(still)
+        qtbot.waitUntil(lambda: all(h.state != "running" for h in started), timeout=60_000)
+        qtbot.wait(2 * 50)  # two of the status bar's polls
+        assert any(h.state == "aborted" for h in started)
+        reported = "cancelled" in status.job_label.toolTip()
+        assert reported == cancel_by_hand, status.job_label.toolTip()
+        window.cancel_jobs()
+        qtbot.waitUntil(lambda: not _user_jobs(window), timeout=60_000)
+    controller.close()

@@ -114,7 +114,8 @@ class DeckController(QObject):
         window, step = self.window, self.deck.steps[index]
         self.index = index
         self.problems = []
-        window.cancel_jobs()  # the last step's jobs stop: the deck moves at once
+        # the last step's jobs stop: the deck moves at once, and says nothing of having cancelled them
+        window.cancel_jobs(quietly=True)
         panel = window.panels.get(step.tab)
         titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
         if panel is None or step.tab not in titles:

@@ -361,10 +361,12 @@ class Engine(QObject):
         if handle is not None and handle.running:
             handle.cancel()
 
-    def cancel_all(self, user_only: bool = True) -> None:
-        for handle in self.active_jobs():
-            if handle.user_cancellable or not user_only:
-                handle.cancel()
+    def cancel_all(self, user_only: bool = True) -> list[JobHandle]:
+        """Cancel the running jobs (only those a user may cancel, unless ``user_only`` is False); returns them."""
+        cancelled = [h for h in self.active_jobs() if h.user_cancellable or not user_only]
+        for handle in cancelled:
+            handle.cancel()
+        return cancelled
 
     def current(self, slot: str) -> JobHandle | None:
         """The slot's running job, else its last one while anyone still holds that handle."""

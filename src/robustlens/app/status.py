@@ -9,6 +9,7 @@ shown: a click's quick predictions would only make the bar flicker.
 from __future__ import annotations
 
 import time
+import weakref
 
 import torch
 from PySide6.QtCore import QObject, Qt, QTimer
@@ -54,6 +55,7 @@ class JobStatus(QObject):
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
         self._last_ended: tuple[str, float] | None = None
+        self._quiet: "weakref.WeakSet[JobHandle]" = weakref.WeakSet()  # cancelled by a move, not by the user
         engine.jobEnded.connect(self._on_job_ended)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
@@ -63,7 +65,15 @@ class JobStatus(QObject):
     def stop(self) -> None:
         self._timer.stop()
 
+    def end_quietly(self, handles) -> None:
+        """These jobs were stopped because the app moved on: their end is not reported ("cancelled")."""
+        self._quiet.update(handles)
+        self._last_ended = None
+
     def _on_job_ended(self, handle: JobHandle) -> None:
+        if handle in self._quiet and handle.state == "aborted":
+            self._quiet.discard(handle)
+            return
         if handle.user_cancellable:
             verb = {"finished": "done", "aborted": "cancelled", "failed": "failed"}[handle.state]
             self._last_ended = (f"{handle.label}: {verb} ({handle.ended_at - handle.submitted_at:.2f} s)",

@@ -418,8 +418,12 @@ class MainWindow(FileOpening, WindowMenus, HelpPages, QMainWindow):
             panel.run()
         self.ctx.runRequested.emit()
 
-    def cancel_jobs(self) -> None:
-        self.engine.cancel_all()
+    def cancel_jobs(self, quietly: bool = False) -> None:
+        """Stop the running jobs (Esc, Cancel). ``quietly``: the app moved on (a deck step), so the status
+        bar does not report them as cancelled."""
+        cancelled = self.engine.cancel_all()
+        if quietly:
+            self.status.end_quietly(cancelled)
         self.ctx.cancelRequested.emit()
 
     def _on_job_ended(self, handle) -> None:
