@@ -10,9 +10,11 @@
    machine). "ours" is ``pgd(...)`` (last iterate, as torchattacks); "ours·best" is ``attack(...)``,
    which also tracks the best iterate per sample. Our forward/backward runs in cache-sized
    sub-batches (``engine/attack_gradients.py``), with a ReLU before a 2×2 max-pooling moved after it and
-   the pooling from strided maxima (``engine/pooling.py``), all with PyTorch's numbers. Measured on the
-   2-core machine (one thread): 1.25–1.31× torchattacks at batch 256 with the machine to itself,
-   1.03–1.25× beside one other job, and 1.45–2.02× at batch 1,000 (README).
+   the pooling's gradient pass through PyTorch's channels-last kernel (``engine/pooling.py``), all with
+   PyTorch's numbers. Measured on the 2-core machine (one thread): 1.41–1.58× torchattacks at batch
+   256 and 2.09–2.46× at batch 1,000 with the machine to itself, 1.40–1.50× and 2.25–2.46× beside a
+   torch job; with ``--retain-freed-memory`` (no page faults for either side) 1.33–1.47× and
+   1.37–1.56× (README).
 2. Strength: robust accuracy on the first test images under both attacks at the same ε, steps and
    step size, with and without random start (lower = stronger). Ours, as the experiments run it (no
    random start, best iterate), must be no weaker than the stronger torchattacks variant.
