@@ -14,7 +14,7 @@ import weakref
 import torch
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QFontMetrics
-from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QSizePolicy, QStatusBar
+from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QPushButton, QSizePolicy, QStatusBar
 
 from .engine_thread import Engine, JobHandle
 
@@ -51,6 +51,11 @@ class JobStatus(QObject):
         self.cancel_button.setToolTip("Stop the running jobs (Esc)")
         self.cancel_button.setEnabled(False)
         bar.addWidget(self.device_label)
+        # a rule between the device and the job: side by side they read as one sentence ("1 thread certifying …")
+        divider = QFrame()
+        divider.setFrameShape(QFrame.Shape.VLine)
+        divider.setFrameShadow(QFrame.Shadow.Sunken)
+        bar.addWidget(divider)
         bar.addWidget(self.job_label, 1)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
