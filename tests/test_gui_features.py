@@ -331,3 +331,23 @@ def test_experiment_section_settings_round_trip_and_garbage_falls_back(window, q
     assert fresh.restore_settings(saved) == []
     assert {s.key: fresh.setting_value(s.key) for s in fresh.SETTINGS} == \
         {s.key: section.setting_value(s.key) for s in section.SETTINGS}
+
+
+def test_the_caption_names_each_construction_and_what_run_would_build(window, qtbot):
+    """A loaded results file: D_R and D_NR (built alike) share one description naming both models, and
+    when the file's run used another image count than the box, the caption says which one Run uses."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "features" / "results.json"
+    rows = {row["dataset"]: row for row in json.loads(path.read_text())["rows"]}
+    section = DatasetExperiments(window.ctx)
+    qtbot.addWidget(section)
+    for count, says_which in ((rows["D_R"]["train_images"] // 5, True), (rows["D_R"]["train_images"], False)):
+        section.count_box.setValue(count)
+        assert section.load_results(path)
+        caption = section.shown.text()
+        models = [rows[name]["source"]["model"]["name"] for name in ("D_R", "D_NR")]
+        assert f"D_R, D_NR: {rows['D_R']['train_images']:,} images inverted through {models[0]} and {models[1]}" \
+            in caption
+        assert f"D_rand, D_det: targeted L2 PGD ε = {rows['D_det']['source']['eps']}" in caption
+        assert ("“images per dataset”" in caption) == says_which, caption

@@ -420,17 +420,27 @@ class DatasetExperiments(Panel):
         if self.results_kind == PLANTED:
             self._describe_planted()
             return
-        parts = []
+        parts = {}  # what each constructed dataset is, datasets built alike named together
         for row in results.get("rows", []):
             source = row.get("source") or {}
             if row["dataset"] in ("D_R", "D_NR") and "steps" in source:
                 model = (source.get("model") or {}).get("name", "?")
                 schedule = " (cosine-annealed)" if source.get("schedule") == "cosine" else ""
-                parts.append(f"{row['dataset']}: {row['train_images']:,} images inverted through {model}, "
-                             f"{source['steps']} steps of α = {source.get('step_size', '?')}{schedule}, "
-                             f"{source.get('seeds', '?')} seeds")
+                how = (f"{row['train_images']:,} images inverted through {{models}}, {source['steps']} steps of "
+                       f"α = {source.get('step_size', '?')}{schedule}, {source.get('seeds', '?')} seeds")
+                parts.setdefault(how, []).append((row["dataset"], model))
             elif row["dataset"] in ("D_rand", "D_det") and "eps" in source:
-                parts.append(f"{row['dataset']}: targeted L2 PGD ε = {source['eps']}, {source.get('steps', '?')} steps")
+                how = f"targeted L2 PGD ε = {source['eps']}, {source.get('steps', '?')} steps"
+                parts.setdefault(how, []).append((row["dataset"], None))
+        described = []
+        for how, named in parts.items():
+            models = [model for _, model in named if model]
+            through = " and ".join(models) + (" respectively" if len(models) > 1 else "")
+            described.append(f"{', '.join(name for name, _ in named)}: {how.replace('{models}', through)}")
+        counts = {row.get("train_images") for row in results.get("rows", []) if row.get("dataset") != "D"}
+        sizing = ""
+        if len(counts) == 1 and counts != {self.count_box.value()}:  # the box sizes the next run, not this one
+            sizing = " Run experiment builds as many images as “images per dataset” says."
         test = results.get("test", {})
         settings = results.get("settings", {})
         # the file's name, not its folder: a shipped result's path is an install detail (tooltip)
@@ -440,7 +450,7 @@ class DatasetExperiments(Panel):
             f"{where}. Evaluated on the real {test.get('dataset', '')} {test.get('split', 'test')} set "
             f"({test.get('images', '?'):,} images; robust: {settings.get('eval_steps', '?')}-step "
             f"{str(settings.get('eval_norm', 'l2')).upper()} PGD on {test.get('robust_images', '?'):,}). "
-            + "; ".join(parts))
+            + "; ".join(described) + "." + sizing)
 
     def _describe_planted(self) -> None:
         results, path = self.results, self.results_path
