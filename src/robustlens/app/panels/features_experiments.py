@@ -19,8 +19,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths, Qt
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHeaderView, QLabel, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QLabel, QPushButton, QTableWidgetItem,
+                               QWidget)
 
 from robustlens.engine.ilyas_experiment import (EXPERIMENT_FORMAT, PAPER_CIFAR10, PAPER_ROBUST_EPS,
                                                 REGIME_BUILD, REGIME_TRAINING, ExperimentSettings,
@@ -35,6 +35,7 @@ from ..controls import FlowRow, buddy, caption_label, double_spin_box, setting_c
 from ..settings import Setting
 from .base import Panel
 from .features_models import check_remembered, choose, fill_model_box, load_unloaded, missing_text, model_status
+from .results_table import ResultsTable
 
 JOB_SLOT = "features-experiment"
 # the ablation's real-data regime (models, seeds, steps, architecture): the controls start from it
@@ -89,91 +90,6 @@ REFERENCE_COLOR = QColor(90, 90, 110)   # the zoo's models in the planted table:
 NOTHING_SHOWN = ("No results shown yet. Load results… opens a results file (written by "
                  "<code>robustlens experiment --out FILE</code>, by a run here or by <code>robustlens planted</code>); "
                  "Run experiment builds the four datasets and fills the table row by row.")
-
-
-class ResultsTable(QTableWidget):
-    """The results table: every column as wide as its contents, except "what it holds", which wraps at
-    its words when the table would be wider than the tab (a projector beside the deck pane), and is
-    hidden (its text stays in the first column's tooltip) when even that is too wide: the numbers stay
-    on screen without a horizontal scroll bar."""
-
-    WRAPPED_COLUMN = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setWordWrap(True)
-
-    def start_over(self, headers: list[str], rows: int, header_tips: dict[int, str]) -> None:
-        """Empty, with these column headers (``header_tips``: column -> tooltip) and ``rows`` rows. (Not
-        named reset: that is QAbstractItemView.reset, which Qt itself calls.)"""
-        self.clear()
-        self.clearSpans()
-        self.setColumnCount(len(headers))
-        self.setRowCount(rows)
-        for c, text in enumerate(headers):
-            item = QTableWidgetItem(text)
-            if c in header_tips:
-                item.setToolTip(header_tips[c])
-            # no font of its own: a header item's font is fixed when set, so a lecture-size header
-            # would size the column for one font and draw another (clipped at 1920×1080)
-            self.setHorizontalHeaderItem(c, item)
-
-    def fit_columns(self) -> None:
-        header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # widths set here, not by Qt
-        column = self.WRAPPED_COLUMN
-        if column < self.columnCount():
-            self.setColumnHidden(column, False)
-        # headers on two lines at most where the table fits that way (a lower header leaves the rows
-        # room), on the lines they were written with (up to three, narrower) where it does not
-        self._set_header_lines(narrow=False)
-        self.resizeColumnsToContents()
-        if header.length() > self.viewport().width():
-            self._set_header_lines(narrow=True)
-            self.resizeColumnsToContents()
-        if column >= self.columnCount():
-            return
-        too_wide = header.length() - self.viewport().width()
-        if too_wide > 0:
-            words = [word for r in range(self.rowCount()) if self.item(r, column) is not None
-                     for word in self.item(r, column).text().split()]
-            title = self.horizontalHeaderItem(column)
-            lines = title.text().splitlines() if title is not None else []
-            narrowest = 16 + max([self.fontMetrics().horizontalAdvance(w) for w in words]
-                                 + [header.fontMetrics().horizontalAdvance(line) for line in lines] + [0])
-            if self.columnWidth(column) - narrowest < too_wide:
-                self.setColumnHidden(column, True)
-            else:
-                self.setColumnWidth(column, self.columnWidth(column) - too_wide)
-        self.resizeRowsToContents()
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self.fit_columns()
-
-    def _set_header_lines(self, narrow: bool) -> None:
-        metrics = self.horizontalHeader().fontMetrics()
-        for c in range(self.columnCount()):
-            item = self.horizontalHeaderItem(c)
-            if item is None:
-                continue
-            written = item.data(Qt.ItemDataRole.UserRole)
-            if written is None:  # the header as the table was filled: its narrow form
-                written = item.text()
-                item.setData(Qt.ItemDataRole.UserRole, written)
-            text = written if narrow else _on_two_lines(written, metrics.horizontalAdvance)
-            if item.text() != text:
-                item.setText(text)
-
-
-def _on_two_lines(text: str, width) -> str:
-    """``text`` on at most two lines, split between words where the longer line is shortest."""
-    if text.count("\n") < 2:
-        return text
-    words = text.split()
-    splits = [(" ".join(words[:k]), " ".join(words[k:])) for k in range(1, len(words))]
-    first, second = min(splits, key=lambda lines: max(width(lines[0]), width(lines[1])))
-    return f"{first}\n{second}"
 
 
 def default_data_root() -> Path:
