@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QWidget
 
 from robustlens.engine.jobs import Finished
 from robustlens.engine.model_cache import PredictionsRequest, predictions_job
+from robustlens.engine.smoothing import ABSTAIN
 
 from .engine_thread import Engine, JobHandle, bind_request
 
@@ -114,6 +115,16 @@ class AppContext(QObject):
         if self.dataset is not None:
             return tuple(self.dataset.classes)
         return tuple(self.models[0].meta.classes) if self.models else ()
+
+    def class_name(self, index: int | None) -> str:
+        """A class index as the panels write it: its name, "abstain" for the smoothed classifier's
+        abstention, "—" for none, "class N" past the dataset's classes (a model with more outputs)."""
+        if index is None:
+            return "—"
+        if index == ABSTAIN:
+            return "abstain"
+        classes = self.classes
+        return classes[index] if 0 <= index < len(classes) else f"class {index}"
 
     def model_keys(self) -> list[str]:
         return [m.key for m in self.models]

@@ -16,13 +16,11 @@ The panel builds an :class:`~robustlens.engine.attack_judge.AttackRequest` and d
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
                                QSizePolicy, QSplitter, QVBoxLayout, QWidget)
 
 from robustlens.engine.attack_judge import AttackOutcome, AttackParams, AttackRequest, attack_and_judge_job
-from robustlens.engine.smoothing import ABSTAIN
 
 from .. import style
 from ..context import AppContext
@@ -31,12 +29,9 @@ from ..eps_control import DEFAULT_EPS, NORM_NAMES, NORM_SUBSCRIPTS, EpsControl, 
 from ..settings import Setting
 from .attack_plots import AttackCurves
 from .attack_table import NBSP, TransferTable, Verdicts, kind_text
+from .attack_texts import LOSSES, RANDOM_STARTS, TARGETS, outcome_text, settings_text, step_text
 from .base import Panel
 
-RANDOM_STARTS = (("none", "none"), ("uniform", "uniform"), ("sphere", "sphere"))
-TARGETS = (("untargeted", "untargeted"), ("class", "a chosen class"),
-           ("random", "random other (D_rand)"), ("next", "(y + 1) mod C (D_det)"))
-LOSSES = (("ce", "CE"), ("cw", "CW"))
 SIDE_BY_SIDE_BELOW = 560  # a tab shorter than this (px) puts the curves beside the table
 CURVES_FROM = {False: 800, True: 1100}  # ... one narrower than this (px) has no room for the curves
 
@@ -343,14 +338,6 @@ class AttackPanel(Panel):
     # ---------------------------------------------------------------- runs
 
 
-    def _smoothed_verdict(self, v, outcome) -> str:  # as g's CERTIFY row says: abstaining is not fooled
-        if v.adversarial_prediction == ABSTAIN:
-            return "<b>abstained</b> (not fooled): CERTIFY gives no class on the adversarial image; EOT"
-        color, word = ((style.WRONG, "fooled") if outcome.label_known and v.adversarial_prediction != outcome.label
-                       else (style.CORRECT, "not fooled"))
-        return f"<span style='color:{color.name()}'><b>{word}</b></span>: CERTIFY says " \
-               f"<b>{self._class_name(v.adversarial_prediction)}</b>; EOT"
-
     def _on_selection(self, selection) -> None:
         """A new image: the old attack is for another picture (the strip has already cleared its cards)."""
         self.cancel_job("attack")
@@ -400,19 +387,12 @@ class AttackPanel(Panel):
                                 + " classify the clean and the adversarial image.")
         what = f"smoothed g of {style.short_name(info)}" if params.smoothed else style.short_name(info)
         self._source_text = what
-        self._show_status(f"Attacking <b>{what}</b>: {selection.source} · {self._settings_text(params)}")
+        self._show_status(f"Attacking <b>{what}</b>: {selection.source} · {settings_text(params)}")
         self.run_engine("attack", attack_and_judge_job, request, label=f"PGD on {what}: {selection.source}",
                         keep_every=("attack_step",), on_partial=self._on_step, on_snapshot=self._show_snapshot,
                         on_done=self._finish, on_aborted=lambda _e: self._end("cancelled"),
                         on_failed=lambda event: self._end("failed", event.message), cancel_button=self.cancel_button)
         self._redraw.start()
-
-    @staticmethod
-    def _settings_text(params: AttackParams) -> str:
-        step = f"{params.step_size:g}" if params.step_size is not None else "2.5ε/steps"
-        target = dict(TARGETS)[params.target]
-        return (f"{NORM_NAMES[params.norm]} ε = {params.eps:.4g}, {params.steps} steps of {step}, "
-                f"{params.restarts} restart(s), start {params.random_start}, {target}, {dict(LOSSES)[params.loss]}")
 
     # ---------------------------------------------------------------- events (GUI thread: draw only)
 
@@ -446,29 +426,7 @@ class AttackPanel(Panel):
         self.curves.draw(self._steps_seen)
         self._last_step = self._steps_seen[-1]
         if self.state == "running":
-            self._show_status(self._step_text(self._last_step))
-
-    def _class_name(self, index: int | None) -> str:
-        classes = self.ctx.classes
-        if index is None:
-            return "—"
-        if index == ABSTAIN:
-            return "abstain"
-        return classes[index] if 0 <= index < len(classes) else f"class {index}"
-
-    def _step_text(self, step) -> str:
-        params = self.params
-        restart = f"restart {step.restart + 1}/{params.restarts}, " if params.restarts > 1 else ""
-        predicted = int(step.predicted[0])
-        verdict = ("<span style='color:%s'><b>fooled</b></span>" % style.WRONG.name()) if bool(step.success[0]) \
-            else "not fooled yet"
-        target = ""
-        if step.target_probability is not None:
-            target = f" · P(target) = {float(step.target_probability[0]):.3f}"
-        return (f"Attacking <b>{self._source_text}</b> · {restart}step {step.step}/{step.steps}<br>"
-                f"loss {float(step.loss[0]):.3f} · P(true) = {float(step.true_probability[0]):.3f}{target}<br>"
-                f"predicted <b>{self._class_name(predicted)}</b> · ‖δ‖{NORM_SUBSCRIPTS[params.norm]} = "
-                f"{float(step.perturbation_norm[0]):.4f} · {verdict}")
+            self._show_status(step_text(self._last_step, self.params, self._source_text, self.ctx.class_name))
 
     def _finish(self, outcome: AttackOutcome) -> None:
         self.outcome = outcome
@@ -483,28 +441,14 @@ class AttackPanel(Panel):
         other = f" · ‖δ‖₂{NBSP}={NBSP}{outcome.l2_value:.2f}" if outcome.norm != "l2" else ""
         self.ctx.set_strip_image("perturbation", outcome.perturbation,
                                  f"‖δ‖{sub}{NBSP}={NBSP}{outcome.norm_value:.3f}{NBSP}≤{NBSP}ε{other}")
-        verdicts = Verdicts(outcome, params, self.ctx.models, self._judged_keys, self._class_name)
+        verdicts = Verdicts(outcome, params, self.ctx.models, self._judged_keys, self.ctx.class_name)
         rows = verdicts.rows()
         self.table.set_rows(rows)
         self.table_note.setText(verdicts.note(rows))
         if outcome.target is not None:
             smoothed = "smoothed " if params.smoothed else ""
-            self.probability_plot.set_legend("target", f"{smoothed}P({self._class_name(outcome.target)}), target")
-        predicted = int(np.argmax(outcome.source_probability))
-        if outcome.target is not None:
-            verdict = (f"reached the target <b>{self._class_name(outcome.target)}</b>" if outcome.success
-                       else f"did not reach the target {self._class_name(outcome.target)}")
-        elif params.smoothed and params.source in outcome.smoothed:
-            verdict = self._smoothed_verdict(outcome.smoothed[params.source], outcome)
-        else:
-            verdict = (f"<span style='color:{style.WRONG.name()}'><b>fooled</b></span>: now "
-                       f"<b>{self._class_name(predicted)}</b>" if outcome.success
-                       else f"<span style='color:{style.CORRECT.name()}'><b>not fooled</b></span>: still "
-                            f"<b>{self._class_name(predicted)}</b>")
-        self._show_status(f"Done: <b>{self._source_text}</b> {verdict} "
-                          f"({100 * float(outcome.source_probability[predicted]):.0f}%) · "
-                          f"‖δ‖{sub}{NBSP}={NBSP}{outcome.norm_value:.4f}, the best of "
-                          f"{params.restarts * (params.steps + 1)} iterates.")
+            self.probability_plot.set_legend("target", f"{smoothed}P({self.ctx.class_name(outcome.target)}), target")
+        self._show_status(outcome_text(outcome, params, self._source_text, self.ctx.class_name))
 
     def _end(self, state: str, message: str = "") -> None:
         self.state = state

@@ -502,10 +502,6 @@ class CertifyPanel(ColumnsLayout, AnytimeMode, Panel):
         self._set_verdict(verdicts.no_model_html(sigma, self._zoo_model_for(sigma),
                                                  [m.meta.sigma for m in self.ctx.models_of_kind("noise")]))
 
-    def _class_name(self, index: int) -> str:
-        classes = self.ctx.classes
-        return classes[index] if 0 <= index < len(classes) else f"class {index}"
-
     def _true_label(self) -> int | None:
         return self.certified_selection.label if self.certified_selection is not None else None
 
@@ -519,13 +515,13 @@ class CertifyPanel(ColumnsLayout, AnytimeMode, Panel):
 
     def _show_noise(self, noise: NoiseSamples) -> None:
         self.noise = noise
-        captions = [f"{self._class_name(int(c))}\n‖ε‖ {norm:.2f}"
+        captions = [f"{self.ctx.class_name(int(c))}\n‖ε‖ {norm:.2f}"
                     for c, norm in zip(noise.predictions, noise.noise_norms)]
         self.noise_strip.set_samples(noise.display, captions)
         self._update_lengths()
 
     def _show_update(self, update: CertifyUpdate) -> None:
-        title, note = verdicts.update_texts(update, self.params.n, self._class_name)
+        title, note = verdicts.update_texts(update, self.params.n, self.ctx.class_name)
         self._set_note(note)
         if update.phase == "estimation":
             self.radius_plot.set_point(update.pA_lower, update.radius, final=update.certificate is not None)
@@ -539,7 +535,7 @@ class CertifyPanel(ColumnsLayout, AnytimeMode, Panel):
         self.radius_plot.set_point(cert.pA_lower, cert.radius, final=True)
         self.radius_plot.set_general(cert.pA_lower_simultaneous, cert.radius_general)
         html = verdicts.anytime_certificate_html if isinstance(cert, AnytimeCertificate) else verdicts.certificate_html
-        self._set_verdict(html(cert, label, self._class_name, self.params.seed))
+        self._set_verdict(html(cert, label, self.ctx.class_name, self.params.seed))
         self._update_lengths()
         self.ctx.publish_certificate(self.certified_selection, self.model_info.key, cert)
 
