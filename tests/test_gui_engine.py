@@ -75,6 +75,7 @@ def test_cancel_button_stops_a_long_job_within_half_a_second(qtbot, tmp_path):
     qtbot.waitUntil(lambda: win.status.cancel_button.isEnabled(), timeout=2000)
     qtbot.waitUntil(lambda: "a long job" in win.status.job_label.text(), timeout=2000)
     qtbot.waitUntil(lambda: win.status.progress.maximum() == 1000, timeout=2000)
+    assert win.status.progress.isVisible()  # the bar shows while a job runs, and only then (below)
     clicked = time.monotonic()
     qtbot.mouseClick(win.status.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: handle.state == "aborted", timeout=5000)
@@ -85,6 +86,7 @@ def test_cancel_button_stops_a_long_job_within_half_a_second(qtbot, tmp_path):
     assert isinstance(events[-1], Aborted)
     done = [e for e in events if isinstance(e, Progress)][-1].done
     assert done < 10_000
+    qtbot.waitUntil(lambda: not win.status.progress.isVisible(), timeout=2000)
     win.close()
 
 

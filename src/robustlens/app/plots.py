@@ -89,8 +89,8 @@ class Plot(pg.PlotWidget):
         legend.updateSize()
 
     def set_title(self, text: str) -> None:
-        """The title, 1.2× the axes' text; lines separated by <br> get the room they need. A plain title
-        wider than the plot breaks at a space (a narrow lecture column), never cut off."""
+        """The title, 1.2× the axes' text; lines separated by <br> get the room they need. A line wider
+        than the plot breaks at a space (a narrow lecture column), never cut off."""
         self._title = text
         size = self._point_size * 1.2
         shown = self._wrapped_title(text, QFontMetrics(style.sized_font(size)))
@@ -99,6 +99,8 @@ class Plot(pg.PlotWidget):
         self.getPlotItem().titleLabel.setMaximumHeight(height)
         self.getPlotItem().layout.setRowFixedHeight(0, height)
 
+    MAX_TITLE_BREAKS = 3  # per line of the title as written
+
     def _wrapped_title(self, text: str, metrics: QFontMetrics) -> str:
         # the title sits over the view box alone: the plot's width less the left axis and some air
         room = self.width() - int(self.getAxis("left").width()) - 24
@@ -106,15 +108,29 @@ class Plot(pg.PlotWidget):
         def width(html: str) -> int:
             return metrics.horizontalAdvance(re.sub(r"<[^>]*>", "", html).replace("&nbsp;", " "))
 
-        if "<br>" in text or room <= 0 or width(text) <= room:
+        def split(line: str) -> list[str]:
+            """``line`` as one or two lines: broken at the plain space (outside tags; &nbsp; keeps a
+            legend's mark with its text) where the longer of the two is shortest."""
+            spaces = [m.start() for m in re.finditer(" ", line)
+                      if line.rfind("<", 0, m.start()) <= line.rfind(">", 0, m.start())]
+            if width(line) <= room or not spaces:
+                return [line]
+            best = min(spaces, key=lambda at: max(width(line[:at]), width(line[at + 1:])))
+            return [line[:best], line[best + 1:]]
+
+        if room <= 0:
             return text
-        # plain spaces outside tags are where it may break (&nbsp; keeps a legend's mark with its text)
-        spaces = [m.start() for m in re.finditer(" ", text)
-                  if text.rfind("<", 0, m.start()) <= text.rfind(">", 0, m.start())]
-        if not spaces:
-            return text
-        best = min(spaces, key=lambda at: max(width(text[:at]), width(text[at + 1:])))  # the shorter longer line
-        return text[:best] + "<br>" + text[best + 1:]
+        lines = []
+        for written in text.split("<br>"):
+            parts = [written]
+            for _ in range(self.MAX_TITLE_BREAKS):  # the widest part again, until every part fits
+                widest = max(range(len(parts)), key=lambda i: width(parts[i]))
+                pieces = split(parts[widest])
+                if len(pieces) == 1:
+                    break
+                parts[widest:widest + 1] = pieces
+            lines += parts
+        return "<br>".join(lines)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

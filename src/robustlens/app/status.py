@@ -47,6 +47,7 @@ class JobStatus(QObject):
         self.progress.setTextVisible(True)
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
+        self.progress.setVisible(False)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the running jobs (Esc)")
         self.cancel_button.setEnabled(False)
@@ -88,6 +89,8 @@ class JobStatus(QObject):
         now = time.monotonic()
         active = [h for h in self.engine.active_jobs() if now - h.submitted_at > SHOWN_AFTER_S]
         self.cancel_button.setEnabled(any(h.user_cancellable for h in self.engine.active_jobs()))
+        # the bar only while a job is shown: idle, an empty bar reads as a blank text field
+        self.progress.setVisible(bool(active))
         if not active:
             self.progress.setRange(0, 1000)
             self.progress.setValue(0)

@@ -402,8 +402,9 @@ class BoundsTrace(Plot):
     @staticmethod
     def _key() -> str:
         def swatch(color: QColor, text: str, mark: str = "━") -> str:
-            return f"<span style='color:{color.name()}'>{mark} {text}</span>"
-        return ("Two bounds on the same samples<br>"
+            text = text.replace(" ", "&nbsp;")  # a mark and its words stay together when the key wraps
+            return f"<span style='color:{color.name()}'>{mark}&nbsp;{text}</span>"
+        return ("Two bounds, same samples<br>"
                 + "&nbsp; ".join((swatch(RADIUS_COLOR, "anytime"), swatch(FIXED_N_COLOR, "fixed n"),
                                   swatch(UPPER_COLOR, "upper", "┅"), swatch(QColor(90, 90, 90), "ceilings", "╌"))))
 
@@ -419,7 +420,8 @@ class BoundsTrace(Plot):
         self.note.setHtml(
             f"ceilings at max n = {max_n:,}:<br>"
             f"<span style='color:{FIXED_N_COLOR.name()}'>fixed n {fixed[-1]:.3f}</span> · "
-            f"<span style='color:{RADIUS_COLOR.name()}'>anytime {anytime[-1]:.3f}</span> (α/{looks} per look)")
+            f"<span style='color:{RADIUS_COLOR.name()}'>anytime {anytime[-1]:.3f}</span><br>"
+            f"(anytime: α/{looks} per look)")
         self.note.setPos(np.log10(max(n[0], 1)) + 0.02, self._top * 0.99)
         self.show_trace(None)
 
