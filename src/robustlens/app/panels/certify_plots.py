@@ -190,6 +190,13 @@ class RadiusCurvePlot(Plot):
         self.marker_label.setPos(self.X_RANGE[0] + 0.005, ceiling * 0.93)
 
 
+Texts = str | tuple[str, ...]
+
+
+def _forms(text: Texts) -> tuple[str, ...]:
+    return (text,) if isinstance(text, str) else tuple(text) or ("",)
+
+
 class NoiseVsRadius(QWidget):
     """Two lengths to scale: a typical noise draw ‖ε‖₂ ≈ σ√d against the certified radius R = O(σ)
     (the lecture point that the certified ball is tiny next to the noise the classifier tolerates)."""
@@ -197,24 +204,34 @@ class NoiseVsRadius(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.noise_norm: float | None = None
-        self.noise_text = ""
+        self.noise_text: tuple[str, ...] = ("",)
         self.radius: float | None = None
-        self.radius_text = ""
+        self.radius_text: tuple[str, ...] = ("",)
         self.ceiling: float | None = None
-        self.footer = ""
+        self.footer: tuple[str, ...] = ("",)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
-    def set_lengths(self, noise_norm: float | None, noise_text: str, radius: float | None, radius_text: str,
-                    ceiling: float | None, footer: str) -> None:
-        self.noise_norm, self.noise_text = noise_norm, noise_text
-        self.radius, self.radius_text = radius, radius_text
-        self.ceiling, self.footer = ceiling, footer
-        self.setToolTip(f"{noise_text}\n{radius_text}\n{footer}")
+    def set_lengths(self, noise_norm: float | None, noise_text: Texts, radius: float | None, radius_text: Texts,
+                    ceiling: float | None, footer: Texts) -> None:
+        """The two lengths and their texts; a text is a string or its forms from the longest down (the
+        longest that fits the width is drawn, the longest is in the tooltip)."""
+        self.noise_norm, self.noise_text = noise_norm, _forms(noise_text)
+        self.radius, self.radius_text = radius, _forms(radius_text)
+        self.ceiling, self.footer = ceiling, _forms(footer)
+        self.setToolTip("\n".join(forms[0] for forms in (self.noise_text, self.radius_text, self.footer)))
         self.updateGeometry()
         self.update()
 
     def _line(self) -> int:
         return QFontMetrics(self.font()).height()
+
+    def _fitting(self, forms: tuple[str, ...], width: float) -> str:
+        """The longest form that fits ``width``; the shortest elided when none does (tooltip: all)."""
+        metrics = QFontMetrics(self.font())
+        for text in forms:
+            if metrics.horizontalAdvance(text) <= width:
+                return text
+        return metrics.elidedText(forms[-1], Qt.TextElideMode.ElideRight, int(width))
 
     def sizeHint(self) -> QSize:
         return QSize(320, int(self._line() * 5.2))
@@ -235,7 +252,7 @@ class NoiseVsRadius(QWidget):
         for value, text, color in ((self.noise_norm, self.noise_text, NOISE_COLOR),
                                    (self.radius, self.radius_text, RADIUS_COLOR)):
             painter.setPen(text_color)
-            shown = QFontMetrics(self.font()).elidedText(text, Qt.TextElideMode.ElideRight, int(width))  # (tooltip: all)
+            shown = self._fitting(text, width)
             painter.drawText(QRectF(2, top, width, line), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                              shown)
             bar = QRectF(2, top + line + 1, width, line * 0.62)
@@ -249,7 +266,7 @@ class NoiseVsRadius(QWidget):
                 painter.drawLine(int(x), int(bar.top() - 2), int(x), int(bar.bottom() + 2))
             top += int(line * 1.9)
         painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
-        footer = QFontMetrics(self.font()).elidedText(self.footer, Qt.TextElideMode.ElideRight, int(width))
+        footer = self._fitting(self.footer, width)
         painter.drawText(QRectF(2, top, width, line * 1.3), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          footer)
 

@@ -120,17 +120,23 @@ def lengths(params: CertifyParams, dim: int, cert: Certificate | None):
     σ Φ⁻¹(α^(1/n)), the footer). ``cert`` only when it was certified at ``params.sigma``."""
     sigma = params.sigma
     expected = expected_noise_norm(sigma, dim)
-    noise_text = f"noise ‖ε‖₂ ≈ σ√d = {sigma:g}·√{dim} = {expected:.2f}"
+    # each text as its forms from the longest down: the bars draw the longest that fits their column
+    noise_text = (f"noise ‖ε‖₂ ≈ σ√d = {sigma:g}·√{dim} = {expected:.2f}", f"noise ‖ε‖₂ ≈ σ√d = {expected:.2f}",
+                  f"‖ε‖₂ ≈ {expected:.2f}")
     ceiling = (anytime_max_radius(sigma, params.n, params.alpha) if params.mode == "anytime"
                else max_certifiable_radius(sigma, params.n, params.alpha))
     if cert is None:
-        radius, radius_text = None, f"certified R: —  (at most {ceiling:.2f}, dashed)"
-        footer = "R = σ Φ⁻¹(pA) = O(σ), while ‖ε‖₂ = O(σ√d)."
+        radius = None
+        radius_text = (f"certified R: —  (at most {ceiling:.2f}, dashed)", f"certified R: — (at most {ceiling:.2f})")
+        footer = ("R = σ Φ⁻¹(pA) = O(σ), while ‖ε‖₂ = O(σ√d).", "R = O(σ), ‖ε‖₂ = O(σ√d).")
     elif cert.abstained:
-        radius, radius_text = 0.0, "certified R = 0 (abstained)"
-        footer = "Abstained: no radius is certified."
+        radius, radius_text = 0.0, ("certified R = 0 (abstained)", "R = 0 (abstained)")
+        footer = ("Abstained: no radius is certified.", "Abstained.")
     else:
         radius = cert.radius
-        radius_text = f"certified R = {radius:.3f}  (dashed: ceiling {cert.max_radius:.3f})"
-        footer = f"A typical noise draw is {expected / radius:.0f}× longer than R." if radius > 0 else ""
+        radius_text = (f"certified R = {radius:.3f}  (dashed: ceiling {cert.max_radius:.3f})",
+                       f"certified R = {radius:.3f} (ceiling {cert.max_radius:.3f})", f"certified R = {radius:.3f}")
+        times = expected / radius if radius > 0 else 0
+        footer = (f"A typical noise draw is {times:.0f}× longer than R.", f"A noise draw is {times:.0f}× longer than R.",
+                  f"noise ≈ {times:.0f}× R") if radius > 0 else ("",)
     return expected, noise_text, radius, radius_text, ceiling, footer
