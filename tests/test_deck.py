@@ -384,3 +384,30 @@ def test_moving_on_stops_the_last_steps_jobs_without_calling_them_cancelled(wind
         window.cancel_jobs()
         qtbot.waitUntil(lambda: not _user_jobs(window), timeout=60_000)
     controller.close()
+
+
+def test_the_tradeoff_step_draws_the_shipped_curves_in_the_certify_tab(window, qtbot):
+    """The σ trade-off step draws each shipped certify run's certified-accuracy curve in the tab's own
+    plot (not only a table in the pane), the values those of the TSVs' own columns; Run all σ replaces
+    them with a run here."""
+    deck = load_deck(window)
+    controller = open_deck(window, deck)
+    tradeoff = next(i for i, s in enumerate(deck.steps) if s.replay and s.tab == "Certify")
+    assert controller.show_step(tradeoff) == []
+    section = window.panels["Certify"].accuracy
+    curves = section.plot.curves
+    assert len(curves) == len(deck.steps[tradeoff].replay)
+    for path in deck.steps[tradeoff].replay:
+        radii, accuracy = curves[path.stem.removeprefix("certify-")].getData()
+        assert radii[0] == 0 and accuracy[-1] == 0  # from r = 0 to past the largest certified radius
+        for at in range(0, len(radii), 17):
+            assert accuracy[at] == pytest.approx(_tsv_accuracy(path, float(radii[at])))
+    assert "shipped" in section.status.text()
+    window.cancel_jobs()
+    section.images_box.setValue(2)
+    section.n_box.setValue(100)
+    section.run_button.click()
+    assert set(section.plot.curves) != set(curves) or "shipped" not in section.status.text()
+    window.cancel_jobs()
+    qtbot.waitUntil(lambda: not _user_jobs(window), timeout=60_000)
+    controller.close()

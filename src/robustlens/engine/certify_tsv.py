@@ -70,6 +70,14 @@ class CertifyTable:
     def accuracy_at(self, radii) -> np.ndarray:
         return certified_accuracy(self.radius, self.correct, radii)
 
+    def accuracy_curve(self, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+        """Certified accuracy (correct and radius ≥ r) on a grid of r from 0 a little past the largest
+        certified radius, each radius in the file among the grid points, so every step is drawn."""
+        top = float(self.radius.max(initial=0.0))
+        grid = np.linspace(0.0, max(top * 1.05, 1e-3), points)
+        radii = np.unique(np.concatenate([grid, self.radius[self.correct]]))
+        return radii, self.accuracy_at(radii)
+
 
 def read_certify_tsv(path: Path | str) -> CertifyTable:
     """Read a certify TSV (ours, with or without its settings line, or the reference's). Raises

@@ -16,12 +16,15 @@ The jobs are ``engine/certify_jobs.py``'s; the words are ``certify_verdicts.py``
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from robustlens.engine.anytime import AnytimeCertificate
+from robustlens.engine.certify_tsv import read_certify_tsv
 from robustlens.engine.certify_jobs import (NOISE_SHOWN, AccuracyRequest, CertifyParams, PrepareRequest,
                                             accuracy_curves_job, prepare_smooths_job)
 from robustlens.engine.smoothing import Certificate, CertifyUpdate, NoiseSamples
@@ -480,6 +483,29 @@ class CertifyPanel(ColumnsLayout, AnytimeMode, Panel):
                         on_failed=lambda event: self.accuracy.failed(event.message),
                         cancel_button=self.accuracy.cancel_button)
 
+    def show_replay(self, paths) -> None:
+        """The deck's shipped certify runs (``robustlens certify`` TSVs named certify-noise-SIGMA.tsv) as the
+        accuracy curves, each in the colour of the loaded noise model at that σ; Run all σ reruns here.
+        A file that does not read is left out (the deck file was checked when it loaded)."""
+        palette = style.model_colors(self.ctx.models)
+        curves, counts = [], set()
+        for path in paths:
+            try:
+                table = read_certify_tsv(path)
+            except (OSError, ValueError):
+                continue
+            name = Path(path).stem.removeprefix("certify-")
+            sigma = _sigma_in(name)
+            model = next((m for m in self.ctx.models_of_kind("noise") if sigma is not None and m.meta.sigma == sigma),
+                         None)
+            color = QColor(palette.get(model.key, QColor("#7f7f7f"))) if model is not None else QColor("#7f7f7f")
+            radii, accuracy = table.accuracy_curve()
+            curves.append((name, f"{sigma:g}" if sigma is not None else name, color, radii, accuracy))
+            counts.add(len(table))
+        if curves:
+            images = " / ".join(f"{count:,}" for count in sorted(counts))
+            self.accuracy.show_shipped(curves, f"{images} images")
+
     def _update_accuracy_hint(self) -> None:
         self.accuracy.show_hint(len(self.ctx.models_of_kind("noise")), self.job_running("certify-accuracy"))
 
@@ -582,3 +608,11 @@ class CertifyPanel(ColumnsLayout, AnytimeMode, Panel):
     def _fit_verdict(self) -> None:
         """Room for the longest verdict, so the histogram below does not jump when it arrives."""
         self.verdict.setMinimumHeight(int(self.verdict.fontMetrics().height() * 7.6))
+
+
+def _sigma_in(name: str) -> float | None:
+    """The σ in a shipped run's name ("noise-0.25"), or None."""
+    try:
+        return float(name.rsplit("-", 1)[-1])
+    except ValueError:
+        return None

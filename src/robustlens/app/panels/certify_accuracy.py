@@ -56,6 +56,7 @@ class AccuracySection(QGroupBox):
         self._colors: dict[str, QColor] = {}            # model key -> its colour (style.model_colors)
         self._total = 0
         self._started = 0.0
+        self._shipped = False  # the curves are a shipped run's (show_shipped), not this window's
 
         column = QVBoxLayout(self)
         column.setContentsMargins(6, 6, 6, 6)
@@ -70,9 +71,21 @@ class AccuracySection(QGroupBox):
         column.addWidget(self.table)
         column.addWidget(self.status)
 
+    def show_shipped(self, curves: list[tuple[str, str, QColor, object, object]], what: str) -> None:
+        """Curves of a shipped run (the deck's replayed certify TSVs): (key, σ label, colour, radii,
+        accuracy) each, and ``what`` they are; Run all σ replaces them with a run here."""
+        top = max([float(radii[-1]) for _key, _label, _color, radii, _accuracy in curves] + [1e-3])
+        self.plot.reset([(key, label, color) for key, label, color, _r, _a in curves], top, "shipped run")
+        for key, _label, _color, radii, accuracy in curves:
+            self.plot.set_curve(key, radii, accuracy)
+        self.rows, self._shipped = {}, True
+        self.table.setText("")
+        self.status.setStyleSheet("")
+        self.status.setText(f"the shipped run ({what}); Run all σ certifies here")
+
     def show_hint(self, noise_models: int, running: bool) -> None:
         """What Run all σ would do, while the plot is empty."""
-        if any(self.rows.values()) or running:
+        if any(self.rows.values()) or running or self._shipped:
             return
         if noise_models:
             # short lines: the plot may be a narrow column (lecture mode)
@@ -91,6 +104,7 @@ class AccuracySection(QGroupBox):
         """Empty curves for ``models`` (sorted as the job certifies them), each in its colour among
         the ``loaded`` models (the strip's, the legend's, every panel's)."""
         self.status.setStyleSheet("")
+        self._shipped = False
         sigmas = [f"{m.meta.sigma:g}" for m in models]
         # two models at one σ (a built-in one and a file) are told apart by name
         self._labels = {m.key: text if sigmas.count(text) == 1 else f"{text} ({style.short_name(m)})"

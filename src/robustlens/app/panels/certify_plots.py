@@ -361,7 +361,8 @@ class AccuracyPlot(Plot):
         key = []
         for name, text, color in names_and_colors:
             self.curves[name] = self.plot([], [], pen=pg.mkPen(color, width=2.5))
-            key.append(f"<span style='color:{QColor(color).name()}'>━ {text}</span>")  # ━ 0.25
+            # ━ 0.25; the mark stays with its σ when the key wraps
+            key.append(f"<span style='color:{QColor(color).name()}'>━&nbsp;{text.replace(' ', '&nbsp;')}</span>")
         self.setXRange(0, max(max_radius, 1e-3), padding=0.02)
         self.setYRange(0, 1.0, padding=0.02)
         self.hint.setPos(max(max_radius, 1e-3) / 2, 0.5)
