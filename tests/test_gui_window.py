@@ -346,3 +346,25 @@ def test_prediction_bars_never_cut_a_class_name_short(qtbot, width):
     else:
         assert metrics.horizontalAdvance(f"{classes[0]}  100%") + 8 <= bar_width
     assert not bars._labels_above(2000)
+
+
+@pytest.mark.parametrize("labels_above", [False, True])
+def test_compact_bars_put_a_long_class_on_its_own_line_only_where_asked(qtbot, labels_above):
+    """Compact bars (lecture mode) in the strip keep one line per model, its height counted on; under the
+    Features tab's images (labels_above) a class that does not fit beside its percentage takes its own
+    line instead of being cut to 'A… 100%'."""
+    from PySide6.QtGui import QColor
+
+    from robustlens.app.predictions import PredictionBars, PredictionRow
+    from robustlens.engine.data import FASHION_MNIST_CLASSES as classes
+
+    bars = PredictionBars()
+    qtbot.addWidget(bars)
+    probs = np.zeros(len(classes))
+    probs[9] = 1.0  # "Ankle boot  100%"
+    bars.set_rows([PredictionRow("standard", "standard", probs, QColor("blue"))], classes, 9)
+    bars.set_compact(True, labels_above=labels_above)
+    narrow = 90
+    assert bars._labels_above(narrow) == labels_above
+    assert (bars.heightForWidth(narrow) > bars.heightForWidth(2000)) == labels_above
+    assert not bars._labels_above(2000)

@@ -35,6 +35,7 @@ class PredictionBars(QWidget):
         self._true_label: int | None = None
         self._empty_text = ""
         self._compact = False
+        self._compact_labels_above = False  # see set_compact
         policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
@@ -53,10 +54,13 @@ class PredictionBars(QWidget):
     def rows(self) -> list[PredictionRow]:
         return list(self._rows)
 
-    def set_compact(self, on: bool) -> None:
+    def set_compact(self, on: bool, labels_above: bool = False) -> None:
         """Compact (the lecture strip): no names, a wide colour chip per model (the one palette says
-        which model; the tooltip names them), tighter lines."""
+        which model; the tooltip names them), tighter lines. ``labels_above``: where the bars have
+        height to spare (not the strip), a class that does not fit beside its percentage still goes on
+        its own line."""
         self._compact = bool(on)
+        self._compact_labels_above = bool(labels_above)
         self.updateGeometry()
         self.update()
 
@@ -95,7 +99,7 @@ class PredictionBars(QWidget):
         """The class name goes on its own line above its bar (the bar keeps the percentage) when
         'class  100%' would not fit on the bar: a name is never cut short. Not in the compact strip,
         whose height the lecture layout counts on (its cards are sized for the labels)."""
-        if not self._rows or not self._classes or self._compact:
+        if not self._rows or not self._classes or (self._compact and not self._compact_labels_above):
             return False
         metrics = QFontMetrics(self.font())
         widest = max(metrics.horizontalAdvance(f"{c}  100%") for c in self._classes)

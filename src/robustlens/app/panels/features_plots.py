@@ -108,7 +108,7 @@ class ImageColumn(QFrame):
         """Lecture mode: the models' colour chips instead of their names above the bars (one line per
         model, as in the strip; the tooltip names them) a little smaller than the lecture font, as in the
         strip, so three models fit under a 720-line image and a narrow column keeps the class names."""
-        self.bars.set_compact(on)
+        self.bars.set_compact(on, labels_above=True)  # the column has height to spare: no class cut short
         font = QFont(self.font())
         if on:
             font.setPointSizeF(font.pointSizeF() * COMPACT_BARS_SCALE)
