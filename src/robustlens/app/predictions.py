@@ -57,8 +57,8 @@ class PredictionBars(QWidget):
     def set_compact(self, on: bool, labels_above: bool = False) -> None:
         """Compact (the lecture strip): no names, a wide colour chip per model (the one palette says
         which model; the tooltip names them), tighter lines. ``labels_above``: where the bars have
-        height to spare (not the strip), a class that does not fit beside its percentage still goes on
-        its own line."""
+        height to spare (not the strip), a class shown that does not fit beside its percentage goes on
+        its own line (decided on the classes shown, so a bar that fits keeps its single line)."""
         self._compact = bool(on)
         self._compact_labels_above = bool(labels_above)
         self.updateGeometry()
@@ -102,7 +102,12 @@ class PredictionBars(QWidget):
         if not self._rows or not self._classes or (self._compact and not self._compact_labels_above):
             return False
         metrics = QFontMetrics(self.font())
-        widest = max(metrics.horizontalAdvance(f"{c}  100%") for c in self._classes)
+        if self._compact:  # room is short here: only for the labels shown, not for any class there is
+            shown = [f"{self._class_name(int(np.argmax(r.probs)))}  {float(np.max(r.probs)):.0%}" for r in self._rows
+                     if r.probs is not None and not isinstance(r.probs, str) and len(r.probs)]
+            widest = max([metrics.horizontalAdvance(text) for text in shown] or [0])
+        else:
+            widest = max(metrics.horizontalAdvance(f"{c}  100%") for c in self._classes)
         return widest + 8 > self._bar_geometry(width)[2]
 
     def hasHeightForWidth(self) -> bool:
