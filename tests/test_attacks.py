@@ -193,6 +193,34 @@ def test_the_sub_batch_holds_the_activations_in_cache(standard):
     assert 2 * sub * per_image > CACHE_BYTES or sub == MAX_SUB_BATCH
 
 
+@pytest.mark.parametrize("arch", ["fmnist-resnet", "cifar_resnet20"])
+def test_residual_networks_split_with_the_unsplit_gradient(arch):
+    """Our residual architectures (eval mode) treat every image on its own: PGD splits them into
+    cache-sized sub-batches, with the gradient of the whole batch at once, bit for bit."""
+    from robustlens.engine.attack_gradients import loss_and_gradient
+    from robustlens.engine.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    for module in model.modules():  # running statistics away from 0 / 1, as a trained model's
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    shape = tuple(model.meta.input_shape)
+    x, y = torch.rand((80,) + shape), torch.arange(80) % 10
+    sub = gradient_sub_batch(model, x)
+    assert sub is not None and sub < len(x)
+
+    def objective(logits, classes):
+        return nn.functional.cross_entropy(logits, classes, reduction="none")
+
+    split = loss_and_gradient(model, x, y, objective, sub)
+    whole = loss_and_gradient(model, x, y, objective, None)
+    for ours, theirs in zip(split, whole):
+        assert torch.equal(ours, theirs)
+    assert gradient_sub_batch(model.train(), x) is None  # batch statistics: the whole batch
+
+
 class _BatchMean(nn.Module):
     """A layer whose output depends on the whole batch (an unknown module type)."""
 
