@@ -128,8 +128,8 @@ class DeckController(QObject):
             if step.run:
                 window.request_run()
             self._click(panel, step.click)
-            if step.replay and hasattr(panel, "show_replay"):  # the shipped result drawn in the tab itself
-                panel.show_replay(step.replay)
+            if step.replay_rows and hasattr(panel, "show_replay"):  # the shipped result drawn in the tab itself
+                panel.show_replay(step.replay_rows)
         self.pane.show_step(index, step, self.problems)
         self.stepShown.emit(index)
         return list(self.problems)

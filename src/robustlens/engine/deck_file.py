@@ -58,10 +58,15 @@ class DeckError(ValueError):
 
 @dataclass(frozen=True)
 class ReplayRow:
-    """One shipped certify run: certified accuracy at :data:`REPLAY_RADII` (abstentions count as wrong)."""
+    """One shipped certify run: certified accuracy at :data:`REPLAY_RADII` (abstentions count as wrong),
+    its whole curve (``curve_radii``, ``curve_accuracy``: CertifyTable.accuracy_curve) and the σ its
+    name gives ("noise-0.25"; None when it names none)."""
     name: str
     images: int
     accuracy: tuple[float, ...]
+    sigma: float | None = None
+    curve_radii: tuple[float, ...] = ()
+    curve_accuracy: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,17 @@ def _replay_row(path: Path, label: str) -> ReplayRow:
     except (OSError, ValueError) as error:
         raise DeckError(f"{label}: {_one_line(error)}") from None
     name = path.stem.removeprefix("certify-")
-    return ReplayRow(name, len(table), tuple(float(v) for v in table.accuracy_at(REPLAY_RADII)))
+    radii, accuracy = table.accuracy_curve()
+    return ReplayRow(name, len(table), tuple(float(v) for v in table.accuracy_at(REPLAY_RADII)), _sigma_in(name),
+                     tuple(float(r) for r in radii), tuple(float(a) for a in accuracy))
+
+
+def _sigma_in(name: str) -> float | None:
+    """The σ in a shipped run's name ("noise-0.25"), or None."""
+    try:
+        return float(name.rsplit("-", 1)[-1])
+    except ValueError:
+        return None
 
 
 def _strings(value: Any, label: str) -> tuple[str, ...]:

@@ -16,7 +16,6 @@ The jobs are ``engine/certify_jobs.py``'s; the words are ``certify_verdicts.py``
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -24,7 +23,6 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from robustlens.engine.anytime import AnytimeCertificate
-from robustlens.engine.certify_tsv import read_certify_tsv
 from robustlens.engine.certify_jobs import (NOISE_SHOWN, AccuracyRequest, CertifyParams, PrepareRequest,
                                             accuracy_curves_job, prepare_smooths_job)
 from robustlens.engine.smoothing import Certificate, CertifyUpdate, NoiseSamples
@@ -483,27 +481,19 @@ class CertifyPanel(ColumnsLayout, AnytimeMode, Panel):
                         on_failed=lambda event: self.accuracy.failed(event.message),
                         cancel_button=self.accuracy.cancel_button)
 
-    def show_replay(self, paths) -> None:
-        """The deck's shipped certify runs (``robustlens certify`` TSVs named certify-noise-SIGMA.tsv) as the
-        accuracy curves, each in the colour of the loaded noise model at that σ; Run all σ reruns here.
-        A file that does not read is left out (the deck file was checked when it loaded)."""
+    def show_replay(self, rows) -> None:
+        """The deck's shipped certify runs (engine.deck_file.ReplayRow, read when the deck loaded) as the
+        accuracy curves, each in the colour of the loaded noise model at its σ; Run all σ reruns here."""
         palette = style.model_colors(self.ctx.models)
-        curves, counts = [], set()
-        for path in paths:
-            try:
-                table = read_certify_tsv(path)
-            except (OSError, ValueError):
-                continue
-            name = Path(path).stem.removeprefix("certify-")
-            sigma = _sigma_in(name)
-            model = next((m for m in self.ctx.models_of_kind("noise") if sigma is not None and m.meta.sigma == sigma),
-                         None)
+        curves = []
+        for row in rows:
+            model = next((m for m in self.ctx.models_of_kind("noise")
+                          if row.sigma is not None and m.meta.sigma == row.sigma), None)
             color = QColor(palette.get(model.key, QColor("#7f7f7f"))) if model is not None else QColor("#7f7f7f")
-            radii, accuracy = table.accuracy_curve()
-            curves.append((name, f"{sigma:g}" if sigma is not None else name, color, radii, accuracy))
-            counts.add(len(table))
+            label = f"{row.sigma:g}" if row.sigma is not None else row.name
+            curves.append((row.name, label, color, np.asarray(row.curve_radii), np.asarray(row.curve_accuracy)))
         if curves:
-            images = " / ".join(f"{count:,}" for count in sorted(counts))
+            images = " / ".join(f"{count:,}" for count in sorted({row.images for row in rows}))
             self.accuracy.show_shipped(curves, f"{images} images")
 
     def _update_accuracy_hint(self) -> None:
@@ -608,11 +598,3 @@ class CertifyPanel(ColumnsLayout, AnytimeMode, Panel):
     def _fit_verdict(self) -> None:
         """Room for the longest verdict, so the histogram below does not jump when it arrives."""
         self.verdict.setMinimumHeight(int(self.verdict.fontMetrics().height() * 7.6))
-
-
-def _sigma_in(name: str) -> float | None:
-    """The σ in a shipped run's name ("noise-0.25"), or None."""
-    try:
-        return float(name.rsplit("-", 1)[-1])
-    except ValueError:
-        return None
